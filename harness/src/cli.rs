@@ -1,0 +1,43 @@
+//! Command-line arguments (plain clap structs) and dispatch to each command.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes shared by every command.
+pub mod exit {
+    /// Everything passed.
+    pub const OK: u8 = 0;
+    /// The command ran, and what it checked failed.
+    pub const FINDINGS: u8 = 1;
+    /// Bad input or configuration: nothing was checked.
+    pub const USAGE: u8 = 2;
+    /// Interrupted by Ctrl-C (after cleaning up).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "isoharness", version, about = "Build and validate OpenStack guest images from installation ISOs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve mockstack (Keystone, Glance, Nova) on one port until Ctrl-C.
+    Mock(crate::mock_cmd::MockArgs),
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Mock(args) => crate::mock_cmd::run(args).await,
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! isoharness: build OpenStack guest images from installation ISOs, and validate them, against a real cloud or mockstack.
+
+pub mod cli;
+pub mod mock_cmd;

@@ -1,0 +1,47 @@
+//! The libvirt driver behaviours mockstack can simulate for an instance booted from an ISO.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which disk assembly the simulated compute host uses (see ../shared/OS-MATRIX.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// Upstream Nova: the ISO is the root CD-ROM; snapshots copy the ISO.
+    Stock,
+    /// The article's change: a blank virtio root disk first, the OS ISO and the VirtIO ISO as CD-ROMs.
+    Patched,
+    /// `Patched` plus a driver floppy for text-mode Windows setup.
+    PatchedFloppy,
+}
+
+impl Layout {
+    pub const ALL: [Layout; 3] = [Layout::Stock, Layout::Patched, Layout::PatchedFloppy];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Stock => "stock",
+            Layout::Patched => "patched",
+            Layout::PatchedFloppy => "patched-floppy",
+        }
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Layout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Layout::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s)
+            .ok_or_else(|| format!("unknown layout {s:?}: expected stock, patched or patched-floppy"))
+    }
+}

@@ -1,0 +1,156 @@
+//! The shared state of one mockstack: configuration, clock, identities, tokens, each service's tables and the journal.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::auth::TokenStore;
+use crate::clock::{Clock, ClockMode};
+use crate::identity::IdentitySet;
+use crate::journal::Journal;
+use crate::layout::Layout;
+
+/// How a mockstack is set up. `Config::default()` is what `isoharness mock` starts with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub identities: IdentitySet,
+    pub token_ttl: Duration,
+    pub clock: ClockMode,
+    /// Where image data and instance disks live; a fresh temporary directory when `None`.
+    pub state_dir: Option<PathBuf>,
+    pub region: String,
+    /// Largest image upload accepted, as Glance's `image_size_cap` (default 1 TiB).
+    pub image_size_cap: u64,
+    /// The libvirt driver behaviour the simulated compute host follows.
+    pub layout: Layout,
+    /// The Glance image (name or id) a patched Nova attaches as the VirtIO-driver CD-ROM,
+    /// like a `[libvirt] virtio_win_image` option would name it.
+    pub virtio_win_image: Option<String>,
+    /// The Glance image (name or id) the `patched-floppy` layout attaches as the driver floppy.
+    pub driver_floppy_image: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            identities: IdentitySet::builtin(),
+            token_ttl: crate::auth::DEFAULT_TOKEN_TTL,
+            clock: ClockMode::Real,
+            state_dir: None,
+            region: "RegionOne".into(),
+            image_size_cap: 1 << 40,
+            layout: Layout::Patched,
+            virtio_win_image: Some(DEFAULT_VIRTIO_WIN_IMAGE.into()),
+            driver_floppy_image: Some(DEFAULT_DRIVER_FLOPPY_IMAGE.into()),
+        }
+    }
+}
+
+/// The image name a patched compute host looks for when no other is configured.
+pub const DEFAULT_VIRTIO_WIN_IMAGE: &str = "virtio-win";
+/// The image name the `patched-floppy` layout looks for when no other is configured.
+pub const DEFAULT_DRIVER_FLOPPY_IMAGE: &str = "virtio-win-floppy";
+
+/// Handle on one mockstack's state; cheap to clone, shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    clock: Arc<Clock>,
+    tokens: TokenStore,
+    journal: Journal,
+    glance: crate::glance::GlanceState,
+    nova: crate::nova::NovaState,
+    base_url: OnceLock<String>,
+    data_dir: PathBuf,
+    // Kept so the temporary directory lives exactly as long as the state.
+    _temp_dir: Option<tempfile::TempDir>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> std::io::Result<AppState> {
+        let (data_dir, temp_dir) = match &config.state_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                (dir.clone(), None)
+            }
+            None => {
+                let t = tempfile::Builder::new().prefix("mockstack-").tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let clock = Arc::new(Clock::new(config.clock));
+        let glance = crate::glance::GlanceState::new(&data_dir.join("images"))?;
+        let nova = crate::nova::NovaState::new(&data_dir.join("instances"))?;
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                config,
+                clock,
+                tokens: TokenStore::default(),
+                journal: Journal::default(),
+                glance,
+                nova,
+                base_url: OnceLock::new(),
+                data_dir,
+                _temp_dir: temp_dir,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn clock(&self) -> &Arc<Clock> {
+        &self.inner.clock
+    }
+
+    pub fn tokens(&self) -> &TokenStore {
+        &self.inner.tokens
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    pub fn identities(&self) -> &IdentitySet {
+        &self.inner.config.identities
+    }
+
+    pub fn glance(&self) -> &crate::glance::GlanceState {
+        &self.inner.glance
+    }
+
+    pub fn nova(&self) -> &crate::nova::NovaState {
+        &self.inner.nova
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Sets the URL clients reach this mockstack at (once, when the listener is bound).
+    pub fn set_base_url(&self, url: String) {
+        let _ = self.inner.base_url.set(url);
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        self.inner.base_url.get().map(String::as_str).unwrap_or("http://127.0.0.1")
+    }
+
+    pub fn identity_url(&self) -> String {
+        format!("{}/identity", self.base_url())
+    }
+
+    pub fn image_url(&self) -> String {
+        format!("{}/image", self.base_url())
+    }
+
+    pub fn compute_url(&self) -> String {
+        format!("{}/compute/v2.1", self.base_url())
+    }
+}
