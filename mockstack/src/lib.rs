@@ -8,6 +8,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod glance;
+pub mod guest;
 pub mod identity;
 pub mod journal;
 pub mod keystone;
