@@ -72,9 +72,8 @@ impl MockArgs {
 pub async fn run(args: MockArgs) -> anyhow::Result<u8> {
     let config = args.to_config()?;
     let builtin = args.identities.is_none();
-    let mock = MockStack::start(config, args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let mock =
+        MockStack::start(config, args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let state = mock.state();
     eprintln!("mockstack listening on {} (layout {})", mock.url(), state.config().layout);
     eprintln!("  identity  {}/v3", state.identity_url());
@@ -99,8 +98,7 @@ pub async fn run(args: MockArgs) -> anyhow::Result<u8> {
         }
     }
     if let Some(path) = &args.clouds_yaml {
-        std::fs::write(path, clouds_yaml(&mock))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, clouds_yaml(&mock)).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {} (clouds: mockstack, mockstack-<user>)", path.display());
     }
     tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;

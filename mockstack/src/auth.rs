@@ -97,11 +97,7 @@ impl Caller {
 
 /// The 401 keystonemiddleware answers for a missing, unknown or expired token.
 pub fn unauthorized(state: &AppState, service: Service) -> ApiError {
-    let mut e = ApiError::new(
-        service,
-        StatusCode::UNAUTHORIZED,
-        "The request you have made requires authentication.",
-    );
+    let mut e = ApiError::new(service, StatusCode::UNAUTHORIZED, "The request you have made requires authentication.");
     if service != Service::Identity {
         // keystonemiddleware always writes Keystone's body, whatever the service.
         e.service = Service::Identity;
@@ -125,20 +121,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let service = parts
-            .extensions
-            .get::<Service>()
-            .copied()
-            .unwrap_or_else(|| service_of(parts.uri.path()));
+        let service = parts.extensions.get::<Service>().copied().unwrap_or_else(|| service_of(parts.uri.path()));
         let token = parts
             .headers
             .get("x-auth-token")
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| unauthorized(state, service))?;
-        let info = state
-            .tokens()
-            .validate(token, state.clock().now())
-            .ok_or_else(|| unauthorized(state, service))?;
+        let info = state.tokens().validate(token, state.clock().now()).ok_or_else(|| unauthorized(state, service))?;
         Ok(Caller { token: info })
     }
 }

@@ -27,8 +27,7 @@ impl std::str::FromStr for ClockMode {
             "manual" => Ok(ClockMode::Manual { tick: Duration::from_secs(1) }),
             _ => {
                 if let Some(f) = s.strip_prefix("scaled:").or_else(|| s.strip_prefix("x")) {
-                    let factor: f64 =
-                        f.parse().map_err(|_| format!("bad clock scale factor {f:?}"))?;
+                    let factor: f64 = f.parse().map_err(|_| format!("bad clock scale factor {f:?}"))?;
                     if !(factor.is_finite() && factor > 0.0) {
                         return Err(format!("clock scale factor must be positive, got {f}"));
                     }
@@ -52,12 +51,7 @@ pub struct Clock {
 
 impl Clock {
     pub fn new(mode: ClockMode) -> Clock {
-        Clock {
-            mode,
-            wall_start: Instant::now(),
-            epoch: Timestamp::now(),
-            manual_offset: Mutex::new(Duration::ZERO),
-        }
+        Clock { mode, wall_start: Instant::now(), epoch: Timestamp::now(), manual_offset: Mutex::new(Duration::ZERO) }
     }
 
     pub fn mode(&self) -> ClockMode {

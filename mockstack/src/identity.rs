@@ -125,18 +125,14 @@ impl IdentitySet {
     }
 
     pub fn load(path: &Path) -> Result<IdentitySet, IdentityError> {
-        let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| IdentityError::Read { path: path.display().to_string(), source })?;
         Self::from_toml_str(&text, &path.display().to_string())
     }
 
     pub fn from_toml_str(text: &str, origin: &str) -> Result<IdentitySet, IdentityError> {
-        let model: FileModel = toml::from_str(text).map_err(|e| IdentityError::Parse {
-            path: origin.to_string(),
-            message: toml_error_with_line(text, &e),
-        })?;
+        let model: FileModel = toml::from_str(text)
+            .map_err(|e| IdentityError::Parse { path: origin.to_string(), message: toml_error_with_line(text, &e) })?;
         let invalid = |what: String| IdentityError::Invalid { path: origin.to_string(), what };
 
         let mut set = IdentitySet {
@@ -182,9 +178,7 @@ impl IdentitySet {
                     .iter()
                     .find(|p| p.name == project || p.id == project)
                     .map(|p| p.id.clone())
-                    .ok_or_else(|| {
-                        invalid(format!("user {:?} has roles on unknown project {project:?}", u.name))
-                    })?;
+                    .ok_or_else(|| invalid(format!("user {:?} has roles on unknown project {project:?}", u.name)))?;
                 for role in &assigned {
                     if !ROLE_CHAIN.contains(&role.as_str()) {
                         return Err(invalid(format!(
@@ -225,10 +219,7 @@ impl IdentitySet {
     /// The roles a user holds on a project, with implied roles added, in Keystone's order.
     pub fn effective_roles(&self, user: &User, project_id: &str) -> Vec<String> {
         let Some(assigned) = user.roles.get(project_id) else { return Vec::new() };
-        let strongest = assigned
-            .iter()
-            .filter_map(|r| ROLE_CHAIN.iter().position(|c| c == r))
-            .min();
+        let strongest = assigned.iter().filter_map(|r| ROLE_CHAIN.iter().position(|c| c == r)).min();
         match strongest {
             Some(i) => ROLE_CHAIN[i..].iter().map(|r| r.to_string()).collect(),
             None => Vec::new(),
@@ -328,10 +319,7 @@ mod tests {
         let set = IdentitySet::builtin();
         let admin = set.user_by_name("admin").unwrap();
         let admin_project = set.project_by_name("admin").unwrap();
-        assert_eq!(
-            set.effective_roles(admin, &admin_project.id),
-            ["admin", "manager", "member", "reader"]
-        );
+        assert_eq!(set.effective_roles(admin, &admin_project.id), ["admin", "manager", "member", "reader"]);
         let alice = set.user_by_name("alice").unwrap();
         let alpha = set.project_by_name("alpha").unwrap();
         let beta = set.project_by_name("beta").unwrap();
@@ -366,9 +354,7 @@ mod tests {
         }
         for p in ["p1", "p2", "p3"] {
             for role in ["member", "reader", "manager"] {
-                text.push_str(&format!(
-                    "[[users]]\nname='{p}-{role}'\npassword='pw'\n[users.roles]\n{p}=['{role}']\n"
-                ));
+                text.push_str(&format!("[[users]]\nname='{p}-{role}'\npassword='pw'\n[users.roles]\n{p}=['{role}']\n"));
             }
         }
         text.push_str("[[users]]\nname='admin2'\npassword='pw'\n[users.roles]\np1=['admin']\n");

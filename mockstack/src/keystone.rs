@@ -125,10 +125,7 @@ fn resolve_user<'a>(state: &'a AppState, user: &Value) -> Result<&'a User, ApiEr
         .and_then(Value::as_str)
         .ok_or_else(|| bad_request("Invalid input for field 'identity/password/user': 'id' or 'name' is required"))?;
     let domain_id = resolve_domain(state, user.get("domain"), "identity/password/user/domain")?;
-    ids.users
-        .iter()
-        .find(|u| u.name == name && u.domain_id == domain_id)
-        .ok_or_else(auth_failed)
+    ids.users.iter().find(|u| u.name == name && u.domain_id == domain_id).ok_or_else(auth_failed)
 }
 
 fn resolve_domain(state: &AppState, domain: Option<&Value>, field: &str) -> Result<String, ApiError> {
@@ -140,12 +137,7 @@ fn resolve_domain(state: &AppState, domain: Option<&Value>, field: &str) -> Resu
         return ids.domain(id).map(|d| d.id.clone()).ok_or_else(auth_failed);
     }
     if let Some(name) = domain.get("name").and_then(Value::as_str) {
-        return ids
-            .domains
-            .iter()
-            .find(|d| d.name == name)
-            .map(|d| d.id.clone())
-            .ok_or_else(auth_failed);
+        return ids.domains.iter().find(|d| d.name == name).map(|d| d.id.clone()).ok_or_else(auth_failed);
     }
     Err(bad_request(format!("Invalid input for field '{field}': 'id' or 'name' is required")))
 }
@@ -170,12 +162,9 @@ async fn issue_token(
     Query(q): Query<NoCatalog>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| {
-        bad_request(format!("Malformed request body: {e}"))
-    })?;
-    let auth = body
-        .get("auth")
-        .ok_or_else(|| bad_request("Invalid input for field 'auth': 'auth' is a required property"))?;
+    let body: Value = serde_json::from_slice(&body).map_err(|e| bad_request(format!("Malformed request body: {e}")))?;
+    let auth =
+        body.get("auth").ok_or_else(|| bad_request("Invalid input for field 'auth': 'auth' is a required property"))?;
     let identity = auth
         .get("identity")
         .ok_or_else(|| bad_request("Invalid input for field 'auth': 'identity' is a required property"))?;
@@ -188,35 +177,37 @@ async fn issue_token(
         .collect();
 
     let now = state.clock().now();
-    let (user, mut scope_from_credential) = if methods.iter().any(|m| m == "password") {
-        let password = identity
-            .get("password")
-            .and_then(|p| p.get("user"))
-            .ok_or_else(|| bad_request("Invalid input for field 'identity/password': 'user' is a required property"))?;
-        let user = resolve_user(&state, password)?;
-        let given = password.get("password").and_then(Value::as_str).unwrap_or("");
-        if given != user.password {
-            return Err(auth_failed());
-        }
-        (user.clone(), None)
-    } else if methods.iter().any(|m| m == "token") {
-        let id = identity
-            .get("token")
-            .and_then(|t| t.get("id"))
-            .and_then(Value::as_str)
-            .ok_or_else(|| bad_request("Invalid input for field 'identity/token': 'id' is a required property"))?;
-        let info = state.tokens().validate(id, now).ok_or_else(auth_failed)?;
-        let user = state.identities().user(&info.user_id).ok_or_else(auth_failed)?.clone();
-        (user, None)
-    } else if methods.iter().any(|m| m == "application_credential") {
-        let cred = identity.get("application_credential").ok_or_else(|| {
-            bad_request("Invalid input for field 'identity/application_credential': is a required property")
-        })?;
-        let (user, project) = resolve_application_credential(&state, cred)?;
-        (user, Some(project))
-    } else {
-        return Err(ApiError::identity(StatusCode::UNAUTHORIZED, "Attempted to authenticate with an unsupported method."));
-    };
+    let (user, mut scope_from_credential) =
+        if methods.iter().any(|m| m == "password") {
+            let password = identity.get("password").and_then(|p| p.get("user")).ok_or_else(|| {
+                bad_request("Invalid input for field 'identity/password': 'user' is a required property")
+            })?;
+            let user = resolve_user(&state, password)?;
+            let given = password.get("password").and_then(Value::as_str).unwrap_or("");
+            if given != user.password {
+                return Err(auth_failed());
+            }
+            (user.clone(), None)
+        } else if methods.iter().any(|m| m == "token") {
+            let id =
+                identity.get("token").and_then(|t| t.get("id")).and_then(Value::as_str).ok_or_else(|| {
+                    bad_request("Invalid input for field 'identity/token': 'id' is a required property")
+                })?;
+            let info = state.tokens().validate(id, now).ok_or_else(auth_failed)?;
+            let user = state.identities().user(&info.user_id).ok_or_else(auth_failed)?.clone();
+            (user, None)
+        } else if methods.iter().any(|m| m == "application_credential") {
+            let cred = identity.get("application_credential").ok_or_else(|| {
+                bad_request("Invalid input for field 'identity/application_credential': is a required property")
+            })?;
+            let (user, project) = resolve_application_credential(&state, cred)?;
+            (user, Some(project))
+        } else {
+            return Err(ApiError::identity(
+                StatusCode::UNAUTHORIZED,
+                "Attempted to authenticate with an unsupported method.",
+            ));
+        };
 
     let scope = match auth.get("scope") {
         Some(scope) if scope_from_credential.is_none() => {
@@ -263,9 +254,7 @@ async fn issue_token(
     let body = token_body(&state, &info, wants_catalog(&q));
     let token_id = state.tokens().issue(info);
     let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert("x-subject-token", HeaderValue::from_str(&token_id).expect("token ids are ascii"));
+    response.headers_mut().insert("x-subject-token", HeaderValue::from_str(&token_id).expect("token ids are ascii"));
     response.headers_mut().insert("vary", HeaderValue::from_static("X-Auth-Token"));
     Ok(response)
 }
@@ -273,9 +262,10 @@ async fn issue_token(
 /// Application credentials are derived, not stored: the id is `appcred-<user>-<project>`
 /// and the secret is the user's password, which is enough to exercise a client's code path.
 fn resolve_application_credential(state: &AppState, cred: &Value) -> Result<(User, ProjectScope), ApiError> {
-    let id = cred.get("id").and_then(Value::as_str).ok_or_else(|| {
-        bad_request("Invalid input for field 'identity/application_credential': 'id' is required")
-    })?;
+    let id = cred
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_request("Invalid input for field 'identity/application_credential': 'id' is required"))?;
     let secret = cred.get("secret").and_then(Value::as_str).unwrap_or("");
     let ids = state.identities();
     for user in &ids.users {
@@ -327,12 +317,8 @@ fn token_body(state: &AppState, info: &TokenInfo, with_catalog: bool) -> Value {
             "name": p.name,
         });
         token["is_domain"] = json!(false);
-        token["roles"] = Value::Array(
-            info.roles
-                .iter()
-                .map(|r| json!({ "id": stable_id("role", r), "name": r }))
-                .collect(),
-        );
+        token["roles"] =
+            Value::Array(info.roles.iter().map(|r| json!({ "id": stable_id("role", r), "name": r })).collect());
         if with_catalog {
             token["catalog"] = catalog(state);
         }
@@ -345,9 +331,10 @@ fn subject_token(state: &AppState, headers: &HeaderMap) -> Result<TokenInfo, Api
         .get("x-subject-token")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| bad_request("X-Subject-Token header is required"))?;
-    state.tokens().validate(id, state.clock().now()).ok_or_else(|| {
-        ApiError::identity(StatusCode::NOT_FOUND, format!("Could not find token: {id}."))
-    })
+    state
+        .tokens()
+        .validate(id, state.clock().now())
+        .ok_or_else(|| ApiError::identity(StatusCode::NOT_FOUND, format!("Could not find token: {id}.")))
 }
 
 async fn validate_token(
@@ -364,12 +351,20 @@ async fn validate_token(
     Ok(response)
 }
 
-async fn check_token(State(state): State<AppState>, _caller: Caller, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+async fn check_token(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     subject_token(&state, &headers)?;
     Ok(StatusCode::OK)
 }
 
-async fn revoke_token(State(state): State<AppState>, _caller: Caller, headers: HeaderMap) -> Result<StatusCode, ApiError> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
     subject_token(&state, &headers)?;
     let id = headers.get("x-subject-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
     state.tokens().revoke(id);
@@ -472,7 +467,9 @@ async fn list_projects(
 async fn list_roles(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     let roles: Vec<Value> = crate::identity::ROLE_CHAIN
         .iter()
-        .map(|r| json!({ "id": stable_id("role", r), "name": r, "domain_id": null, "description": null, "options": {} }))
+        .map(
+            |r| json!({ "id": stable_id("role", r), "name": r, "domain_id": null, "description": null, "options": {} }),
+        )
         .collect();
     Json(json!({
         "roles": roles,

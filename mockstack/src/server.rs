@@ -48,10 +48,7 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
     if service == Some(Service::Compute) {
         headers.insert("x-compute-request-id", id_value);
     }
-    let microversion = headers
-        .get("openstack-api-version")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
+    let microversion = headers.get("openstack-api-version").and_then(|v| v.to_str().ok()).map(String::from);
     state.journal().record(JournalEntry {
         seq: 0,
         service: service_name.to_string(),

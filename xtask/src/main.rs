@@ -1,1 +1,152 @@
-fn main() {}
+//! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv) and runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+
+/// Debian packages the test suite uses, and why.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    ("qemu-utils", "qemu-img: mockstack's instance disks and snapshots are real qcow2 files"),
+    ("xorriso", "cross-checks mockstack's ISO 9660 writer and reader"),
+    ("genisoimage", "isoinfo: a second ISO 9660 reader for the cross-checks"),
+    ("mtools", "mdir: cross-checks the FAT driver floppies"),
+    ("libvirt-clients", "virt-xml-validate: libvirt's own schema check of domain XML"),
+    ("python3-venv", "the virtualenv for the openstack CLI"),
+];
+
+/// The binary each package must provide, to tell whether it is installed.
+fn probe(package: &str) -> &'static str {
+    match package {
+        "qemu-utils" => "qemu-img",
+        "xorriso" => "xorriso",
+        "genisoimage" => "isoinfo",
+        "mtools" => "mdir",
+        "libvirt-clients" => "virt-xml-validate",
+        _ => "",
+    }
+}
+
+/// The OpenStack client versions the acceptance tests drive mockstack with (REALSTACK-NOTES.md).
+const PIP_PACKAGES: &[&str] = &["python-openstackclient==10.5.0", "openstacksdk==4.22.0"];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("setup") => setup().map(|_| ()),
+        Some("ci") => ci(),
+        _ => {
+            eprintln!("usage: cargo xtask <test [cargo test args]|setup|ci>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn have(binary: &str) -> bool {
+    !binary.is_empty()
+        && std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
+            .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Installs missing Debian packages and the openstack CLI; returns the CLI's path.
+fn setup() -> anyhow::Result<PathBuf> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .map(|(p, _)| *p)
+        .filter(|p| {
+            let bin = probe(p);
+            if bin.is_empty() {
+                !Command::new("dpkg").args(["-s", p]).output().map(|o| o.status.success()).unwrap_or(false)
+            } else {
+                !have(bin)
+            }
+        })
+        .collect();
+    if !missing.is_empty() {
+        for (p, why) in APT_PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
+            eprintln!("xtask: installing {p}: {why}");
+        }
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+        let apt = |args: &[&str]| {
+            let mut full: Vec<&str> = sudo.to_vec();
+            full.push("apt-get");
+            full.extend_from_slice(args);
+            let mut cmd = Command::new(full[0]);
+            cmd.args(&full[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut cmd)
+        };
+        apt(&["update", "-q"])?;
+        let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+        install.extend(missing.iter().copied());
+        apt(&install)?;
+    }
+
+    let venv = workspace_root().join(".venv");
+    let cli = venv.join("bin").join("openstack");
+    if !cli.is_file() {
+        eprintln!("xtask: installing the openstack CLI into {}", venv.display());
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+        run(Command::new(venv.join("bin").join("pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(PIP_PACKAGES))?;
+    }
+    Ok(cli)
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// `cargo xtask test [ARGS]`: set up, then `cargo test --workspace ARGS`.
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    let cli = setup()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["test", "--workspace"])
+        .args(extra)
+        .env("ISOHARNESS_OPENSTACK_CLI", cli))
+}
+
+/// `cargo xtask ci`: the tests, then formatting, lints and docs, as `.ci/run` does.
+fn ci() -> anyhow::Result<()> {
+    test(&[])?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = workspace_root();
+    run(Command::new(&cargo).current_dir(&root).args(["fmt", "--all", "--check"]))?;
+    run(Command::new(&cargo).current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run(Command::new(&cargo)
+        .current_dir(&root)
+        .args(["doc", "--workspace", "--no-deps"])
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    Ok(())
+}
