@@ -22,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .route("/identity/", axum::routing::get(crate::keystone::versions))
         .nest("/identity", crate::keystone::router())
         .nest("/image", crate::glance::router())
+        .route("/compute/", axum::routing::get(crate::nova::versions))
         .nest("/compute", crate::nova::router())
         .nest("/mockstack", crate::admin::router())
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
@@ -39,6 +40,8 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
     let method = request.method().to_string();
     let query = request.uri().query().map(String::from);
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    catch_up_compute(&state);
 
     let mut response = next.run(request).await;
 
@@ -63,6 +66,22 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
     response
 }
 
+/// The `x-openstack-request-id` of the request being answered (Nova records it in instance actions).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Lets the compute side apply what became due on the virtual clock before any request is answered.
+fn catch_up_compute(state: &AppState) {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        // Snapshots copy disk files; keep that off the async workers' backs.
+        tokio::task::block_in_place(|| state.nova().catch_up(state));
+    } else {
+        state.nova().catch_up(state);
+    }
+}
+
 fn split_service(path: &str) -> (Option<Service>, &str, &str) {
     for (prefix, service, name) in [
         ("/identity", Some(Service::Identity), "identity"),
@@ -70,10 +89,10 @@ fn split_service(path: &str) -> (Option<Service>, &str, &str) {
         ("/compute", Some(Service::Compute), "compute"),
         ("/mockstack", None, "mockstack"),
     ] {
-        if let Some(rest) = path.strip_prefix(prefix) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return (service, name, if rest.is_empty() { "/" } else { rest });
-            }
+        if let Some(rest) = path.strip_prefix(prefix)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return (service, name, if rest.is_empty() { "/" } else { rest });
         }
     }
     (None, "", path)
