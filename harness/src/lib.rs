@@ -4,3 +4,4 @@ pub mod cli;
 pub mod cloud;
 pub mod domxml;
 pub mod mock_cmd;
+pub mod scenario;
