@@ -5,3 +5,5 @@ pub mod cloud;
 pub mod domxml;
 pub mod mock_cmd;
 pub mod scenario;
+pub mod validate;
+pub mod workflow;

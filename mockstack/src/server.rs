@@ -70,10 +70,10 @@ fn split_service(path: &str) -> (Option<Service>, &str, &str) {
         ("/compute", Some(Service::Compute), "compute"),
         ("/mockstack", None, "mockstack"),
     ] {
-        if let Some(rest) = path.strip_prefix(prefix) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return (service, name, if rest.is_empty() { "/" } else { rest });
-            }
+        if let Some(rest) = path.strip_prefix(prefix)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return (service, name, if rest.is_empty() { "/" } else { rest });
         }
     }
     (None, "", path)
