@@ -1,5 +1,5 @@
 //! `validate-image`: prove that an image is what it claims to be, from its metadata, its data
-//! and a boot test, against any [`Cloud`].
+//! and a boot test, against any [`Driver`].
 //!
 //! Checks (ids are stable; see the README): `status`, `formats`, `image-type`, `properties`,
 //! `min-sizes`, `visibility`, `size`, `checksum`, `os-hash`, `real-format`, `content`, `boot`.
@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::scenario::Scenario;
 use crate::workflow::decide::{Poller, ServerVerdict, server_verdict};
 use crate::workflow::ledger::{Entry, Event, Ledger, Live, ResourceKind};
-use crate::workflow::{Cloud, ImageInfo, NewServer};
+use crate::workflow::{Driver, ImageInfo, NewServer};
 use inspect::Content;
 
 /// What the operator expects of the image.
@@ -120,7 +120,7 @@ impl ValidationReport {
 }
 
 /// Runs every check; never leaves a server behind (the boot test's server goes into the ledger).
-pub async fn validate_image<C: Cloud>(
+pub async fn validate_image<C: Driver>(
     cloud: &C,
     ledger: &Ledger,
     run_id: &str,
@@ -161,7 +161,7 @@ fn pass_fail(ok: bool) -> CheckStatus {
     if ok { CheckStatus::Pass } else { CheckStatus::Fail }
 }
 
-async fn find_image<C: Cloud>(cloud: &C, image_ref: &str) -> Result<ImageInfo, String> {
+async fn find_image<C: Driver>(cloud: &C, image_ref: &str) -> Result<ImageInfo, String> {
     if let Ok(Some(image)) = cloud.image(image_ref).await {
         return Ok(image);
     }
@@ -242,7 +242,7 @@ fn metadata_checks(image: &ImageInfo, request: &Request, checks: &mut Vec<Check>
 }
 
 /// Downloads the data (streamed to a scratch file), checks size and hashes, and inspects it.
-async fn data_checks<C: Cloud>(
+async fn data_checks<C: Driver>(
     cloud: &C,
     image: &ImageInfo,
     request: &Request,
@@ -356,7 +356,7 @@ fn boot_success_pattern(request: &Request) -> Regex {
     Regex::new(pattern).expect("built-in patterns compile")
 }
 
-async fn boot_test<C: Cloud>(
+async fn boot_test<C: Driver>(
     cloud: &C,
     ledger: &Ledger,
     run_id: &str,
@@ -407,7 +407,7 @@ async fn boot_test<C: Cloud>(
     report.cleanup.push(crate::workflow::run_delete_live(cloud, ledger, &live).await);
 }
 
-async fn watch_boot<C: Cloud>(cloud: &C, id: &str, request: &Request) -> Check {
+async fn watch_boot<C: Driver>(cloud: &C, id: &str, request: &Request) -> Check {
     let success = boot_success_pattern(request);
     let started = cloud.elapsed();
     let mut poller = Poller::new(Duration::from_secs(2), Duration::from_secs(15));
@@ -456,7 +456,7 @@ async fn watch_boot<C: Cloud>(cloud: &C, id: &str, request: &Request) -> Check {
 }
 
 /// The smallest flavor whose disk and RAM fit the image.
-async fn pick_flavor<C: Cloud>(
+async fn pick_flavor<C: Driver>(
     cloud: &C,
     image: &ImageInfo,
     data: Option<&inspect::Inspection>,

@@ -1,6 +1,6 @@
-//! The workflow engine: the article's seven steps as data, run against any [`Cloud`].
+//! The workflow engine: the article's seven steps as data, run against any [`Driver`].
 //!
-//! The engine decides ([`decide`]: pure functions of what the cloud said), the [`Cloud`]
+//! The engine decides ([`decide`]: pure functions of what the cloud said), the [`Driver`]
 //! implementation does the IO (HTTP to a real cloud or to mockstack), and the [`ledger`]
 //! remembers every resource before it is created so that cleanup never misses one.
 
@@ -141,7 +141,7 @@ impl CloudError {
 /// The IO the engine needs. Implemented over HTTP for a real cloud or mockstack
 /// ([`crate::driver`]); tests implement it in memory.
 #[allow(async_fn_in_trait)]
-pub trait Cloud {
+pub trait Driver {
     /// Names the cloud in the ledger and reports (its name and auth URL; no secrets).
     fn describe(&self) -> String;
     /// Time as the cloud sees it: real time, or mockstack's virtual clock.

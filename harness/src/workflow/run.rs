@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
-use super::{Cloud, CloudError, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
+use super::{CloudError, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
 use crate::scenario::{Outcome, Scenario};
 use crate::validate::{self, ValidationReport};
 
@@ -116,7 +116,7 @@ impl From<LedgerError> for Stop {
     }
 }
 
-struct Build<'a, C: Cloud> {
+struct Build<'a, C: Driver> {
     cloud: &'a C,
     ledger: &'a Ledger,
     scenario: &'a Scenario,
@@ -128,7 +128,7 @@ struct Build<'a, C: Cloud> {
 
 /// Runs the whole workflow for one scenario, then deletes everything it created (keeping the
 /// final image with `keep` when the outcome is `image-ok`). Never returns early without cleanup.
-pub async fn run_build<C: Cloud>(
+pub async fn run_build<C: Driver>(
     cloud: &C,
     ledger: &Ledger,
     scenario: &Scenario,
@@ -178,7 +178,7 @@ pub async fn run_build<C: Cloud>(
     build.report
 }
 
-impl<C: Cloud> Build<'_, C> {
+impl<C: Driver> Build<'_, C> {
     fn name(&self, suffix: &str) -> String {
         format!("{}-{}{suffix}", self.options.run_id, self.scenario.name)
     }
@@ -564,7 +564,7 @@ impl<C: Cloud> Build<'_, C> {
 
 /// Deletes one resource from the ledger (finding it by name when its id was never learnt),
 /// waits for servers to go, and records the deletion. Returns a line for the report.
-pub async fn delete_live<C: Cloud>(cloud: &C, ledger: &Ledger, live: &Live) -> String {
+pub async fn delete_live<C: Driver>(cloud: &C, ledger: &Ledger, live: &Live) -> String {
     let ids: Vec<String> = match &live.id {
         Some(id) => vec![id.clone()],
         None => match live.kind {
@@ -612,7 +612,7 @@ pub async fn delete_live<C: Cloud>(cloud: &C, ledger: &Ledger, live: &Live) -> S
     }
 }
 
-async fn delete_server_and_wait<C: Cloud>(cloud: &C, id: &str) -> Result<(), CloudError> {
+async fn delete_server_and_wait<C: Driver>(cloud: &C, id: &str) -> Result<(), CloudError> {
     cloud.delete_server(id).await?;
     let started = cloud.elapsed();
     let mut poller = Poller::new(Duration::from_secs(1), Duration::from_secs(10));
@@ -626,7 +626,7 @@ async fn delete_server_and_wait<C: Cloud>(cloud: &C, id: &str) -> Result<(), Clo
 }
 
 /// Deletes every live resource of the ledger that lives in `cloud` (all runs, or one).
-pub async fn cleanup_live<C: Cloud>(
+pub async fn cleanup_live<C: Driver>(
     cloud: &C,
     ledger: &Ledger,
     run: Option<&str>,
