@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod cloud;
 pub mod domxml;
+pub mod driver;
 pub mod matrix;
 pub mod mock_cmd;
 pub mod scenario;

@@ -295,6 +295,7 @@ async fn service_unavailable_with_retry_after_is_retried_even_for_post() {
             vcpus: 2,
             disk: 10,
             ephemeral: 10,
+            swap: 0,
             is_public: false,
             id: None,
         })

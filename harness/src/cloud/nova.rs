@@ -37,6 +37,9 @@ pub struct Flavor {
     pub disk: u64,
     #[serde(rename = "OS-FLV-EXT-DATA:ephemeral", default)]
     pub ephemeral: u64,
+    /// Swap in MB; Nova answers `""` for none before microversion 2.75.
+    #[serde(default, deserialize_with = "swap_mb")]
+    pub swap: u64,
     #[serde(rename = "os-flavor-access:is_public", default = "yes")]
     pub is_public: bool,
     #[serde(default)]
@@ -45,6 +48,16 @@ pub struct Flavor {
 
 fn yes() -> bool {
     true
+}
+
+fn swap_mb<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match Value::deserialize(d)? {
+        Value::Number(n) => n.as_u64().ok_or_else(|| serde::de::Error::custom("swap is not a whole number of MB")),
+        Value::String(s) if s.is_empty() => Ok(0),
+        Value::String(s) => s.parse().map_err(|_| serde::de::Error::custom(format!("swap `{s}` is not a number"))),
+        Value::Null => Ok(0),
+        other => Err(serde::de::Error::custom(format!("swap is {other}, not a number"))),
+    }
 }
 
 /// The body of `POST /flavors`.
@@ -56,6 +69,8 @@ pub struct NewFlavor {
     pub disk: u64,
     #[serde(rename = "OS-FLV-EXT-DATA:ephemeral")]
     pub ephemeral: u64,
+    /// Swap in MB.
+    pub swap: u64,
     #[serde(rename = "os-flavor-access:is_public")]
     pub is_public: bool,
     /// `None` lets Nova pick a UUID.
