@@ -5,3 +5,6 @@ mod support;
 
 #[path = "media/iso.rs"]
 mod iso;
+
+#[path = "media/floppy.rs"]
+mod floppy;

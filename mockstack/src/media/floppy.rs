@@ -251,6 +251,20 @@ impl FloppyImage {
         if !looks_like_fat(boot_sector) {
             return Err(malformed_fat("the first sector is not a fat boot sector"));
         }
+        // fatfs 0.3 does unchecked arithmetic on cluster numbers read from the image (a cluster 1 in a
+        // directory entry or FAT chain underflows `cluster - 2`), so a corrupt image can panic inside
+        // it. A corrupt medium must be an error for the caller, never a crash of the simulated host.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::parse(bytes, len))).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(malformed_fat(format!("inconsistent fat structures ({message})")))
+        })
+    }
+
+    fn parse(bytes: Vec<u8>, len: u64) -> Result<Self, MediaError> {
         let fs = FileSystem::new(Cursor::new(bytes), FsOptions::new().update_accessed_date(false))
             .map_err(|error| malformed_fat(format!("boot sector: {error}")))?;
         let label = match fs.read_volume_label_from_root_dir() {
