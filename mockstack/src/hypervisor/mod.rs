@@ -7,6 +7,7 @@
 //! directories, disk files, running the guest, snapshots). Nothing here speaks HTTP.
 
 pub mod blockinfo;
+pub mod domain;
 
 pub use blockinfo::{
     BlockInfoError, DeviceType, DiskBus, DiskMapping, DiskSource, FileFormat, FlavorDisks, ImageMeta, MappedDisk,
