@@ -8,6 +8,7 @@
 
 pub mod blockinfo;
 pub mod domain;
+pub mod qcow2;
 
 pub use blockinfo::{
     BlockInfoError, DeviceType, DiskBus, DiskMapping, DiskSource, FileFormat, FlavorDisks, ImageMeta, MappedDisk,
