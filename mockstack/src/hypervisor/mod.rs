@@ -9,6 +9,7 @@
 pub mod blockinfo;
 pub mod domain;
 pub mod qcow2;
+pub mod system;
 
 pub use blockinfo::{
     BlockInfoError, DeviceType, DiskBus, DiskMapping, DiskSource, FileFormat, FlavorDisks, ImageMeta, MappedDisk,
