@@ -27,6 +27,9 @@ pub struct CheckXmlArgs {
     /// The layout to check against: patched, patched-floppy, stock, or auto (recognise it first).
     #[arg(long, default_value = "auto")]
     pub expect: String,
+    /// A layout described as data (TOML, or JSON when the name ends in .json); overrides --expect.
+    #[arg(long, value_name = "FILE")]
+    pub layout: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -170,7 +173,10 @@ pub fn check_inputs(
 }
 
 pub fn run(args: CheckXmlArgs) -> anyhow::Result<u8> {
-    let expect: Expectation = args.expect.parse().map_err(anyhow::Error::msg)?;
+    let expect = match &args.layout {
+        Some(path) => Expectation::Layout(load_layout(path)?),
+        None => args.expect.parse().map_err(anyhow::Error::msg)?,
+    };
     let mut stdin_used = false;
     let inputs = args
         .files
@@ -198,4 +204,17 @@ pub fn run(args: CheckXmlArgs) -> anyhow::Result<u8> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&outcome)?),
     }
     Ok(outcome.exit_code)
+}
+
+/// Reads a layout description: TOML, or JSON for `.json` files.
+pub fn load_layout(path: &std::path::Path) -> anyhow::Result<domxml::LayoutSpec> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let spec = if path.extension().is_some_and(|e| e == "json") {
+        let de = &mut serde_json::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(de).with_context(|| format!("{}: not a layout", path.display()))?
+    } else {
+        toml::from_str(&text).with_context(|| format!("{}: not a layout", path.display()))?
+    };
+    Ok(spec)
 }

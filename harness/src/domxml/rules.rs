@@ -677,7 +677,7 @@ fn check_layout(domain: &Domain, spec: &LayoutSpec, boot: Option<&[usize]>, find
                     &DEVICE_MISMATCH,
                     disk.source.as_ref().map_or(disk.pos, |s| s.pos),
                     format!(
-                        "the layout's {} is {name}, where the layout names it {}",
+                        "the {} file is named {name}, where the layout names it {}",
                         expected.role.as_str(),
                         expected.source.join(" or ")
                     ),
@@ -900,7 +900,11 @@ fn check_firmware_needs(domain: &Domain, spec: &LayoutSpec, findings: &mut Vec<F
             "add <loader readonly='yes' type='pflash'>...OVMF_CODE...</loader> (Nova: hw_firmware_type=uefi)",
         ));
     }
-    if needs.secure_boot && !os.is_some_and(|o| o.secure_boot()) {
+    let secure = os.is_some_and(|o| o.secure_boot());
+    if needs.secure_boot && !secure && matches!(domain.chipset(), Chipset::I440fx | Chipset::Other) {
+        findings.push(secure_boot_needs_q35(domain, pos));
+    }
+    if needs.secure_boot && !secure {
         findings.push(Finding::new(
             &SECURE_BOOT_REQUIRED,
             os.and_then(|o| o.loader.as_ref()).map_or(pos, |l| l.pos),

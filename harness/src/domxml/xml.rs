@@ -129,6 +129,8 @@ pub fn parse_elements(text: &str) -> Result<Vec<Element>, ParseError> {
                     Some(open) => open.text.push_str(&content),
                     None if content.trim().is_empty() => {}
                     None => {
+                        let leading = content.len() - content.trim_start().len();
+                        let pos = index.position(start + leading);
                         return Err(ParseError::Syntax { pos, message: "text outside of any element".into() });
                     }
                 }
