@@ -21,7 +21,7 @@ use crate::domxml::{self, Counts, Expectation, Finding, LayoutKind, Report};
 
 #[derive(Debug, Args)]
 pub struct CheckXmlArgs {
-    /// Domain XML files (`virsh dumpxml` output, a <devices> element, or <disk> fragments); `-` reads stdin.
+    /// Domain XML files (`virsh dumpxml` output, a `<devices>` element, or `<disk>` fragments); `-` reads stdin.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// The layout to check against: patched, patched-floppy, stock, or auto (recognise it first).

@@ -27,7 +27,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve mockstack (Keystone, Glance, Nova) on one port until Ctrl-C.
     Mock(crate::mock_cmd::MockArgs),
-    /// Check libvirt domain XML (virsh dumpxml output or <disk> fragments) against an ISO-install layout.
+    /// Check libvirt domain XML (virsh dumpxml output or `<disk>` fragments) against an ISO-install layout.
     CheckXml(crate::check_xml_cmd::CheckXmlArgs),
 }
 
