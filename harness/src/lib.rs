@@ -1,5 +1,6 @@
 //! isoharness: build OpenStack guest images from installation ISOs, and validate them, against a real cloud or mockstack.
 
+pub mod check_xml_cmd;
 pub mod cli;
 pub mod cloud;
 pub mod domxml;
