@@ -27,11 +27,14 @@ pub struct Cli {
 pub enum Command {
     /// Serve mockstack (Keystone, Glance, Nova) on one port until Ctrl-C.
     Mock(crate::mock_cmd::MockArgs),
+    /// Check libvirt domain XML (virsh dumpxml output or `<disk>` fragments) against an ISO-install layout.
+    CheckXml(crate::check_xml_cmd::CheckXmlArgs),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Mock(args) => crate::mock_cmd::run(args).await,
+        Command::CheckXml(args) => crate::check_xml_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

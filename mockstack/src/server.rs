@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         // A nested "/" does not match the prefix with a trailing slash; devstack URLs have both.
         .route("/identity/", axum::routing::get(crate::keystone::versions))
         .nest("/identity", crate::keystone::router())
+        .route("/image/", axum::routing::get(crate::glance::versions))
         .nest("/image", crate::glance::router())
         .route("/compute/", axum::routing::get(crate::nova::versions))
         .nest("/compute", crate::nova::router())

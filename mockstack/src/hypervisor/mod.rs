@@ -1,1 +1,17 @@
-//! The simulated libvirt compute host: disk mapping per layout, domain XML, disk files and the simulated installer (placeholder until the hypervisor module lands).
+//! The simulated libvirt compute host: disk mapping per layout, domain XML, qcow2 disk files, the simulated guest and the host runtime.
+//!
+//! Pure parts (no IO): [`blockinfo`] (which file becomes which guest device), [`domain`]
+//! (the libvirt domain XML Nova 34 would define), [`installer`] (what the guest does with the
+//! devices and media it is given, and the rule the scenario matrix derives outcomes from).
+//! Parts with file IO: [`qcow2`] (our own qcow2 v3 writer and reader) and [`host`] (instance
+//! directories, disk files, running the guest, snapshots). Nothing here speaks HTTP.
+
+pub mod blockinfo;
+pub mod domain;
+pub mod qcow2;
+pub mod system;
+
+pub use blockinfo::{
+    BlockInfoError, DeviceType, DiskBus, DiskMapping, DiskSource, FileFormat, FlavorDisks, ImageMeta, MappedDisk,
+    MappingRequest, Tpm, TpmModel, TpmVersion, VirtType, disk_mapping,
+};
