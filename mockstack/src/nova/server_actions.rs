@@ -250,6 +250,7 @@ pub fn snapshot_record(
         name: name.to_string(),
         owner: caller.project_id().to_string(),
         visibility: if shared { "shared".into() } else { "private".into() },
+        member: shared.then(|| server.project_id.clone()),
         min_disk,
         min_ram,
         properties,

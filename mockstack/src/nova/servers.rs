@@ -405,11 +405,8 @@ fn check_quota(table: &ServerTable, project_id: &str, flavor: &Flavor, min: u64,
             each: flavor.ram_mb,
         },
     ];
-    let allowed = usage
-        .iter()
-        .map(|u| u.limit.saturating_sub(u.used).checked_div(u.each).unwrap_or(u64::MAX))
-        .min()
-        .unwrap_or(0);
+    let allowed =
+        usage.iter().map(|u| u.limit.saturating_sub(u.used).checked_div(u.each).unwrap_or(u64::MAX)).min().unwrap_or(0);
     if allowed >= max {
         return Ok(max);
     }
@@ -433,11 +430,12 @@ fn check_quota(table: &ServerTable, project_id: &str, flavor: &Flavor, min: u64,
 struct Images<'a> {
     state: &'a AppState,
     project_id: &'a str,
+    admin: bool,
 }
 
 impl bdm::Lookup for Images<'_> {
     fn image_exists(&self, id: &str) -> bool {
-        compute::image(self.state, id, self.project_id).is_some()
+        compute::image(self.state, id, self.project_id, self.admin).is_some()
     }
 }
 
@@ -523,7 +521,7 @@ async fn create(
     let image = if image_href.is_empty() {
         None
     } else {
-        let image = compute::image(&state, &image_id, caller.project_id())
+        let image = compute::image(&state, &image_id, caller.project_id(), caller.is_admin())
             .ok_or_else(|| bad_request("Can not find requested image"))?;
         if image.status != "active" {
             return Err(bad_request(format!("Image {image_id} is not active.")));
@@ -539,7 +537,7 @@ async fn create(
         let _ = key_name;
         return Err(bad_request("Invalid key_name provided."));
     }
-    let images = Images { state: &state, project_id: caller.project_id() };
+    let images = Images { state: &state, project_id: caller.project_id(), admin: caller.is_admin() };
     bdm::validate(&bdms, &image_id, &flavor, &images).map_err(|e| bad_request(e.0))?;
 
     let now = state.clock().elapsed();

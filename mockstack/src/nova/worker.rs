@@ -66,12 +66,17 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
                 s.updated_at = ts;
                 BuildSpec {
                     instance_uuid: s.id.clone(),
-                    instance_name: s.instance_name(),
+                    db_id: s.db_id,
+                    display_name: s.name.clone(),
+                    created_at: s.created_at,
                     flavor: s.flavor.clone(),
                     image: s.image.clone(),
                     bdms: s.bdms.clone(),
                     config_drive: s.config_drive,
+                    user_id: s.user_id.clone(),
+                    user_name: s.system_metadata.get("owner_user_name").cloned().unwrap_or_default(),
                     project_id: s.project_id.clone(),
+                    project_name: s.system_metadata.get("owner_project_name").cloned().unwrap_or_default(),
                 }
             }) else {
                 return;
@@ -177,8 +182,15 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
         Step::SnapshotPendingUpload => set_task(state, id, ts, TaskState::ImagePendingUpload),
         Step::SnapshotUploading => {
             set_task(state, id, ts, TaskState::ImageUploading);
-            if let Some(image_id) = with_server(state, id, |s| s.snapshot_image.clone()).flatten() {
-                compute::snapshot_saving(state, &image_id);
+            let Some((image_id, properties)) =
+                with_server(state, id, |s| (s.snapshot_image.clone(), driver_metadata(s)))
+            else {
+                return;
+            };
+            if let Some(image_id) = image_id
+                && let Err(e) = compute::begin_snapshot_upload(state, &image_id, "qcow2", &properties)
+            {
+                fail_snapshot(state, id, ts, &image_id, &e);
             }
         }
         Step::SnapshotUploaded => finish_snapshot(state, id, ts),
@@ -228,35 +240,59 @@ fn power_on(state: &AppState, id: &str, at: Duration, action: &str, event: &str)
     });
 }
 
+/// What the libvirt driver adds to a snapshot's properties (`_create_snapshot_metadata`).
+fn driver_metadata(s: &Server) -> std::collections::BTreeMap<String, String> {
+    let mut properties = std::collections::BTreeMap::new();
+    properties.insert("image_location".to_string(), "snapshot".to_string());
+    properties.insert("image_state".to_string(), "available".to_string());
+    properties.insert("owner_id".to_string(), s.project_id.clone());
+    if let Some(os_type) = s.system_metadata.get("image_os_type") {
+        properties.insert("os_type".to_string(), os_type.clone());
+    }
+    properties
+}
+
+/// `delete_image_on_error`: a failed snapshot's image is removed and the task state cleared.
+fn fail_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp, image_id: &str, error: &str) {
+    compute::delete_image(state, image_id);
+    with_server(state, id, |s| {
+        s.task_state = None;
+        s.snapshot_image = None;
+        s.pending.retain(|p| {
+            !matches!(
+                p.step,
+                Step::SnapshotTaken | Step::SnapshotPendingUpload | Step::SnapshotUploading | Step::SnapshotUploaded
+            )
+        });
+        s.updated_at = ts;
+        if let Some(a) = last_action(s, "createImage") {
+            a.finish_event("compute_snapshot_instance", ts, Some(error));
+        }
+    });
+}
+
 /// The driver copies the first disk and uploads it; Glance makes the image active.
 fn finish_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp) {
-    let Some((instance, image_id, properties)) = with_server(state, id, |s| {
-        let mut properties = std::collections::BTreeMap::new();
-        properties.insert("image_location".to_string(), "snapshot".to_string());
-        properties.insert("image_state".to_string(), "available".to_string());
-        properties.insert("owner_id".to_string(), s.project_id.clone());
-        if let Some(os_type) = s.system_metadata.get("image_os_type") {
-            properties.insert("os_type".to_string(), os_type.clone());
-        }
-        (s.compute.clone(), s.snapshot_image.clone(), properties)
-    }) else {
+    let Some((instance, image_id)) = with_server(state, id, |s| (s.compute.clone(), s.snapshot_image.clone())) else {
         return;
     };
     let Some(image_id) = image_id else { return };
     let result = match &instance {
-        Some(instance) => compute::snapshot_root(state, instance)
-            .and_then(|path| compute::upload_snapshot(state, &image_id, &path, "qcow2", &properties)),
+        Some(instance) => {
+            compute::snapshot_root(state, instance).and_then(|path| compute::upload_snapshot(state, &image_id, &path))
+        }
         None => Err(format!("Instance {id} could not be found.")),
     };
-    if result.is_err() {
-        compute::delete_image(state, &image_id);
+    if let Err(e) = result {
+        fail_snapshot(state, id, ts, &image_id, &e);
+        return;
     }
     with_server(state, id, |s| {
         s.task_state = None;
         s.snapshot_image = None;
         s.updated_at = ts;
         if let Some(a) = last_action(s, "createImage") {
-            a.finish_event("compute_snapshot_instance", ts, result.as_ref().err().map(String::as_str));
+            a.finish_event("compute_snapshot_instance", ts, None);
         }
     });
 }
