@@ -559,3 +559,37 @@ pub fn driver_floppy(spec: &DriverFloppySpec, out: &mut impl Write) -> Result<()
 pub fn driver_floppy_to_file(spec: &DriverFloppySpec, path: &Path) -> Result<(), MediaError> {
     write_file(path, |out| driver_floppy(spec, out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn architectures_follow_the_packaging_rules() {
+        let archs = |folder: &str| WindowsRelease::by_folder(folder).map(|r| r.archs()).unwrap_or_default();
+        use Arch::*;
+        assert_eq!(archs("xp"), vec![I686, X86_64]);
+        assert_eq!(archs("2k8"), vec![I686, X86_64]);
+        assert_eq!(archs("2k8R2"), vec![X86_64]);
+        assert_eq!(archs("w8.1"), vec![I686, X86_64]);
+        assert_eq!(archs("w10"), vec![I686, X86_64, Aarch64]);
+        assert_eq!(archs("w11"), vec![X86_64, Aarch64]);
+        assert_eq!(archs("2k22"), vec![X86_64]);
+        assert_eq!(archs("Win2025"), vec![X86_64, Aarch64]);
+    }
+
+    #[test]
+    fn inf_targets_read_real_decorations() {
+        let check = |manufacturer: &str, expected: Option<(Arch, &str, Option<bool>, Option<u32>)>| {
+            let inf = format!("[Version]\nSignature=\"$WINDOWS NT$\"\n\n[Manufacturer] ; models\n{manufacturer}\n");
+            let target = inf_target(&inf).map(|t| (t.arch, t.nt_version.clone(), t.server, t.build));
+            assert_eq!(target, expected.map(|(a, v, s, b)| (a, v.to_owned(), s, b)), "{manufacturer}");
+        };
+        check("%RH% = RedHat,NTamd64.10.0.3..17763", Some((Arch::X86_64, "10.0", Some(true), Some(17763))));
+        check("%RH% = RedHat,NTx86.5.1", Some((Arch::I686, "5.1", None, None)));
+        check("%RH% = RedHat, NTARM64.10.0.1", Some((Arch::Aarch64, "10.0", Some(false), None)));
+        check("%RH% = RedHat", None);
+        check("%RH% = RedHat,NTia64.5.2", None);
+        assert_eq!(inf_target("[Version]\nClass=Net\n"), None);
+    }
+}
