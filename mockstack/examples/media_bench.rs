@@ -55,13 +55,16 @@ fn measure(
     Ok((times[times.len() / 2], bytes.len(), bytes))
 }
 
+/// Writes one medium into a buffer.
+type Generator<'a> = Box<dyn Fn(&mut Vec<u8>) -> Result<(), MediaError> + 'a>;
+
 fn main() -> Result<(), MediaError> {
     let ubuntu = guest("Ubuntu Server", OsFamily::Linux, "ubuntu", "24.04", DriverSource::BuiltIn, None);
     let windows = guest("Windows Server 2022", OsFamily::Windows, "windows", "2022", DriverSource::Cdrom, Some("2k22"));
     let options = OsIsoOptions::default();
     let virtio = VirtioWinSpec::current();
     let floppy = DriverFloppySpec::for_arch(FloppyArch::Amd64);
-    let media: [(&str, Box<dyn Fn(&mut Vec<u8>) -> Result<(), MediaError>>); 4] = [
+    let media: [(&str, Generator); 4] = [
         ("os iso, Ubuntu 24.04", Box::new(|out| os_installer_iso(&ubuntu, &options, out))),
         ("os iso, Windows Server 2022", Box::new(|out| os_installer_iso(&windows, &options, out))),
         ("virtio-win 0.1.285 iso", Box::new(|out| virtio_win_iso(&virtio, out))),
