@@ -140,13 +140,22 @@ fn print_build(report: &BuildReport, format: OutputFormat) {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report).expect("reports serialize")),
         OutputFormat::Human => {
             for step in &report.steps {
-                println!("{:<13} {:<7} {:>8.0}s  {}", step.step, format!("{:?}", step.status).to_lowercase(), step.seconds, step.detail);
+                println!(
+                    "{:<13} {:<7} {:>8.0}s  {}",
+                    step.step,
+                    format!("{:?}", step.status).to_lowercase(),
+                    step.seconds,
+                    step.detail
+                );
             }
             if let Some(url) = &report.console_url {
                 println!("console: {url}");
             }
             match report.outcome {
-                Some(o) => println!("outcome: {o}{}", if report.reason.is_empty() { String::new() } else { format!(" ({})", report.reason) }),
+                Some(o) => println!(
+                    "outcome: {o}{}",
+                    if report.reason.is_empty() { String::new() } else { format!(" ({})", report.reason) }
+                ),
                 None => println!("outcome: none: {}", report.reason),
             }
             for line in &report.evidence {

@@ -8,7 +8,9 @@ use anyhow::Context;
 use mockstack::guest::{DriverSource, OsFamily};
 use mockstack::{ClockMode, Config, Layout, MockStack};
 
-use crate::cloud::config::{AuthMethod, CloudConfig, ConfigOrigin, DomainRef, Interface, ProjectRef, Scope, TlsVerify, UserRef};
+use crate::cloud::config::{
+    AuthMethod, CloudConfig, ConfigOrigin, DomainRef, Interface, ProjectRef, Scope, TlsVerify, UserRef,
+};
 use crate::cloud::{ClientOptions, Cloud, Secret};
 use crate::driver::{Clock, DomainXmlSource, HttpDriver};
 use crate::scenario::{Scenario, VirtioWinBuild};
@@ -60,7 +62,10 @@ impl Embedded {
             auth: AuthMethod::Password {
                 user: UserRef::Name { name: admin.name.clone(), domain: DomainRef::Id("default".into()) },
                 password: Secret::new(admin.password.clone()),
-                scope: Scope::Project(ProjectRef::Name { name: "admin".into(), domain: DomainRef::Id("default".into()) }),
+                scope: Scope::Project(ProjectRef::Name {
+                    name: "admin".into(),
+                    domain: DomainRef::Id("default".into()),
+                }),
             },
             region_name: Some(state.config().region.clone()),
             interface: Interface::Public,
@@ -76,14 +81,15 @@ impl Embedded {
         Ok(HttpDriver::new(
             cloud,
             Clock::Mock(self.mock.state().clock().clone()),
-            DomainXmlSource::MockAdmin(self.mock.url()),
+            DomainXmlSource::MockAdmin(self.mock.url().to_string()),
         ))
     }
 }
 
 /// Connects to the real cloud the arguments name.
 pub async fn connect_real(args: &CloudArgs) -> anyhow::Result<HttpDriver> {
-    let request = crate::cloud::ConfigRequest { cloud: args.os_cloud.clone(), region_name: args.os_region_name.clone() };
+    let request =
+        crate::cloud::ConfigRequest { cloud: args.os_cloud.clone(), region_name: args.os_region_name.clone() };
     let config = crate::cloud::config::load(&request)?;
     let cloud = Cloud::connect(config, ClientOptions::default()).await?;
     let source = match &args.domain_xml_command {

@@ -8,3 +8,6 @@ mod iso;
 
 #[path = "media/floppy.rs"]
 mod floppy;
+
+#[path = "media/generated.rs"]
+mod generated;

@@ -86,7 +86,7 @@ fn default_virtio_win_image() -> String {
     mockstack::state::DEFAULT_VIRTIO_WIN_IMAGE.to_string()
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum VirtioWinBuild {
     #[default]

@@ -97,7 +97,7 @@ pub enum CopyError {
     TooLarge,
 }
 
-/// An async front for [`Pipeline`]: chunks arrive from a request body, a writer thread does the rest.
+/// The async front of the write-and-hash pipeline: chunks arrive from a request body, a writer thread does the rest.
 pub struct DataSink {
     path: PathBuf,
     tx: tokio::sync::mpsc::Sender<Bytes>,

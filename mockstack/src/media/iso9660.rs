@@ -1264,3 +1264,42 @@ impl Medium for IsoImage {
         self.files.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primary_identifiers_are_upper_case_unique_and_versioned() {
+        let mut taken = HashSet::new();
+        let mut check = |name: &str, is_dir: bool, expected: &str| {
+            assert_eq!(String::from_utf8(primary_identifier(name, is_dir, &mut taken)).unwrap(), expected, "{name}");
+        };
+        check("readme.txt", false, "README.TXT;1");
+        check("README.TXT", false, "README~1.TXT;1");
+        check("boot", true, "BOOT");
+        check("boot", false, "BOOT~1.;1");
+        check("grüße-v1.tar.gz", false, "GR__E_V1_TAR.GZ;1");
+        check(".hidden", false, "_HIDDEN.;1");
+        check(&"x".repeat(40), true, &"X".repeat(30));
+    }
+
+    #[test]
+    fn large_files_split_into_consecutive_extents() {
+        assert_eq!(file_extents(100, 0, 4096), vec![(100, 0, true)]);
+        assert_eq!(file_extents(100, 4096, 4096), vec![(100, 4096, true)]);
+        assert_eq!(file_extents(100, 5000, 4096), vec![(100, 4096, false), (102, 904, true)]);
+        let four_gib = 4 * 1024 * 1024 * 1024u64;
+        assert_eq!(file_extents(7, four_gib, MAX_EXTENT), vec![(7, 0xFFFF_F800, false), (7 + 0x1F_FFFF, 2048, true)]);
+    }
+
+    #[test]
+    fn names_decode_without_versions_and_bare_dots() {
+        assert_eq!(decode_name(b"README.TXT;1", false, false).unwrap(), "README.TXT");
+        assert_eq!(decode_name(b"EMPTY.;1", false, false).unwrap(), "EMPTY");
+        assert_eq!(decode_name(b"DIR.X", false, true).unwrap(), "DIR.X");
+        assert_eq!(decode_name(&joliet_identifier("Grüße;1"), true, false).unwrap(), "Grüße");
+        assert!(decode_name(&[0, b'a', 0], true, false).is_err());
+        assert!(decode_name(b"a/b", false, false).is_err());
+    }
+}

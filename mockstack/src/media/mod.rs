@@ -7,13 +7,20 @@
 
 pub mod floppy;
 pub mod iso9660;
+pub mod os_iso;
+pub mod virtio_win;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 pub use floppy::{FloppyBuilder, FloppyImage, FloppySize};
-pub use iso9660::{BootEntry, BootPlatform, FileContent, IsoBuilder, IsoImage};
+pub use iso9660::{BootEntry, BootInfo, BootPlatform, FileContent, IsoBuilder, IsoImage};
+pub use os_iso::{OsIsoOptions, os_installer_iso, os_installer_iso_to_file, os_volume_id};
+pub use virtio_win::{
+    DriverFloppySpec, FloppyArch, InfTarget, VirtioWinSpec, WINDOWS_RELEASES, WindowsRelease, driver_floppy,
+    driver_floppy_to_file, inf_target, virtio_win_iso, virtio_win_iso_to_file,
+};
 
 use crate::guest::{DriverSource, GuestFacts, Medium};
 
@@ -133,11 +140,7 @@ pub fn find_driver(medium: &dyn Medium, driver: &str, facts: &GuestFacts) -> Opt
     let floppy = || {
         find("/txtsetup.oem")?;
         let folder = facts.floppy_folder.as_deref()?;
-        let arch_dir = match facts.arch {
-            crate::guest::Arch::X86_64 => "amd64",
-            crate::guest::Arch::I686 => "i386",
-            crate::guest::Arch::Aarch64 => return None,
-        };
+        let arch_dir = FloppyArch::for_guest(facts.arch)?.dir();
         find(&format!("/{arch_dir}/{folder}/{driver}.inf"))
     };
     match facts.virtio_storage {

@@ -84,3 +84,53 @@ pub fn sample_iso() -> Vec<u8> {
     sample_builder().write(&mut bytes).expect("sample iso writes");
     bytes
 }
+
+use mockstack::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
+
+/// Guest facts for a test, with the driver folders an OS of that name has.
+pub fn facts(name: &str, release: &str, distro: &str, arch: Arch, virtio_storage: DriverSource) -> GuestFacts {
+    let family = if distro == "windows" { OsFamily::Windows } else { OsFamily::Linux };
+    let folder = |iso: &str, floppy: &str| (Some(iso.to_owned()), Some(floppy.to_owned()));
+    let (virtio_win_folder, floppy_folder) = match name {
+        "Windows XP" => folder("xp", "WinXP"),
+        "Windows Server 2003 R2" => folder("2k3", "Win2003"),
+        "Windows Server 2008" => folder("2k8", "Win2008"),
+        "Windows 7" => folder("w7", "Win7"),
+        "Windows Server 2012" => folder("2k12", "Win2012"),
+        "Windows Server 2019" => folder("2k19", "Win2019"),
+        "Windows 11" => folder("w11", "Win11"),
+        _ => (None, None),
+    };
+    let uefi = name == "Windows 11" || arch == Arch::Aarch64;
+    GuestFacts {
+        name: name.to_owned(),
+        family,
+        release: release.to_owned(),
+        distro: distro.to_owned(),
+        arch,
+        virtio_storage,
+        virtio_win_folder,
+        floppy_folder,
+        firmware: if uefi { Firmware::Uefi } else { Firmware::Bios },
+        needs_tpm: name == "Windows 11",
+        needs_secure_boot: name == "Windows 11",
+        min_ram_mb: 2048,
+        min_disk_gb: 20,
+        install_seconds: 600,
+        boot_seconds: 30,
+        agent: Some(if family == OsFamily::Windows { GuestAgent::CloudbaseInit } else { GuestAgent::CloudInit }),
+        unattended: true,
+    }
+}
+
+pub fn ubuntu_2404() -> GuestFacts {
+    facts("Ubuntu Server", "24.04", "ubuntu", Arch::X86_64, DriverSource::BuiltIn)
+}
+
+pub fn windows_2012() -> GuestFacts {
+    facts("Windows Server 2012", "2012", "windows", Arch::X86_64, DriverSource::Cdrom)
+}
+
+pub fn windows_xp() -> GuestFacts {
+    facts("Windows XP", "xp", "windows", Arch::I686, DriverSource::Floppy)
+}
