@@ -124,9 +124,11 @@ impl Cloud {
     }
 }
 
-/// A small Linux installer ISO, as `isoharness media` writes them.
+/// A Linux installer ISO as `isoharness media` writes them (a small guest descriptor inside).
 fn installer_iso() -> Vec<u8> {
-    let facts = r#"name = "Ubuntu 24.04 LTS"
+    let facts: mockstack::guest::GuestFacts = toml::from_str(
+        r#"
+name = "Ubuntu 24.04 LTS"
 family = "linux"
 release = "24.04"
 distro = "ubuntu"
@@ -138,12 +140,11 @@ min_disk_gb = 1
 install_seconds = 60
 boot_seconds = 10
 agent = "cloud-init"
-"#;
-    let created: jiff::civil::DateTime = "2026-11-24T12:00:00".parse().unwrap();
-    let mut iso = mockstack::media::IsoBuilder::new("UBUNTU_24_04", created).unwrap();
-    iso.add_file(mockstack::media::GUEST_FACTS_PATH, facts.as_bytes().to_vec()).unwrap();
+"#,
+    )
+    .unwrap();
     let mut out = Vec::new();
-    iso.write(&mut out).unwrap();
+    mockstack::media::os_iso::os_installer_iso(&facts, &Default::default(), &mut out).unwrap();
     out
 }
 
@@ -723,4 +724,51 @@ async fn create_image_makes_a_snapshot_record_in_glance() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(headers.get("location").is_none());
+}
+
+#[tokio::test]
+async fn a_build_the_host_cannot_do_ends_in_error_with_novas_fault() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    // libvirt refuses IDE on q35: a spawn error, which Nova reschedules until it runs out of hosts.
+    let image = cloud.upload_iso(&alice, "q35-ide", json!({"hw_machine_type": "q35", "hw_cdrom_bus": "ide"})).await;
+    let create = json!({"server": {"name": "doomed", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(2);
+    let server = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(states(&server), ("ERROR".into(), "error".into(), Value::Null, 0));
+    assert_eq!(server["fault"]["code"], 500);
+    assert_eq!(
+        server["fault"]["message"],
+        format!(
+            "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance {id}."
+        )
+    );
+    assert!(server["fault"].get("details").is_none(), "details of a 500 fault are for admins");
+    assert!(server["fault"]["created"].is_string());
+    assert!(server.get("progress").is_none());
+    let seen_by_admin = cloud.server(&admin, &id, "2.96").await;
+    assert!(seen_by_admin["fault"]["details"].as_str().unwrap().contains("IDE controllers are unsupported"));
+    assert_eq!(seen_by_admin["OS-EXT-SRV-ATTR:host"], Value::Null);
+
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(&body, status, "conflictingRequest", &format!("Instance {id} is not ready"));
+    let (status, _, _) = cloud.call(&alice, Method::DELETE, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = cloud.call(&alice, Method::GET, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a server on no host is deleted at once");
+
+    // An invalid image property is a BuildAbortException: its reason is in the message.
+    let image = cloud.upload_iso(&alice, "bad-bus", json!({"hw_disk_bus": "nvme-over-carrier-pigeon"})).await;
+    let create = json!({"server": {"name": "aborted", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(2);
+    let server = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(server["status"], "ERROR");
+    let message = server["fault"]["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("Build of instance {id} aborted: ")), "{message}");
 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::bdm::Bdm;
 use super::flavors::Flavor;
 use crate::glance::{Image, ImageStatus, Viewer};
-use crate::hypervisor::{self, FlavorDisks, ImageMeta, MappingRequest, VirtType};
+use crate::hypervisor::{self, BlockInfoError, FlavorDisks, ImageMeta, MappingRequest, VirtType};
 use crate::layout::Layout;
 use crate::state::AppState;
 
@@ -170,10 +170,28 @@ pub struct GuestRun {
 /// Why an instance could not be built; becomes the server's `fault`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildFailure {
-    /// The scheduler found no host: "No valid host was found. ..."
-    NoValidHost(String),
-    /// The driver failed to spawn (the message is Nova's `BuildAbortException` or driver error).
-    Driver(String),
+    /// Nova's `BuildAbortException` (an `Invalid` error of the driver, block devices that
+    /// cannot be prepared): no retry, the reason is in the fault message.
+    Aborted(String),
+    /// Any other spawn error: Nova reschedules, and with no other host the conductor gives
+    /// up with `MaxRetriesExceeded`; the driver's error is only in the fault details.
+    Rescheduled(String),
+}
+
+impl BuildFailure {
+    /// The fault message and details Nova records for instance `uuid`.
+    pub fn fault(&self, uuid: &str) -> (String, String) {
+        match self {
+            BuildFailure::Aborted(reason) => (format!("Build of instance {uuid} aborted: {reason}"), reason.clone()),
+            BuildFailure::Rescheduled(error) => (
+                format!(
+                    "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures \
+                     for instance {uuid}."
+                ),
+                error.clone(),
+            ),
+        }
+    }
 }
 
 /// The flavor disks the instance gets: the flavor's, or the sizes its block devices ask for.
@@ -197,16 +215,10 @@ fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option
 pub fn build(state: &AppState, spec: &BuildSpec) -> Result<(Instance, GuestRun), BuildFailure> {
     if spec.bdms.iter().any(|b| b.destination_type.as_deref() == Some("volume")) {
         // There is no block storage service: preparing a volume fails as it would without Cinder.
-        return Err(BuildFailure::Driver(format!(
-            "Build of instance {} aborted: Failure prepping block device.",
-            spec.instance_uuid
-        )));
+        return Err(BuildFailure::Aborted("Failure prepping block device.".into()));
     }
     let Some(image) = &spec.image else {
-        return Err(BuildFailure::Driver(format!(
-            "Build of instance {} aborted: Failure prepping block device.",
-            spec.instance_uuid
-        )));
+        return Err(BuildFailure::Aborted("Failure prepping block device.".into()));
     };
     let (virtio, floppy) = extra_media(state, spec);
     let meta = ImageMeta {
@@ -222,7 +234,11 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<(Instance, GuestRun),
         virtio_iso_found: virtio.is_some(),
         driver_floppy_found: floppy.is_some(),
     };
-    let mapping = hypervisor::disk_mapping(&request).map_err(|e| BuildFailure::Driver(e.nova_fault()))?;
+    let mapping = hypervisor::disk_mapping(&request).map_err(|e| match e {
+        // libvirt refusing the domain is a generic spawn error: Nova reschedules it.
+        BlockInfoError::LibvirtUnsupported(_) => BuildFailure::Rescheduled(e.nova_fault()),
+        _ => BuildFailure::Aborted(e.nova_fault()),
+    })?;
     let domain = hypervisor::domain::DomainSpec {
         instance_id: spec.db_id,
         uuid: spec.instance_uuid.clone(),
@@ -253,8 +269,8 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<(Instance, GuestRun),
         interfaces: Vec::new(),
         vnc: true,
     };
-    let domain_xml = hypervisor::domain::render_domain(&domain, &mapping)
-        .map_err(|e| BuildFailure::Driver(format!("Build of instance {} aborted: {e}", spec.instance_uuid)))?;
+    let domain_xml =
+        hypervisor::domain::render_domain(&domain, &mapping).map_err(|e| BuildFailure::Rescheduled(e.to_string()))?;
     let root_device_name = mapping.root().map(|d| format!("/dev/{}", d.dev)).unwrap_or_else(|| "/dev/vda".into());
     let instance_dir = state.nova().instances_dir().join(&spec.instance_uuid);
     Ok((Instance { domain_xml, root_device_name, instance_dir }, GuestRun::default()))

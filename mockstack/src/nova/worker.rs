@@ -90,19 +90,16 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
                     s.pending.push(Pending { at: at + timing::SPAWN, step: Step::Launched });
                 }
                 Err(failure) => {
-                    let (message, details) = match failure {
-                        BuildFailure::NoValidHost(m) => {
-                            s.host = None;
-                            (m, "NoValidHost".to_string())
-                        }
-                        BuildFailure::Driver(m) => (m.clone(), m),
-                    };
+                    let (message, details) = failure.fault(&s.id);
+                    if matches!(failure, BuildFailure::Rescheduled(_)) {
+                        s.host = None;
+                    }
                     s.vm_state = VmState::Error;
                     s.task_state = None;
                     s.power_state = PowerState::NoState;
                     s.updated_at = ts;
                     if let Some(a) = last_action(s, "create") {
-                        a.finish_event("compute__do_build_and_run_instance", ts, Some(&message));
+                        a.finish_event("compute__do_build_and_run_instance", ts, Some(&details));
                     }
                     s.fault = Some(Fault { code: 500, message, details, created: ts });
                 }
