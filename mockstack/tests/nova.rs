@@ -772,3 +772,115 @@ async fn a_build_the_host_cannot_do_ends_in_error_with_novas_fault() {
     let message = server["fault"]["message"].as_str().unwrap();
     assert!(message.starts_with(&format!("Build of instance {id} aborted: ")), "{message}");
 }
+
+#[tokio::test]
+async fn consoles_follow_the_microversion_split_at_2_6() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
+    let create = json!({"server": {"name": "console-box", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(&body, status, "conflictingRequest", &format!("Instance {id} is not ready"));
+    cloud.advance(5);
+
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["console"]["type"], "novnc");
+    let vnc = body["console"]["url"].as_str().unwrap().to_string();
+    assert!(vnc.starts_with(&format!("{}/mockstack/vnc_lite.html?path=%3Ftoken%3D", cloud.mock.url())), "{vnc}");
+    let page = cloud.http.get(&vnc).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("console-box"));
+    let forged = cloud
+        .http
+        .get(format!("{}/mockstack/vnc_lite.html?path=%3Ftoken%3Dforged", cloud.mock.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getSPICEConsole": {"type": "spice-html5"}})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["console"]["url"].as_str().unwrap().contains("/mockstack/spice_auto.html?token="));
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "xvpvnc"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Invalid console type xvpvnc");
+    let (status, _) = cloud.action(&alice, &id, "2.6", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the legacy actions end at 2.5");
+
+    let path = format!("/servers/{id}/remote-consoles");
+    let (status, _, _) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.5"),
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.6"),
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["remote_console"]["protocol"], "vnc");
+    assert_eq!(body["remote_console"]["type"], "novnc");
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.6"),
+            Some(json!({"remote_console": {"protocol": "serial", "type": "serial"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Unavailable console type serial.");
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.6"),
+            Some(json!({"remote_console": {"protocol": "mks", "type": "webmks"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "mks arrives in 2.8: {body}");
+
+    let (status, _) = cloud.action(&alice, &id, "2.96", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    cloud.advance(2);
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.96"),
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Unavailable console type vnc.");
+
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-getConsoleOutput": {"length": "x"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(
+        &body,
+        status,
+        "badRequest",
+        "Invalid input for field/attribute length. Value: x. 'x' does not match '^-?[0-9]+$'",
+    );
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-getConsoleOutput": {"length": 5}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let full = cloud.mock.state().nova().server(&id).unwrap().console_output(cloud.mock.state().clock().elapsed());
+    assert_eq!(body["output"], mockstack::nova::server_actions::tail(&full, Some(5)).as_str());
+}
