@@ -8,8 +8,11 @@
 
 pub mod blockinfo;
 pub mod domain;
+pub mod installer;
 pub mod qcow2;
 pub mod system;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use blockinfo::{
     BlockInfoError, DeviceType, DiskBus, DiskMapping, DiskSource, FileFormat, FlavorDisks, ImageMeta, MappedDisk,
