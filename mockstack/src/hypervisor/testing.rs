@@ -21,6 +21,27 @@ impl MemMedium {
         self.files.insert(normalize(path), content.to_vec());
         self
     }
+
+    /// The medium as bytes: a tiny format of our own (`MEMMEDIUM` + JSON) for tests that need files.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let files: BTreeMap<&String, String> = self.files.iter().map(|(k, v)| (k, hex::encode(v))).collect();
+        let json = serde_json::json!({ "volume_id": self.volume_id, "files": files });
+        let mut out = b"MEMMEDIUM".to_vec();
+        out.extend(serde_json::to_vec(&json).unwrap_or_default());
+        out
+    }
+
+    /// Parses [`MemMedium::to_bytes`] output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<MemMedium, String> {
+        let json = bytes.strip_prefix(b"MEMMEDIUM").ok_or("not a test medium")?;
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+        let mut medium = MemMedium::new(value["volume_id"].as_str().unwrap_or_default());
+        for (path, hex_content) in value["files"].as_object().into_iter().flatten() {
+            let content = hex::decode(hex_content.as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+            medium.files.insert(path.clone(), content);
+        }
+        Ok(medium)
+    }
 }
 
 fn normalize(path: &str) -> String {
