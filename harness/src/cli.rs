@@ -27,11 +27,26 @@ pub struct Cli {
 pub enum Command {
     /// Serve mockstack (Keystone, Glance, Nova) on one port until Ctrl-C.
     Mock(crate::mock_cmd::MockArgs),
+    /// Check libvirt domain XML (virsh dumpxml output or `<disk>` fragments) against an ISO-install layout.
+    CheckXml(crate::check_xml_cmd::CheckXmlArgs),
+    /// Run the ISO-to-image workflow for one scenario (embedded mockstack unless --os-cloud).
+    Build(crate::build_cmd::BuildArgs),
+    /// Check that an image is what it claims to be: metadata, data, content and a boot test.
+    ValidateImage(crate::build_cmd::ValidateArgs),
+    /// Delete what earlier runs left behind (from the ledger of created resources).
+    Cleanup(crate::build_cmd::CleanupArgs),
+    /// Write mockstack installation media (OS ISO, VirtIO-win ISO, driver floppy) for a guest.
+    Media(crate::media_cmd::MediaArgs),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Mock(args) => crate::mock_cmd::run(args).await,
+        Command::CheckXml(args) => crate::check_xml_cmd::run(args),
+        Command::Build(args) => crate::build_cmd::build(args).await,
+        Command::ValidateImage(args) => crate::build_cmd::validate_image(args).await,
+        Command::Cleanup(args) => crate::build_cmd::cleanup(args).await,
+        Command::Media(args) => crate::media_cmd::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -84,18 +84,18 @@ pub async fn run(args: MockArgs) -> anyhow::Result<u8> {
     if builtin {
         eprintln!("(built-in identities: each password is `mockstack-<user name>`)");
     }
-    if args.print_env {
-        if let Some(admin) = state.identities().user_by_name("admin") {
-            println!("export OS_AUTH_URL={}", mock.auth_url());
-            println!("export OS_IDENTITY_API_VERSION=3");
-            println!("export OS_USERNAME={}", admin.name);
-            println!("export OS_PASSWORD={}", admin.password);
-            println!("export OS_PROJECT_NAME=admin");
-            println!("export OS_USER_DOMAIN_ID=default");
-            println!("export OS_PROJECT_DOMAIN_ID=default");
-            println!("export OS_REGION_NAME={}", state.config().region);
-            println!("export OS_INTERFACE=public");
-        }
+    if args.print_env
+        && let Some(admin) = state.identities().user_by_name("admin")
+    {
+        println!("export OS_AUTH_URL={}", mock.auth_url());
+        println!("export OS_IDENTITY_API_VERSION=3");
+        println!("export OS_USERNAME={}", admin.name);
+        println!("export OS_PASSWORD={}", admin.password);
+        println!("export OS_PROJECT_NAME=admin");
+        println!("export OS_USER_DOMAIN_ID=default");
+        println!("export OS_PROJECT_DOMAIN_ID=default");
+        println!("export OS_REGION_NAME={}", state.config().region);
+        println!("export OS_INTERFACE=public");
     }
     if let Some(path) = &args.clouds_yaml {
         std::fs::write(path, clouds_yaml(&mock)).with_context(|| format!("cannot write {}", path.display()))?;

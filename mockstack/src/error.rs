@@ -80,10 +80,10 @@ pub fn nova_fault_name(status: StatusCode) -> &'static str {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
-        if let Some(v) = &self.www_authenticate {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-            }
+        if let Some(v) = &self.www_authenticate
+            && let Ok(v) = HeaderValue::from_str(v)
+        {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
         response
     }

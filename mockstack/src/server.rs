@@ -21,6 +21,7 @@ pub fn router(state: AppState) -> Router {
         // A nested "/" does not match the prefix with a trailing slash; devstack URLs have both.
         .route("/identity/", axum::routing::get(crate::keystone::versions))
         .nest("/identity", crate::keystone::router())
+        .route("/image/", axum::routing::get(crate::glance::versions))
         .nest("/image", crate::glance::router())
         .nest("/compute", crate::nova::router())
         .nest("/mockstack", crate::admin::router())
@@ -70,10 +71,10 @@ fn split_service(path: &str) -> (Option<Service>, &str, &str) {
         ("/compute", Some(Service::Compute), "compute"),
         ("/mockstack", None, "mockstack"),
     ] {
-        if let Some(rest) = path.strip_prefix(prefix) {
-            if rest.is_empty() || rest.starts_with('/') {
-                return (service, name, if rest.is_empty() { "/" } else { rest });
-            }
+        if let Some(rest) = path.strip_prefix(prefix)
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            return (service, name, if rest.is_empty() { "/" } else { rest });
         }
     }
     (None, "", path)

@@ -84,6 +84,7 @@ impl AppState {
         };
         let clock = Arc::new(Clock::new(config.clock));
         let glance = crate::glance::GlanceState::new(&data_dir.join("images"))?;
+        glance.configure(clock.clone(), config.image_size_cap);
         let nova = crate::nova::NovaState::new(&data_dir.join("instances"))?;
         Ok(AppState {
             inner: Arc::new(Inner {

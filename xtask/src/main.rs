@@ -12,6 +12,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("genisoimage", "isoinfo: a second ISO 9660 reader for the cross-checks"),
     ("mtools", "mdir: cross-checks the FAT driver floppies"),
     ("libvirt-clients", "virt-xml-validate: libvirt's own schema check of domain XML"),
+    ("libxml2-utils", "xmllint: what virt-xml-validate runs the schema with"),
     ("python3-venv", "the virtualenv for the openstack CLI"),
 ];
 
@@ -23,6 +24,7 @@ fn probe(package: &str) -> &'static str {
         "genisoimage" => "isoinfo",
         "mtools" => "mdir",
         "libvirt-clients" => "virt-xml-validate",
+        "libxml2-utils" => "xmllint",
         _ => "",
     }
 }

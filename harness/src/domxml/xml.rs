@@ -1,0 +1,240 @@
+//! A small positioned element tree read with quick-xml: every element knows its line:column, so findings can point at it.
+
+use std::fmt;
+
+use quick_xml::XmlVersion;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::reader::Reader;
+use serde::Serialize;
+
+use super::ParseError;
+
+/// A 1-based line and column (columns count characters, not bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+pub struct Position {
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// Turns byte offsets of one document into line:column positions.
+pub(crate) struct LineIndex<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, line_starts }
+    }
+
+    pub(crate) fn position(&self, offset: usize) -> Position {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset).saturating_sub(1);
+        let start = self.line_starts.get(line).copied().unwrap_or(0);
+        // The offset may fall inside a multi-byte character; count whole characters before it.
+        let column = self.text.get(start..offset).map_or_else(
+            || self.text.as_bytes()[start..offset].iter().filter(|b| (**b & 0xC0) != 0x80).count(),
+            |s| s.chars().count(),
+        );
+        Position { line: clamp_u32(line + 1), column: clamp_u32(column + 1) }
+    }
+}
+
+fn clamp_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// One attribute, its value unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attr {
+    pub name: String,
+    pub value: String,
+}
+
+/// One element: name, attributes, child elements and its concatenated text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub name: String,
+    pub pos: Position,
+    pub attrs: Vec<Attr>,
+    pub children: Vec<Element>,
+    pub text: String,
+}
+
+impl Element {
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs.iter().find(|a| a.name == name).map(|a| a.value.as_str())
+    }
+
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    pub fn children_named<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s Element> + 's {
+        self.children.iter().filter(move |c| c.name == name)
+    }
+
+    /// The trimmed text content.
+    pub fn text(&self) -> &str {
+        self.text.trim()
+    }
+}
+
+/// The top-level elements of a document (a well-formed domain has one; a fragment may have several).
+pub fn parse_elements(text: &str) -> Result<Vec<Element>, ParseError> {
+    let index = LineIndex::new(text);
+    let mut reader = Reader::from_str(text);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+    config.allow_unmatched_ends = false;
+    config.expand_empty_elements = false;
+
+    let mut roots = Vec::new();
+    let mut stack: Vec<Element> = Vec::new();
+    loop {
+        let start = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        let event = match reader.read_event() {
+            Ok(event) => event,
+            Err(e) => {
+                let at = usize::try_from(reader.error_position()).unwrap_or(start);
+                return Err(ParseError::Syntax { pos: index.position(at), message: e.to_string() });
+            }
+        };
+        let pos = index.position(start);
+        match event {
+            Event::Start(tag) => stack.push(element_from(&tag, pos)?),
+            Event::Empty(tag) => {
+                let element = element_from(&tag, pos)?;
+                attach(element, &mut stack, &mut roots);
+            }
+            Event::End(_) => {
+                // check_end_names guarantees the end matches the open element; guard anyway.
+                let Some(element) = stack.pop() else {
+                    return Err(ParseError::Syntax { pos, message: "closing tag without an opening tag".into() });
+                };
+                attach(element, &mut stack, &mut roots);
+            }
+            Event::Text(t) => {
+                let content = t.xml_content(XmlVersion::Implicit1_0);
+                match stack.last_mut() {
+                    Some(open) => open.text.push_str(&content),
+                    None if content.trim().is_empty() => {}
+                    None => {
+                        let leading = content.len() - content.trim_start().len();
+                        let pos = index.position(start + leading);
+                        return Err(ParseError::Syntax { pos, message: "text outside of any element".into() });
+                    }
+                }
+            }
+            Event::CData(c) => {
+                if let Some(open) = stack.last_mut() {
+                    open.text.push_str(&c.xml_content(XmlVersion::Implicit1_0));
+                }
+            }
+            Event::GeneralRef(r) => {
+                let resolved = match r.resolve_char_ref() {
+                    Ok(Some(c)) => c.to_string(),
+                    Ok(None) => match predefined_entity(&r) {
+                        Some(s) => s.to_string(),
+                        None => {
+                            return Err(ParseError::Syntax {
+                                pos,
+                                message: format!("unknown entity reference &{};", &*r),
+                            });
+                        }
+                    },
+                    Err(e) => return Err(ParseError::Syntax { pos, message: e.to_string() }),
+                };
+                match stack.last_mut() {
+                    Some(open) => open.text.push_str(&resolved),
+                    None => {
+                        return Err(ParseError::Syntax {
+                            pos,
+                            message: "entity reference outside of any element".into(),
+                        });
+                    }
+                }
+            }
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
+            Event::Eof => break,
+        }
+    }
+    if let Some(open) = stack.last() {
+        return Err(ParseError::Syntax {
+            pos: index.position(text.len()),
+            message: format!("unexpected end of document: <{}> opened at {} is not closed", open.name, open.pos),
+        });
+    }
+    Ok(roots)
+}
+
+fn attach(element: Element, stack: &mut [Element], roots: &mut Vec<Element>) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(element),
+        None => roots.push(element),
+    }
+}
+
+fn predefined_entity(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "lt" => "<",
+        "gt" => ">",
+        "amp" => "&",
+        "apos" => "'",
+        "quot" => "\"",
+        _ => return None,
+    })
+}
+
+fn element_from(tag: &BytesStart<'_>, pos: Position) -> Result<Element, ParseError> {
+    let name = tag.name().as_ref().to_string();
+    let mut attrs = Vec::new();
+    for attr in tag.attributes().with_checks(true) {
+        let attr = attr.map_err(|e| ParseError::Syntax { pos, message: format!("in <{name}>: {e}") })?;
+        let value = attr
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|e| ParseError::Syntax { pos, message: format!("in <{name}>: {e}") })?;
+        attrs.push(Attr { name: attr.key.as_ref().to_string(), value: value.into_owned() });
+    }
+    Ok(Element { name, pos, attrs, children: Vec::new(), text: String::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_count_characters_from_one() {
+        let index = LineIndex::new("ab\nçd\n");
+        assert_eq!(index.position(0), Position { line: 1, column: 1 });
+        assert_eq!(index.position(3), Position { line: 2, column: 1 });
+        assert_eq!(index.position(5), Position { line: 2, column: 2 });
+        assert_eq!(index.position(4), Position { line: 2, column: 2 });
+        assert_eq!(index.position(100), Position { line: 3, column: 1 });
+    }
+
+    #[test]
+    fn elements_carry_their_start_position() {
+        let roots = parse_elements("<a>\n  <b x='1'/>\n  <c>t&amp;u</c>\n</a>").unwrap();
+        assert_eq!(roots.len(), 1);
+        let a = &roots[0];
+        assert_eq!(a.children[0].pos, Position { line: 2, column: 3 });
+        assert_eq!(a.children[0].attr("x"), Some("1"));
+        assert_eq!(a.children[1].text(), "t&u");
+    }
+
+    #[test]
+    fn unclosed_element_is_an_error_with_position() {
+        let err = parse_elements("<a>\n<b>").unwrap_err();
+        assert!(err.to_string().contains("not closed"), "{err}");
+    }
+}

@@ -1,0 +1,323 @@
+//! The workflow's [`Driver`] over HTTP: the same calls to a real cloud and to mockstack.
+//!
+//! Only the clock and the domain XML source differ: an embedded mockstack lends its virtual
+//! clock (so waiting costs nothing) and serves the domain XML on its admin endpoint; a real
+//! cloud uses real time, and domain XML comes from a command (`virsh dumpxml` over ssh) or
+//! a file, when the user configures one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cloud::glance::{ImageQuery, PatchOp};
+use crate::cloud::nova::{NewFlavor, NewServer as NovaNewServer};
+use crate::cloud::{self, Cloud};
+use crate::workflow::{
+    CloudError, CloudErrorKind, Digests, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
+};
+
+/// Where the libvirt domain XML of a server comes from.
+#[derive(Debug, Clone, Default)]
+pub enum DomainXmlSource {
+    #[default]
+    None,
+    /// mockstack's `GET /mockstack/servers/{id}/domain.xml`, at this base URL.
+    MockAdmin(String),
+    /// A shell command with `{host}` and `{instance}` replaced, e.g.
+    /// `ssh {host} sudo virsh dumpxml {instance}`.
+    Command(String),
+    /// A file the user saved.
+    File(PathBuf),
+}
+
+/// Time as the cloud sees it.
+#[derive(Clone)]
+pub enum Clock {
+    Real(Instant),
+    /// An embedded mockstack's virtual clock: sleeping advances it.
+    Mock(Arc<mockstack::Clock>),
+}
+
+pub struct HttpDriver {
+    cloud: Cloud,
+    describe: String,
+    clock: Clock,
+    domain_xml: DomainXmlSource,
+}
+
+impl HttpDriver {
+    pub fn new(cloud: Cloud, clock: Clock, domain_xml: DomainXmlSource) -> HttpDriver {
+        let config = cloud.config();
+        let describe = format!("{} ({})", config.name, config.auth_url);
+        HttpDriver { cloud, describe, clock, domain_xml }
+    }
+
+    pub fn cloud(&self) -> &Cloud {
+        &self.cloud
+    }
+}
+
+fn convert(e: cloud::CloudError) -> CloudError {
+    use cloud::CloudError as E;
+    let kind = match &e {
+        E::NotFound(_) => CloudErrorKind::NotFound,
+        E::Conflict(_) => CloudErrorKind::Conflict,
+        E::BadRequest(_) => CloudErrorKind::BadRequest,
+        E::Forbidden(_) => CloudErrorKind::Forbidden,
+        E::Unauthorized(_) => CloudErrorKind::Unauthorized,
+        E::OverLimit(_) => CloudErrorKind::OverLimit,
+        _ => CloudErrorKind::Other,
+    };
+    CloudError { kind, message: e.to_string() }
+}
+
+fn image_info(image: cloud::glance::Image) -> ImageInfo {
+    let properties: BTreeMap<String, String> = image
+        .properties
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "self" | "file" | "schema" | "locations" | "stores"))
+        .map(|(k, v)| (k.clone(), v.as_str().map(String::from).unwrap_or_else(|| v.to_string())))
+        .collect();
+    ImageInfo {
+        id: image.id,
+        name: image.name.unwrap_or_default(),
+        status: image.status,
+        disk_format: image.disk_format,
+        container_format: image.container_format,
+        size: image.size,
+        checksum: image.checksum,
+        os_hash_algo: image.os_hash_algo,
+        os_hash_value: image.os_hash_value,
+        visibility: image.visibility.unwrap_or_default(),
+        owner: image.owner,
+        min_disk: image.min_disk,
+        min_ram: image.min_ram,
+        properties,
+    }
+}
+
+fn server_info(server: cloud::nova::Server) -> ServerInfo {
+    ServerInfo {
+        id: server.id,
+        name: server.name,
+        status: server.status,
+        task_state: server.task_state,
+        vm_state: server.vm_state,
+        power_state: server.power_state.map(i64::from),
+        fault: server.fault.map(|f| f.message),
+        host: server.host,
+        instance_name: server.instance_name,
+    }
+}
+
+fn flavor_info(f: cloud::nova::Flavor) -> FlavorInfo {
+    FlavorInfo {
+        id: f.id,
+        name: f.name,
+        vcpus: f.vcpus,
+        ram_mb: f.ram as u32,
+        disk_gb: f.disk as u32,
+        ephemeral_gb: f.ephemeral as u32,
+        swap_mb: f.swap as u32,
+    }
+}
+
+fn not_found_is_none<T>(r: Result<T, cloud::CloudError>) -> Result<Option<T>, CloudError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(convert(e)),
+    }
+}
+
+fn not_found_is_ok(r: Result<(), cloud::CloudError>) -> Result<(), CloudError> {
+    not_found_is_none(r).map(drop)
+}
+
+impl Driver for HttpDriver {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    fn elapsed(&self) -> Duration {
+        match &self.clock {
+            Clock::Real(start) => start.elapsed(),
+            Clock::Mock(clock) => clock.elapsed(),
+        }
+    }
+
+    async fn sleep(&self, d: Duration) {
+        match &self.clock {
+            Clock::Real(_) => tokio::time::sleep(d).await,
+            Clock::Mock(clock) => clock.sleep(d).await,
+        }
+    }
+
+    async fn images_named(&self, name: &str) -> Result<Vec<ImageInfo>, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        let query = ImageQuery { name: Some(name.to_string()), ..ImageQuery::default() };
+        let images = glance.list_images(&query).await.map_err(convert)?;
+        Ok(images.into_iter().map(image_info).collect())
+    }
+
+    async fn image(&self, id: &str) -> Result<Option<ImageInfo>, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        Ok(not_found_is_none(glance.get_image(id).await)?.map(image_info))
+    }
+
+    async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        let new = cloud::glance::NewImage {
+            name: image.name.clone(),
+            disk_format: Some(image.disk_format.clone()),
+            container_format: Some(image.container_format.clone()),
+            visibility: Some(image.visibility.clone()),
+            properties: image.properties.clone(),
+            ..Default::default()
+        };
+        glance.create_image(&new).await.map(image_info).map_err(convert)
+    }
+
+    async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        let d = glance.upload_file(id, file, None).await.map_err(convert)?;
+        Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
+    }
+
+    async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        let d = glance.download_to_path(id, to, None).await.map_err(convert)?;
+        Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
+    }
+
+    async fn update_image(&self, id: &str, changes: &[ImageChange]) -> Result<ImageInfo, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        let current = glance.get_image(id).await.map_err(convert)?;
+        let ops: Vec<PatchOp> = changes
+            .iter()
+            .map(|c| match c {
+                ImageChange::Set(k, v) => PatchOp::set(&current, k, v.clone()),
+                ImageChange::SetNumber(k, v) => PatchOp::replace(k, *v),
+                ImageChange::Remove(k) => PatchOp::remove(k),
+            })
+            .collect();
+        glance.update_image(id, &ops).await.map(image_info).map_err(convert)
+    }
+
+    async fn delete_image(&self, id: &str) -> Result<(), CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        not_found_is_ok(glance.delete_image(id).await)
+    }
+
+    async fn flavors(&self) -> Result<Vec<FlavorInfo>, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        Ok(nova.list_flavors().await.map_err(convert)?.into_iter().map(flavor_info).collect())
+    }
+
+    async fn create_flavor(&self, flavor: &FlavorInfo) -> Result<FlavorInfo, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        let new = NewFlavor {
+            name: flavor.name.clone(),
+            ram: u64::from(flavor.ram_mb),
+            vcpus: flavor.vcpus,
+            disk: u64::from(flavor.disk_gb),
+            ephemeral: u64::from(flavor.ephemeral_gb),
+            swap: u64::from(flavor.swap_mb),
+            is_public: true,
+            id: None,
+        };
+        nova.create_flavor(&new).await.map(flavor_info).map_err(convert)
+    }
+
+    async fn delete_flavor(&self, id: &str) -> Result<(), CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        not_found_is_ok(nova.delete_flavor(id).await)
+    }
+
+    async fn create_server(&self, server: &NewServer) -> Result<String, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        let new = NovaNewServer {
+            name: server.name.clone(),
+            image_ref: server.image_id.clone(),
+            flavor_ref: server.flavor_id.clone(),
+            metadata: BTreeMap::from([("created_by".to_string(), "isoharness".to_string())]),
+            no_network: true,
+        };
+        nova.create_server(&new).await.map(|c| c.id).map_err(convert)
+    }
+
+    async fn server(&self, id: &str) -> Result<Option<ServerInfo>, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        Ok(not_found_is_none(nova.get_server(id).await)?.map(server_info))
+    }
+
+    async fn servers_named(&self, name: &str) -> Result<Vec<ServerInfo>, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        Ok(nova.list_servers_by_name(name).await.map_err(convert)?.into_iter().map(server_info).collect())
+    }
+
+    async fn console_log(&self, id: &str) -> Result<String, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        nova.console_output(id, None).await.map_err(convert)
+    }
+
+    async fn console_url(&self, id: &str) -> Result<Option<String>, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        Ok(not_found_is_none(nova.vnc_console(id).await)?.map(|c| c.url))
+    }
+
+    async fn snapshot(&self, server_id: &str, name: &str) -> Result<String, CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        nova.create_image(server_id, name, &BTreeMap::new()).await.map_err(convert)
+    }
+
+    async fn delete_server(&self, id: &str) -> Result<(), CloudError> {
+        let nova = self.cloud.nova().await.map_err(convert)?;
+        not_found_is_ok(nova.delete_server(id).await)
+    }
+
+    async fn domain_xml(&self, server: &ServerInfo) -> Result<Option<String>, CloudError> {
+        match &self.domain_xml {
+            DomainXmlSource::None => Ok(None),
+            DomainXmlSource::File(path) => std::fs::read_to_string(path)
+                .map(Some)
+                .map_err(|e| CloudError::other(format!("cannot read {}: {e}", path.display()))),
+            DomainXmlSource::MockAdmin(base) => {
+                let token = self.cloud.token().await.map_err(convert)?;
+                let url = format!("{base}/mockstack/servers/{}/domain.xml", server.id);
+                let response = reqwest::Client::new()
+                    .get(&url)
+                    .header("X-Auth-Token", token.value.expose())
+                    .send()
+                    .await
+                    .map_err(|e| CloudError::other(format!("GET {url}: {e}")))?;
+                if !response.status().is_success() {
+                    return Err(CloudError::other(format!("GET {url}: {}", response.status())));
+                }
+                response.text().await.map(Some).map_err(|e| CloudError::other(format!("GET {url}: {e}")))
+            }
+            DomainXmlSource::Command(template) => {
+                let (Some(host), Some(instance)) = (&server.host, &server.instance_name) else {
+                    return Err(CloudError::other(
+                        "the server's host and instance name are admin-only: run as an admin to fetch domain XML",
+                    ));
+                };
+                let command = template.replace("{host}", host).replace("{instance}", instance);
+                let output = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(&command)
+                    .output()
+                    .await
+                    .map_err(|e| CloudError::other(format!("cannot run `{command}`: {e}")))?;
+                if !output.status.success() {
+                    return Err(CloudError::other(format!(
+                        "`{command}` failed: {}",
+                        String::from_utf8_lossy(&output.stderr).trim()
+                    )));
+                }
+                Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! The guest-OS matrix: every scenario against every layout, with expected outcomes derived from rules.
+
+pub mod report;
+
+pub use report::{Cell, Format, MatrixReport};

@@ -1,0 +1,326 @@
+//! The matrix report, for people (table, markdown, one self-contained html page) and for CI
+//! (JSON, JUnit XML).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use mockstack::Layout;
+use serde::Serialize;
+
+use crate::scenario::Outcome;
+
+/// One (scenario, layout) cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    pub scenario: String,
+    pub guest: String,
+    pub reconstruction: bool,
+    pub layout: Layout,
+    /// Derived from the guest facts and the layout's devices.
+    pub expected: Outcome,
+    /// Why the rules expect that.
+    pub expected_reason: String,
+    /// What the scenario file pinned, if anything.
+    pub pinned: Option<Outcome>,
+    /// What the run produced; None when it could not run to a conclusion.
+    pub observed: Option<Outcome>,
+    pub reason: String,
+    pub evidence: Vec<String>,
+    /// Domain XML validator findings (rule ids and messages) for the install server.
+    pub xml_findings: Vec<String>,
+    pub wall_seconds: f64,
+    pub virtual_seconds: f64,
+    pub api_calls: usize,
+}
+
+impl Cell {
+    /// A cell passes when it ran, matched the derivation, and any pin agrees with both.
+    pub fn passed(&self) -> bool {
+        self.observed == Some(self.expected) && self.pinned.is_none_or(|p| p == self.expected)
+    }
+
+    pub fn problem(&self) -> Option<String> {
+        if let Some(p) = self.pinned
+            && p != self.expected
+        {
+            return Some(format!("pinned {p} but the rules derive {}", self.expected));
+        }
+        match self.observed {
+            None => Some(format!("did not finish: {}", self.reason)),
+            Some(o) if o != self.expected => Some(format!("observed {o}, expected {}: {}", self.expected, self.reason)),
+            Some(_) => None,
+        }
+    }
+
+    fn mark(&self) -> String {
+        let symbol = match self.observed {
+            Some(Outcome::ImageOk) => "✔",
+            Some(Outcome::IsoCopy) => "✘ iso",
+            Some(Outcome::NoTargetDisk) => "✘ disk",
+            Some(Outcome::Rejected) => "⊘",
+            None => "?",
+        };
+        if self.passed() { symbol.to_string() } else { format!("{symbol} (!)") }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixReport {
+    /// `mockstack` or the cloud's name.
+    pub cloud: String,
+    pub layouts: Vec<Layout>,
+    pub cells: Vec<Cell>,
+    pub wall_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Junit,
+    Markdown,
+    Html,
+}
+
+impl MatrixReport {
+    pub fn passed(&self) -> bool {
+        self.cells.iter().all(Cell::passed)
+    }
+
+    fn scenarios(&self) -> Vec<(&str, &str, bool)> {
+        let mut seen = BTreeSet::new();
+        self.cells
+            .iter()
+            .filter(|c| seen.insert(c.scenario.as_str()))
+            .map(|c| (c.scenario.as_str(), c.guest.as_str(), c.reconstruction))
+            .collect()
+    }
+
+    fn cell(&self, scenario: &str, layout: Layout) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.scenario == scenario && c.layout == layout)
+    }
+
+    pub fn summary(&self) -> String {
+        let failed = self.cells.iter().filter(|c| !c.passed()).count();
+        let rate = if self.wall_seconds > 0.0 { self.cells.len() as f64 / self.wall_seconds } else { 0.0 };
+        format!(
+            "{} cells ({} scenarios × {} layouts) on {}: {} as expected, {} not, in {:.2}s ({:.0} cells/s)",
+            self.cells.len(),
+            self.scenarios().len(),
+            self.layouts.len(),
+            self.cloud,
+            self.cells.len() - failed,
+            failed,
+            self.wall_seconds,
+            rate
+        )
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Table => self.table(),
+            Format::Json => serde_json::to_string_pretty(self).expect("reports serialize") + "\n",
+            Format::Junit => self.junit(),
+            Format::Markdown => self.markdown(),
+            Format::Html => self.html(),
+        }
+    }
+
+    fn table(&self) -> String {
+        let mut table = comfy_table::Table::new();
+        table.load_style(comfy_table::presets::UTF8_FULL_CONDENSED);
+        let mut header = vec!["guest OS".to_string()];
+        header.extend(self.layouts.iter().map(|l| l.to_string()));
+        table.set_header(header);
+        for (scenario, guest, reconstruction) in self.scenarios() {
+            let mut row = vec![if reconstruction { format!("{guest} *") } else { guest.to_string() }];
+            for layout in &self.layouts {
+                row.push(self.cell(scenario, *layout).map(Cell::mark).unwrap_or_default());
+            }
+            table.add_row(row);
+        }
+        let mut out = format!("{table}\n");
+        out.push_str(
+            "✔ image-ok   ✘ iso: iso-copy   ✘ disk: no-target-disk   ⊘ rejected   (!) differs from the expectation\n",
+        );
+        out.push_str(
+            "* a row of the article's Table 1, reconstructed from the installer rules (the original is lost)\n",
+        );
+        for cell in self.cells.iter().filter(|c| !c.passed()) {
+            let _ =
+                writeln!(out, "MISMATCH {} on {}: {}", cell.scenario, cell.layout, cell.problem().unwrap_or_default());
+        }
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = String::from("| guest OS |");
+        for l in &self.layouts {
+            let _ = write!(out, " {l} |");
+        }
+        out.push_str("\n|---|");
+        out.push_str(&"---|".repeat(self.layouts.len()));
+        out.push('\n');
+        for (scenario, guest, reconstruction) in self.scenarios() {
+            let _ = write!(out, "| {guest}{} |", if reconstruction { " \\*" } else { "" });
+            for layout in &self.layouts {
+                let cell = self.cell(scenario, *layout);
+                let text = cell
+                    .map(|c| {
+                        let observed = c.observed.map(|o| o.to_string()).unwrap_or_else(|| "error".into());
+                        if c.passed() { observed } else { format!("**{observed}** (expected {})", c.expected) }
+                    })
+                    .unwrap_or_default();
+                let _ = write!(out, " {text} |");
+            }
+            out.push('\n');
+        }
+        out.push_str("\n\\* reconstructed row of the article's Table 1 (the original is lost)\n\n");
+        out.push_str(&self.summary());
+        out.push('\n');
+        out
+    }
+
+    fn junit(&self) -> String {
+        use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+        let mut report = Report::new("isoharness-matrix");
+        for layout in &self.layouts {
+            let mut suite = TestSuite::new(format!("matrix.{layout}"));
+            for cell in self.cells.iter().filter(|c| c.layout == *layout) {
+                let status = if cell.passed() {
+                    TestCaseStatus::success()
+                } else {
+                    let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    s.set_message(cell.problem().unwrap_or_default());
+                    s.set_description(cell.evidence.join("\n"));
+                    s
+                };
+                let mut case = TestCase::new(format!("{}::{layout}", cell.scenario), status);
+                case.set_classname(format!("isoharness.matrix.{layout}"));
+                case.set_time(std::time::Duration::from_secs_f64(cell.wall_seconds.max(0.0)));
+                case.set_system_out(format!(
+                    "expected {} ({}); observed {}; {}",
+                    cell.expected,
+                    cell.expected_reason,
+                    cell.observed.map(|o| o.to_string()).unwrap_or_else(|| "nothing".into()),
+                    cell.reason
+                ));
+                suite.add_test_case(case);
+            }
+            report.add_test_suite(suite);
+        }
+        report.to_string().unwrap_or_else(|e| format!("<!-- cannot render JUnit XML: {e} -->\n"))
+    }
+
+    fn html(&self) -> String {
+        let mut out = String::from(
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>isoharness matrix</title>\n<style>\
+             body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
+             td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
+             .image-ok{background:#dfd}.iso-copy{background:#fdd}.no-target-disk{background:#fed}.rejected{background:#eee}\
+             .differs{outline:3px solid #c00}</style></head><body>\n<h1>Guest-OS matrix</h1>\n",
+        );
+        let _ = writeln!(out, "<p>{}</p>", escape(&self.summary()));
+        out.push_str("<table><tr><th>guest OS</th>");
+        for l in &self.layouts {
+            let _ = write!(out, "<th>{l}</th>");
+        }
+        out.push_str("</tr>\n");
+        for (scenario, guest, reconstruction) in self.scenarios() {
+            let _ = write!(out, "<tr><th>{}{}</th>", escape(guest), if reconstruction { " *" } else { "" });
+            for layout in &self.layouts {
+                match self.cell(scenario, *layout) {
+                    Some(c) => {
+                        let observed = c.observed.map(|o| o.to_string()).unwrap_or_else(|| "error".into());
+                        let class = if c.passed() { observed.clone() } else { format!("{observed} differs") };
+                        let _ = write!(
+                            out,
+                            "<td class=\"{class}\" title=\"{}\">{observed}</td>",
+                            escape(&format!("expected {}: {}. {}", c.expected, c.expected_reason, c.reason))
+                        );
+                    }
+                    None => out.push_str("<td></td>"),
+                }
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</table>\n<p>* a row of the article's Table 1, reconstructed from the installer rules (the original is lost).</p>\n</body></html>\n");
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(scenario: &str, layout: Layout, expected: Outcome, observed: Option<Outcome>) -> Cell {
+        Cell {
+            scenario: scenario.into(),
+            guest: format!("Guest {scenario}"),
+            reconstruction: scenario.starts_with('r'),
+            layout,
+            expected,
+            expected_reason: "rule".into(),
+            pinned: None,
+            observed,
+            reason: String::new(),
+            evidence: vec![],
+            xml_findings: vec![],
+            wall_seconds: 0.01,
+            virtual_seconds: 900.0,
+            api_calls: 30,
+        }
+    }
+
+    fn report() -> MatrixReport {
+        MatrixReport {
+            cloud: "mockstack".into(),
+            layouts: vec![Layout::Stock, Layout::Patched],
+            cells: vec![
+                cell("rhel", Layout::Stock, Outcome::IsoCopy, Some(Outcome::IsoCopy)),
+                cell("rhel", Layout::Patched, Outcome::ImageOk, Some(Outcome::ImageOk)),
+                cell("win", Layout::Stock, Outcome::NoTargetDisk, Some(Outcome::NoTargetDisk)),
+                cell("win", Layout::Patched, Outcome::ImageOk, Some(Outcome::IsoCopy)),
+            ],
+            wall_seconds: 0.5,
+        }
+    }
+
+    #[test]
+    fn a_cell_fails_when_observation_or_pin_disagrees() {
+        let mut c = cell("x", Layout::Patched, Outcome::ImageOk, Some(Outcome::ImageOk));
+        assert!(c.passed());
+        c.pinned = Some(Outcome::IsoCopy);
+        assert_eq!(c.problem().unwrap(), "pinned iso-copy but the rules derive image-ok");
+        c.pinned = None;
+        c.observed = None;
+        c.reason = "timeout".into();
+        assert_eq!(c.problem().unwrap(), "did not finish: timeout");
+        assert!(!report().passed());
+    }
+
+    #[test]
+    fn every_format_names_every_cell_and_flags_the_mismatch() {
+        let r = report();
+        let table = r.render(Format::Table);
+        assert!(table.contains("MISMATCH win on patched: observed iso-copy, expected image-ok"), "{table}");
+        assert!(table.contains("Guest rhel *"));
+        assert!(
+            r.render(Format::Markdown).contains("| Guest win | no-target-disk | **iso-copy** (expected image-ok) |")
+        );
+        let json: serde_json::Value = serde_json::from_str(&r.render(Format::Json)).unwrap();
+        assert_eq!(json["cells"].as_array().unwrap().len(), 4);
+        let junit = r.render(Format::Junit);
+        assert!(junit.contains("tests=\"4\"") && junit.contains("failures=\"1\""), "{junit}");
+        assert!(junit.contains("name=\"win::patched\""));
+        let html = r.render(Format::Html);
+        assert!(html.starts_with("<!DOCTYPE html>") && html.contains("class=\"iso-copy differs\""));
+        assert!(r.summary().starts_with("4 cells (2 scenarios × 2 layouts) on mockstack: 3 as expected, 1 not"));
+    }
+}

@@ -1,0 +1,194 @@
+//! Running the matrix: every (scenario, layout) cell through the whole workflow, each layout on
+//! its own embedded mockstack, cells in parallel; and the expected outcome of every cell.
+
+use std::time::Instant;
+
+use futures_util::StreamExt;
+use mockstack::Layout;
+use mockstack::hypervisor::blockinfo::{FlavorDisks, ImageMeta, MappingRequest, VirtType};
+use mockstack::hypervisor::installer::{AttachedMediaSummary, OutcomeKind, expected_outcome_for_request};
+
+use super::report::{Cell, MatrixReport};
+use crate::domxml;
+use crate::scenario::{Outcome, Scenario, VirtioWinBuild};
+use crate::target::{Embedded, media_for};
+use crate::workflow::ledger::Ledger;
+use crate::workflow::{BuildOptions, Driver, run_build};
+
+/// The outcome the installer rules derive for a scenario on a layout, with the reason.
+pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
+    let image = ImageMeta {
+        disk_format: "iso".into(),
+        properties: scenario.image.iso_properties.clone().into_iter().collect(),
+    };
+    let request = MappingRequest {
+        layout,
+        virt_type: VirtType::Kvm,
+        image: &image,
+        flavor: FlavorDisks {
+            root_gb: u64::from(scenario.flavor.disk_gb),
+            ephemeral_gb: u64::from(scenario.flavor.ephemeral_gb),
+            swap_mb: u64::from(scenario.flavor.swap_mb),
+        },
+        config_drive: false,
+        virtio_iso_found: true,
+        driver_floppy_found: true,
+    };
+    let media = AttachedMediaSummary::generated(&scenario.guest, virtio_build(scenario.media.virtio_win));
+    let outcome = expected_outcome_for_request(&scenario.guest, &request, &media);
+    let kind = match outcome.kind {
+        OutcomeKind::ImageOk => Outcome::ImageOk,
+        OutcomeKind::IsoCopy => Outcome::IsoCopy,
+        OutcomeKind::NoTargetDisk => Outcome::NoTargetDisk,
+        OutcomeKind::Rejected | OutcomeKind::NeedsConsole => Outcome::Rejected,
+    };
+    (kind, outcome.reason)
+}
+
+fn virtio_build(build: VirtioWinBuild) -> mockstack::media::virtio_win::VirtioWinSpec {
+    match build {
+        VirtioWinBuild::Full => mockstack::media::virtio_win::VirtioWinSpec::current(),
+        VirtioWinBuild::Rhel => mockstack::media::virtio_win::VirtioWinSpec::rhel_style(),
+    }
+}
+
+/// Runs every cell against embedded mockstacks (one per layout and driver-ISO build), `jobs` at a time.
+pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usize) -> anyhow::Result<MatrixReport> {
+    let started = Instant::now();
+    let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
+    let ledger = Ledger::open(&scratch.path().join("ledger.jsonl"))?;
+    let mut groups = Vec::new();
+    for layout in layouts {
+        for build in [VirtioWinBuild::Full, VirtioWinBuild::Rhel] {
+            let members: Vec<&Scenario> = scenarios.iter().filter(|s| s.media.virtio_win == build).collect();
+            if members.is_empty() {
+                continue;
+            }
+            let embedded = Embedded::start(*layout, &members[0].media.virtio_win_image).await?;
+            let driver = embedded.driver().await?;
+            groups.push((embedded, driver, *layout, members));
+        }
+    }
+    let mut work = Vec::new();
+    for (group, (_, driver, layout, members)) in groups.iter().enumerate() {
+        for scenario in members {
+            work.push((group, driver, *layout, *scenario));
+        }
+    }
+    let ledger = &ledger;
+    let scratch_path = scratch.path();
+    let mut cells: Vec<Cell> = futures_util::stream::iter(work)
+        .map(|(group, driver, layout, scenario)| async move {
+            let dir = scratch_path.join(format!("{group}-{}", scenario.name));
+            run_cell(driver, ledger, scenario, layout, &dir, true).await
+        })
+        .buffer_unordered(jobs.max(1))
+        .collect()
+        .await;
+    cells.sort_by(|a, b| (a.scenario.as_str(), a.layout).cmp(&(b.scenario.as_str(), b.layout)));
+    for (embedded, _, _, _) in groups {
+        embedded.mock.shutdown().await?;
+    }
+    Ok(MatrixReport {
+        cloud: "embedded mockstack".into(),
+        layouts: layouts.to_vec(),
+        cells,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One cell: media, the whole workflow, the domain XML check.
+pub async fn run_cell<D: Driver>(
+    driver: &D,
+    ledger: &Ledger,
+    scenario: &Scenario,
+    layout: Layout,
+    dir: &std::path::Path,
+    embedded: bool,
+) -> Cell {
+    let wall = Instant::now();
+    let (expected, expected_reason) = expected(scenario, layout);
+    let mut cell = Cell {
+        scenario: scenario.name.clone(),
+        guest: scenario.guest.name.clone(),
+        reconstruction: scenario.about.reconstruction,
+        layout,
+        expected,
+        expected_reason,
+        pinned: scenario.expect.get(&layout).copied(),
+        observed: None,
+        reason: String::new(),
+        evidence: Vec::new(),
+        xml_findings: Vec::new(),
+        wall_seconds: 0.0,
+        virtual_seconds: 0.0,
+        api_calls: 0,
+    };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        cell.reason = format!("cannot create {}: {e}", dir.display());
+        return cell;
+    }
+    let media = match media_for(scenario, embedded, dir) {
+        Ok(m) => m,
+        Err(e) => {
+            cell.reason = format!("{e:#}");
+            return cell;
+        }
+    };
+    let run_id = format!("{}-{}", crate::build_cmd::new_run_id(), layout);
+    let options = BuildOptions {
+        poll_min: std::time::Duration::from_secs(5),
+        poll_max: std::time::Duration::from_secs(120),
+        ..BuildOptions::new(run_id, dir)
+    };
+    let started = driver.elapsed();
+    let report = run_build(driver, ledger, scenario, &media, &options).await;
+    cell.virtual_seconds = driver.elapsed().saturating_sub(started).as_secs_f64();
+    cell.observed = report.outcome;
+    cell.reason = report.reason.clone();
+    cell.evidence = report.evidence.clone();
+    if let Some(xml) = &report.domain_xml {
+        let expectation = match layout {
+            Layout::Stock => domxml::Expectation::Stock,
+            Layout::Patched => domxml::Expectation::Patched,
+            Layout::PatchedFloppy => domxml::Expectation::PatchedFloppy,
+        };
+        match domxml::check_xml(xml, &expectation) {
+            Ok(r) => {
+                cell.xml_findings = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.severity == domxml::Severity::Error)
+                    .map(|f| format!("{}:{}: {} {}", f.line, f.column, f.rule, f.message))
+                    .collect()
+            }
+            Err(e) => cell.xml_findings.push(format!("unparseable domain XML: {e}")),
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    cell.wall_seconds = wall.elapsed().as_secs_f64();
+    cell
+}
+
+/// Runs every scenario on a real cloud whose libvirt driver behaves as `layout`, `jobs` at a time.
+pub async fn run_real<D: Driver>(
+    driver: &D,
+    ledger: &Ledger,
+    scenarios: &[Scenario],
+    layout: Layout,
+    jobs: usize,
+) -> anyhow::Result<MatrixReport> {
+    let started = Instant::now();
+    let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
+    let scratch_path = scratch.path();
+    let mut cells: Vec<Cell> = futures_util::stream::iter(scenarios)
+        .map(|scenario| async move {
+            let dir = scratch_path.join(&scenario.name);
+            run_cell(driver, ledger, scenario, layout, &dir, false).await
+        })
+        .buffer_unordered(jobs.max(1))
+        .collect()
+        .await;
+    cells.sort_by(|a, b| a.scenario.cmp(&b.scenario));
+    Ok(MatrixReport { cloud: driver.describe(), layouts: vec![layout], cells, wall_seconds: started.elapsed().as_secs_f64() })
+}

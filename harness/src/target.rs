@@ -1,0 +1,164 @@
+//! Where a command runs: a real cloud named by `--os-cloud`/`OS_CLOUD` (or `OS_*`), or an
+//! embedded mockstack started in-process with a virtual clock.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use mockstack::guest::{DriverSource, OsFamily};
+use mockstack::{ClockMode, Config, Layout, MockStack};
+
+use crate::cloud::config::{
+    AuthMethod, CloudConfig, ConfigOrigin, DomainRef, Interface, ProjectRef, Scope, TlsVerify, UserRef,
+};
+use crate::cloud::{ClientOptions, Cloud, Secret};
+use crate::driver::{Clock, DomainXmlSource, HttpDriver};
+use crate::scenario::{Scenario, VirtioWinBuild};
+use crate::workflow::MediaFiles;
+
+/// Options shared by the commands that talk to a cloud.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CloudArgs {
+    /// The cloud in clouds.yaml; without it (and without OS_CLOUD) an embedded mockstack is used.
+    #[arg(long, env = "OS_CLOUD")]
+    pub os_cloud: Option<String>,
+    #[arg(long, env = "OS_REGION_NAME")]
+    pub os_region_name: Option<String>,
+    /// Fetch domain XML with this command on a real cloud; `{host}` and `{instance}` are replaced
+    /// (e.g. `ssh {host} sudo virsh dumpxml {instance}`).
+    #[arg(long, value_name = "CMD")]
+    pub domain_xml_command: Option<String>,
+}
+
+/// A running embedded mockstack and the admin connection to it.
+pub struct Embedded {
+    pub mock: MockStack,
+    pub layout: Layout,
+}
+
+impl Embedded {
+    /// Starts mockstack on 127.0.0.1 with a manual clock: the harness's waits advance time.
+    pub async fn start(layout: Layout, virtio_win_image: &str) -> anyhow::Result<Embedded> {
+        let config = Config {
+            clock: ClockMode::Manual { tick: std::time::Duration::from_millis(500) },
+            layout,
+            virtio_win_image: Some(virtio_win_image.to_string()),
+            ..Config::default()
+        };
+        let mock = MockStack::start(config, "127.0.0.1:0".parse().expect("literal address"))
+            .await
+            .context("cannot start the embedded mockstack")?;
+        Ok(Embedded { mock, layout })
+    }
+
+    /// The admin's cloud configuration (the built-in identities).
+    pub fn cloud_config(&self) -> anyhow::Result<CloudConfig> {
+        let state = self.mock.state();
+        let admin = state.identities().user_by_name("admin").context("the embedded mockstack has no admin user")?;
+        Ok(CloudConfig {
+            name: format!("mockstack-{}", self.layout),
+            origin: ConfigOrigin::Environment,
+            auth_url: self.mock.auth_url(),
+            auth: AuthMethod::Password {
+                user: UserRef::Name { name: admin.name.clone(), domain: DomainRef::Id("default".into()) },
+                password: Secret::new(admin.password.clone()),
+                scope: Scope::Project(ProjectRef::Name {
+                    name: "admin".into(),
+                    domain: DomainRef::Id("default".into()),
+                }),
+            },
+            region_name: Some(state.config().region.clone()),
+            interface: Interface::Public,
+            tls: TlsVerify::System,
+            api_timeout: None,
+        })
+    }
+
+    pub async fn driver(&self) -> anyhow::Result<HttpDriver> {
+        let cloud = Cloud::connect(self.cloud_config()?, ClientOptions::default())
+            .await
+            .context("cannot authenticate to the embedded mockstack")?;
+        Ok(HttpDriver::new(
+            cloud,
+            Clock::Mock(self.mock.state().clock().clone()),
+            DomainXmlSource::MockAdmin(self.mock.url().to_string()),
+        ))
+    }
+}
+
+/// Connects to the real cloud the arguments name.
+pub async fn connect_real(args: &CloudArgs) -> anyhow::Result<HttpDriver> {
+    let request =
+        crate::cloud::ConfigRequest { cloud: args.os_cloud.clone(), region_name: args.os_region_name.clone() };
+    let config = crate::cloud::config::load(&request)?;
+    let cloud = Cloud::connect(config, ClientOptions::default()).await?;
+    let source = match &args.domain_xml_command {
+        Some(cmd) => DomainXmlSource::Command(cmd.clone()),
+        None => DomainXmlSource::None,
+    };
+    Ok(HttpDriver::new(cloud, Clock::Real(Instant::now()), source))
+}
+
+/// Whether the arguments (or the environment) name a real cloud.
+pub fn wants_real_cloud(args: &CloudArgs) -> bool {
+    args.os_cloud.is_some() || std::env::var_os("OS_AUTH_URL").is_some()
+}
+
+/// The media files for a build: generated for mockstack into `dir`, the scenario's own files
+/// (relative to the scenario file) for a real cloud.
+pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Result<MediaFiles> {
+    let mut files = MediaFiles {
+        driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
+        ..MediaFiles::default()
+    };
+    if embedded {
+        let iso = dir.join(format!("{}.iso", scenario.name));
+        generate_installer(scenario, &iso)?;
+        files.os_iso = Some(iso);
+        if scenario.guest.family == OsFamily::Windows {
+            let path = dir.join(format!("virtio-win-{:?}.iso", scenario.media.virtio_win).to_lowercase());
+            generate_virtio_win(scenario.media.virtio_win, &path)?;
+            files.virtio_iso = Some(path);
+        }
+        if scenario.guest.virtio_storage == DriverSource::Floppy {
+            let path = dir.join("virtio-win-floppy.vfd");
+            generate_floppy(scenario, &path)?;
+            files.driver_floppy = Some(path);
+        }
+        return Ok(files);
+    }
+    let base = scenario.path.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+    files.os_iso = scenario.media.iso.as_ref().map(resolve);
+    files.os_image = scenario.media.image.clone();
+    files.virtio_iso = scenario.media.virtio_win_iso.as_ref().map(resolve);
+    if files.os_iso.is_none() && files.os_image.is_none() {
+        anyhow::bail!(
+            "{}: a real cloud needs the installer: set `media.iso` (a path) or `media.image` (a Glance image)",
+            scenario.path.display()
+        );
+    }
+    Ok(files)
+}
+
+fn generate_installer(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
+    use mockstack::media::os_iso::{OsIsoOptions, os_installer_iso_to_file};
+    os_installer_iso_to_file(&scenario.guest, &OsIsoOptions::default(), path)
+        .with_context(|| format!("cannot generate the installer ISO for {}", scenario.name))
+}
+
+fn generate_virtio_win(build: VirtioWinBuild, path: &Path) -> anyhow::Result<()> {
+    use mockstack::media::virtio_win::{VirtioWinSpec, virtio_win_iso_to_file};
+    let spec = match build {
+        VirtioWinBuild::Full => VirtioWinSpec::current(),
+        VirtioWinBuild::Rhel => VirtioWinSpec::rhel_style(),
+    };
+    virtio_win_iso_to_file(&spec, path).context("cannot generate the VirtIO-win ISO")
+}
+
+fn generate_floppy(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
+    use mockstack::media::virtio_win::{DriverFloppySpec, FloppyArch, driver_floppy_to_file};
+    let arch = FloppyArch::for_guest(scenario.guest.arch)
+        .with_context(|| format!("no driver floppy exists for {:?} guests", scenario.guest.arch))?;
+    driver_floppy_to_file(&DriverFloppySpec::for_arch(arch), path).context("cannot generate the driver floppy")
+}

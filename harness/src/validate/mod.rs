@@ -1,0 +1,496 @@
+//! `validate-image`: prove that an image is what it claims to be, from its metadata, its data
+//! and a boot test, against any [`Driver`].
+//!
+//! Checks (ids are stable; see the README): `status`, `formats`, `image-type`, `properties`,
+//! `min-sizes`, `visibility`, `size`, `checksum`, `os-hash`, `real-format`, `content`, `boot`.
+
+pub mod inspect;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use md5::Digest as _;
+use mockstack::guest::{GuestAgent, OsFamily};
+use regex::Regex;
+use serde::Serialize;
+
+use crate::scenario::Scenario;
+use crate::workflow::decide::{Poller, ServerVerdict, server_verdict};
+use crate::workflow::ledger::{Entry, Event, Ledger, Live, ResourceKind};
+use crate::workflow::{Driver, ImageInfo, NewServer};
+use inspect::Content;
+
+/// What the operator expects of the image.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub expect_os: Option<OsFamily>,
+    /// The agent whose "finished" line the boot test waits for.
+    pub agent: Option<GuestAgent>,
+    /// Expected visibility, when the operator asked for one.
+    pub visibility: Option<String>,
+    /// The image must no longer be a snapshot (step 7 done).
+    pub require_image_type_image: bool,
+    pub boot_test: bool,
+    pub boot_timeout: Duration,
+    /// A flavor for the boot test; the smallest fitting one when None.
+    pub flavor: Option<String>,
+    pub scratch_dir: PathBuf,
+    /// Name of the boot-test server (a run prefix keeps it findable by cleanup).
+    pub name_prefix: String,
+}
+
+impl Request {
+    pub fn for_scenario(scenario: &Scenario) -> Request {
+        Request {
+            expect_os: Some(scenario.guest.family),
+            agent: scenario.guest.agent,
+            visibility: Some(scenario.image.visibility.clone()),
+            require_image_type_image: true,
+            boot_test: true,
+            boot_timeout: Duration::from_secs(scenario.completion.boot_timeout_s),
+            flavor: None,
+            scratch_dir: std::env::temp_dir(),
+            name_prefix: format!("ih-validate-{}", scenario.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Pass,
+    Fail,
+    Skip,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub id: &'static str,
+    pub status: CheckStatus,
+    /// A failed required check fails the validation; others only warn.
+    pub required: bool,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub image_id: String,
+    pub image_name: String,
+    pub checks: Vec<Check>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inspection: Option<inspect::Inspection>,
+    pub cleanup: Vec<String>,
+}
+
+/// The conclusion the workflow draws from a validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Installed,
+    /// The image holds the ISO, not the installed disk.
+    IsoCopy(String, Vec<String>),
+    Failed(String, Vec<String>),
+    /// The image could not be validated at all.
+    Error(String),
+}
+
+impl ValidationReport {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| !(c.required && c.status == CheckStatus::Fail))
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        if let Some(c) = self.checks.iter().find(|c| c.id == "image") {
+            return Verdict::Error(c.detail.clone());
+        }
+        let iso = matches!(self.inspection.as_ref().map(|i| &i.content), Some(Content::Iso9660 { .. }));
+        let first_failure = self.checks.iter().find(|c| c.required && c.status == CheckStatus::Fail);
+        match (iso, first_failure) {
+            (true, _) => {
+                let boot = self.checks.iter().find(|c| c.id == "boot").map(|c| c.evidence.clone()).unwrap_or_default();
+                let content = self.checks.iter().find(|c| c.id == "content").map(|c| c.detail.clone());
+                Verdict::IsoCopy(content.unwrap_or_default(), boot)
+            }
+            (false, None) => Verdict::Installed,
+            (false, Some(c)) => Verdict::Failed(format!("{}: {}", c.id, c.detail), c.evidence.clone()),
+        }
+    }
+}
+
+/// Runs every check; never leaves a server behind (the boot test's server goes into the ledger).
+pub async fn validate_image<C: Driver>(
+    cloud: &C,
+    ledger: &Ledger,
+    run_id: &str,
+    image_ref: &str,
+    request: &Request,
+) -> ValidationReport {
+    let mut report = ValidationReport {
+        image_id: image_ref.to_string(),
+        image_name: String::new(),
+        checks: Vec::new(),
+        inspection: None,
+        cleanup: Vec::new(),
+    };
+    let image = match find_image(cloud, image_ref).await {
+        Ok(image) => image,
+        Err(message) => {
+            report.checks.push(check("image", CheckStatus::Fail, true, message));
+            return report;
+        }
+    };
+    report.image_id = image.id.clone();
+    report.image_name = image.name.clone();
+    metadata_checks(&image, request, &mut report.checks);
+    let data = data_checks(cloud, &image, request, &mut report).await;
+    if request.boot_test {
+        boot_test(cloud, ledger, run_id, &image, request, data.as_ref(), &mut report).await;
+    } else {
+        report.checks.push(check("boot", CheckStatus::Skip, true, "skipped (--no-boot)"));
+    }
+    report
+}
+
+fn check(id: &'static str, status: CheckStatus, required: bool, detail: impl Into<String>) -> Check {
+    Check { id, status, required, detail: detail.into(), evidence: Vec::new() }
+}
+
+fn pass_fail(ok: bool) -> CheckStatus {
+    if ok { CheckStatus::Pass } else { CheckStatus::Fail }
+}
+
+async fn find_image<C: Driver>(cloud: &C, image_ref: &str) -> Result<ImageInfo, String> {
+    if let Ok(Some(image)) = cloud.image(image_ref).await {
+        return Ok(image);
+    }
+    let named = cloud.images_named(image_ref).await.map_err(|e| e.message)?;
+    match named.len() {
+        0 => Err(format!("no image with id or name `{image_ref}`")),
+        1 => Ok(named.into_iter().next().expect("one")),
+        n => Err(format!("{n} images are named `{image_ref}`: give the id")),
+    }
+}
+
+fn metadata_checks(image: &ImageInfo, request: &Request, checks: &mut Vec<Check>) {
+    checks.push(check("status", pass_fail(image.status == "active"), true, format!("status {}", image.status)));
+    let disk = image.disk_format.as_deref().unwrap_or("none");
+    let container = image.container_format.as_deref().unwrap_or("none");
+    checks.push(check(
+        "formats",
+        pass_fail(disk != "none" && container == "bare"),
+        true,
+        format!("disk_format {disk}, container_format {container}"),
+    ));
+    let image_type = image.property("image_type");
+    if request.require_image_type_image {
+        checks.push(check(
+            "image-type",
+            pass_fail(image_type != Some("snapshot")),
+            true,
+            match image_type {
+                Some("snapshot") => "image_type is still `snapshot`: step 7 (image-update) was not done".to_string(),
+                Some(t) => format!("image_type {t}"),
+                None => "no image_type (an uploaded image)".to_string(),
+            },
+        ));
+    }
+    let mut missing = Vec::new();
+    let mut wrong = Vec::new();
+    for key in ["os_type", "os_distro"] {
+        if image.property(key).is_none() {
+            missing.push(key);
+        }
+    }
+    if let (Some(expected), Some(os_type)) = (request.expect_os, image.property("os_type")) {
+        let expected = match expected {
+            OsFamily::Linux => "linux",
+            OsFamily::Windows => "windows",
+        };
+        if os_type != expected {
+            wrong.push(format!("os_type is {os_type}, expected {expected}"));
+        }
+    }
+    if (image.property("os_type") == Some("windows") || request.expect_os == Some(OsFamily::Windows))
+        && image.property("hw_vif_model").is_none()
+    {
+        wrong.push(
+            "no hw_vif_model: Windows has no virtio-net driver in the box; set e1000 or virtio with NetKVM installed"
+                .into(),
+        );
+    }
+    let mut detail = Vec::new();
+    if !missing.is_empty() {
+        detail.push(format!("missing {}", missing.join(", ")));
+    }
+    detail.extend(wrong.iter().cloned());
+    checks.push(check(
+        "properties",
+        pass_fail(missing.is_empty() && wrong.is_empty()),
+        true,
+        if detail.is_empty() { "os_type, os_distro present".to_string() } else { detail.join("; ") },
+    ));
+    if let Some(visibility) = &request.visibility {
+        checks.push(check(
+            "visibility",
+            pass_fail(&image.visibility == visibility),
+            false,
+            format!("visibility {}, expected {visibility}", image.visibility),
+        ));
+    }
+}
+
+/// Downloads the data (streamed to a scratch file), checks size and hashes, and inspects it.
+async fn data_checks<C: Driver>(
+    cloud: &C,
+    image: &ImageInfo,
+    request: &Request,
+    report: &mut ValidationReport,
+) -> Option<inspect::Inspection> {
+    if image.status != "active" {
+        report.checks.push(check("size", CheckStatus::Skip, true, "no data: the image is not active"));
+        return None;
+    }
+    let scratch = match tempfile::Builder::new().prefix("isoharness-validate-").tempfile_in(&request.scratch_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            report.checks.push(check("size", CheckStatus::Fail, true, format!("no scratch file: {e}")));
+            return None;
+        }
+    };
+    let digests = match cloud.download_image(&image.id, scratch.path()).await {
+        Ok(d) => d,
+        Err(e) => {
+            report.checks.push(check("size", CheckStatus::Fail, true, format!("download failed: {}", e.message)));
+            return None;
+        }
+    };
+    let checks = &mut report.checks;
+    checks.push(check(
+        "size",
+        pass_fail(image.size == Some(digests.size)),
+        true,
+        format!("{} bytes downloaded, Glance says {:?}", digests.size, image.size),
+    ));
+    checks.push(check(
+        "checksum",
+        pass_fail(image.checksum.as_deref() == Some(digests.md5.as_str())),
+        true,
+        format!("md5 {} (Glance {})", digests.md5, image.checksum.as_deref().unwrap_or("none")),
+    ));
+    let sha_ok = match (image.os_hash_algo.as_deref(), image.os_hash_value.as_deref()) {
+        (Some("sha512"), Some(v)) => v == digests.sha512,
+        _ => false,
+    };
+    checks.push(check(
+        "os-hash",
+        pass_fail(sha_ok),
+        true,
+        format!(
+            "{} {}",
+            image.os_hash_algo.as_deref().unwrap_or("no algo"),
+            if sha_ok { "matches" } else { "differs" }
+        ),
+    ));
+    let inspection = match inspect::inspect(scratch.path()) {
+        Ok(i) => i,
+        Err(e) => {
+            checks.push(check("real-format", CheckStatus::Fail, true, e.to_string()));
+            return None;
+        }
+    };
+    let declared = image.disk_format.as_deref().unwrap_or("");
+    checks.push(check(
+        "real-format",
+        pass_fail(inspection.format.glance_names().contains(&declared)),
+        true,
+        format!(
+            "data is {:?}, virtual size {} bytes; disk_format says {declared}",
+            inspection.format, inspection.virtual_size
+        )
+        .to_lowercase(),
+    ));
+    let gib = 1u64 << 30;
+    let needed_gb = inspection.virtual_size.div_ceil(gib);
+    checks.push(check(
+        "min-sizes",
+        pass_fail(image.min_disk >= needed_gb && image.min_disk > 0),
+        false,
+        format!("min_disk {} GB for a virtual size of {needed_gb} GB; min_ram {} MB", image.min_disk, image.min_ram),
+    ));
+    let (ok, detail) = match &inspection.content {
+        Content::InstalledDisk { table } => (true, format!("an installed disk ({table})")),
+        Content::Iso9660 { volume_id } => (
+            false,
+            format!("the data is an ISO 9660 volume (`{volume_id}`): a copy of the installer, not the installed disk"),
+        ),
+        Content::Empty => (false, "the disk is empty: nothing was installed on it".to_string()),
+        Content::Unknown => (false, "no partition table or boot sector".to_string()),
+    };
+    checks.push(check("content", pass_fail(ok), true, detail));
+    report.inspection = Some(inspection.clone());
+    Some(inspection)
+}
+
+/// Console lines that show a boot went wrong, and what they mean.
+const BOOT_FAILURES: &[(&str, &str)] = &[
+    ("No bootable device", "no bootable device"),
+    ("not a bootable disk", "no bootable device"),
+    ("INACCESSIBLE_BOOT_DEVICE", "Windows cannot reach its boot disk (no storage driver for the bus)"),
+    ("Press any key to boot from CD", "the installer started again"),
+    ("Windows Setup", "the installer started again"),
+    ("Starting installer", "the installer started again"),
+    ("Welcome to the installer", "the installer started again"),
+];
+
+fn boot_success_pattern(request: &Request) -> Regex {
+    let pattern = match request.agent {
+        Some(GuestAgent::CloudInit) => r"Cloud-init v\. \S+ finished at",
+        Some(GuestAgent::CloudbaseInit) => r"Plugins execution done",
+        None => match request.expect_os {
+            Some(OsFamily::Windows) => r"(?i)windows .*(started|ready)|Plugins execution done",
+            _ => r"login:|Cloud-init v\. \S+ finished at",
+        },
+    };
+    Regex::new(pattern).expect("built-in patterns compile")
+}
+
+async fn boot_test<C: Driver>(
+    cloud: &C,
+    ledger: &Ledger,
+    run_id: &str,
+    image: &ImageInfo,
+    request: &Request,
+    data: Option<&inspect::Inspection>,
+    report: &mut ValidationReport,
+) {
+    if image.status != "active" {
+        report.checks.push(check("boot", CheckStatus::Skip, true, "the image is not active"));
+        return;
+    }
+    let flavor = match pick_flavor(cloud, image, data, request).await {
+        Ok(f) => f,
+        Err(message) => {
+            report.checks.push(check("boot", CheckStatus::Fail, true, message));
+            return;
+        }
+    };
+    let name = format!("{}-{}", request.name_prefix, &image.id[..image.id.len().min(8)]);
+    let entry = |id: Option<&str>, event| Entry {
+        run: run_id.to_string(),
+        cloud: cloud.describe(),
+        kind: ResourceKind::Server,
+        name: name.clone(),
+        id: id.map(String::from),
+        event,
+    };
+    if let Err(e) = ledger.record(&entry(None, Event::Intent)) {
+        report.checks.push(check("boot", CheckStatus::Fail, true, e.to_string()));
+        return;
+    }
+    let created =
+        cloud.create_server(&NewServer { name: name.clone(), image_id: image.id.clone(), flavor_id: flavor }).await;
+    let id = match created {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = ledger.record(&entry(None, Event::Deleted));
+            report.checks.push(check("boot", CheckStatus::Fail, true, format!("cannot boot the image: {}", e.message)));
+            return;
+        }
+    };
+    let _ = ledger.record(&entry(Some(&id), Event::Created));
+    let result = watch_boot(cloud, &id, request).await;
+    report.checks.push(result);
+    let live =
+        Live { run: run_id.to_string(), cloud: cloud.describe(), kind: ResourceKind::Server, name, id: Some(id) };
+    report.cleanup.push(crate::workflow::run_delete_live(cloud, ledger, &live).await);
+}
+
+async fn watch_boot<C: Driver>(cloud: &C, id: &str, request: &Request) -> Check {
+    let success = boot_success_pattern(request);
+    let started = cloud.elapsed();
+    let mut poller = Poller::new(Duration::from_secs(2), Duration::from_secs(15));
+    loop {
+        let server = match cloud.server(id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return check("boot", CheckStatus::Fail, true, "the boot-test server vanished"),
+            Err(e) => return check("boot", CheckStatus::Fail, true, e.message),
+        };
+        if let ServerVerdict::Failed(reason) = server_verdict(&server, "ACTIVE") {
+            return check("boot", CheckStatus::Fail, true, reason);
+        }
+        let console = cloud.console_log(id).await.unwrap_or_default();
+        if let Some((line, meaning)) = console
+            .lines()
+            .find_map(|l| BOOT_FAILURES.iter().find(|(m, _)| l.contains(m)).map(|(_, meaning)| (l, meaning)))
+        {
+            let mut c = check("boot", CheckStatus::Fail, true, meaning.to_string());
+            c.evidence = vec![line.to_string()];
+            return c;
+        }
+        if let Some(m) = success.find(&console) {
+            let line = console[m.start()..].lines().next().unwrap_or("").to_string();
+            let mut c = check("boot", CheckStatus::Pass, true, format!("booted: console shows `{}`", success.as_str()));
+            c.evidence = vec![line];
+            return c;
+        }
+        if server.status == "SHUTOFF" && server.task_state.is_none() {
+            let mut c = check("boot", CheckStatus::Fail, true, "the server powered off during boot");
+            c.evidence = console.lines().rev().take(3).map(String::from).collect();
+            return c;
+        }
+        let waited = cloud.elapsed().saturating_sub(started);
+        if waited >= request.boot_timeout {
+            let mut c = check(
+                "boot",
+                CheckStatus::Fail,
+                true,
+                format!("no sign of a booted OS after {}s", request.boot_timeout.as_secs()),
+            );
+            c.evidence = console.lines().rev().take(3).map(String::from).collect();
+            return c;
+        }
+        cloud.sleep(poller.next(&format!("{}/{:?}/{}", server.status, server.task_state, console.len()))).await;
+    }
+}
+
+/// The smallest flavor whose disk and RAM fit the image.
+async fn pick_flavor<C: Driver>(
+    cloud: &C,
+    image: &ImageInfo,
+    data: Option<&inspect::Inspection>,
+    request: &Request,
+) -> Result<String, String> {
+    let flavors = cloud.flavors().await.map_err(|e| e.message)?;
+    if let Some(wanted) = &request.flavor {
+        return flavors
+            .into_iter()
+            .find(|f| &f.name == wanted || &f.id == wanted)
+            .map(|f| f.id)
+            .ok_or_else(|| format!("no flavor `{wanted}`"));
+    }
+    let virtual_gb = data.map(|d| d.virtual_size.div_ceil(1 << 30)).unwrap_or(0);
+    let disk_needed = image.min_disk.max(virtual_gb);
+    flavors
+        .into_iter()
+        .filter(|f| u64::from(f.disk_gb) >= disk_needed && u64::from(f.ram_mb) >= image.min_ram)
+        .min_by_key(|f| (f.disk_gb, f.ram_mb, f.vcpus))
+        .map(|f| f.id)
+        .ok_or_else(|| format!("no flavor with at least {disk_needed} GB disk and {} MB RAM", image.min_ram))
+}
+
+/// md5 of a local file, streamed.
+pub fn md5_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = md5::Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
