@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/identity", crate::keystone::router())
         .route("/image/", axum::routing::get(crate::glance::versions))
         .nest("/image", crate::glance::router())
+        .route("/compute/", axum::routing::get(crate::nova::versions))
         .nest("/compute", crate::nova::router())
         .nest("/mockstack", crate::admin::router())
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
@@ -40,6 +41,8 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
     let method = request.method().to_string();
     let query = request.uri().query().map(String::from);
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    request.extensions_mut().insert(RequestId(request_id.clone()));
+    catch_up_compute(&state);
 
     let mut response = next.run(request).await;
 
@@ -62,6 +65,22 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         microversion,
     });
     response
+}
+
+/// The `x-openstack-request-id` of the request being answered (Nova records it in instance actions).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Lets the compute side apply what became due on the virtual clock before any request is answered.
+fn catch_up_compute(state: &AppState) {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        // Snapshots copy disk files; keep that off the async workers' backs.
+        tokio::task::block_in_place(|| state.nova().catch_up(state));
+    } else {
+        state.nova().catch_up(state);
+    }
 }
 
 fn split_service(path: &str) -> (Option<Service>, &str, &str) {

@@ -191,3 +191,144 @@ print("ok")
     assert!(out.status.success(), "openstacksdk script failed: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "ok");
 }
+
+/// A mockstack whose clock runs 100 times faster than the wall clock, so `--wait` loops finish
+/// within the CLI's own 5 s poll.
+async fn start_fast() -> MockStack {
+    let config = Config { clock: mockstack::ClockMode::Scaled(100.0), ..Config::default() };
+    MockStack::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+/// Writes an installer ISO whose install waits at the console for a person (so the server stays up).
+fn attended_installer_iso(path: &std::path::Path) {
+    let facts = r#"name = "Debian 12"
+family = "linux"
+release = "12"
+distro = "debian"
+arch = "x86_64"
+virtio_storage = "built-in"
+firmware = "bios"
+min_ram_mb = 256
+min_disk_gb = 1
+install_seconds = 300
+boot_seconds = 10
+unattended = false
+"#;
+    let created: jiff::civil::DateTime = "2026-11-24T12:00:00".parse().unwrap();
+    let mut iso = mockstack::media::IsoBuilder::new("DEBIAN_12", created).unwrap();
+    iso.add_file(mockstack::media::GUEST_FACTS_PATH, facts.as_bytes().to_vec()).unwrap();
+    let mut file = std::fs::File::create(path).unwrap();
+    iso.write(&mut file).unwrap();
+}
+
+/// Runs `openstack ARGS` as alice and returns stdout, failing with the CLI's stderr.
+fn alice_text(mock: &MockStack, args: &[&str]) -> String {
+    let out = tokio::task::block_in_place(|| openstack(mock, "alice", "mockstack-alice", "alpha", args));
+    assert!(out.status.success(), "openstack {args:?} failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flavor_list_and_admin_only_flavor_create() {
+    let mock = start().await;
+    let flavors = alice_json(&mock, &["flavor", "list"]);
+    let names: Vec<&str> = flavors.as_array().unwrap().iter().map(|f| f["Name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"m1.small") && names.contains(&"ds1G"), "{names:?}");
+    let tiny = flavors.as_array().unwrap().iter().find(|f| f["Name"] == "m1.tiny").unwrap();
+    assert_eq!((tiny["RAM"].as_u64(), tiny["Disk"].as_u64(), tiny["VCPUs"].as_u64()), (Some(512), Some(1), Some(1)));
+
+    let m = &mock;
+    let args =
+        ["flavor", "create", "--ram", "2048", "--disk", "20", "--ephemeral", "20", "--vcpus", "2", "iso-install"];
+    let denied = tokio::task::block_in_place(|| openstack(m, "alice", "mockstack-alice", "alpha", &args));
+    assert!(!denied.status.success());
+    let err = stderr(&denied);
+    assert!(err.contains("403") && err.contains("os_compute_api:os-flavor-manage:create"), "{err}");
+    let mut json_args = args.to_vec();
+    json_args.extend(["-f", "json"]);
+    let made = tokio::task::block_in_place(|| openstack(m, "admin", "mockstack-admin", "admin", &json_args));
+    assert!(made.status.success(), "{}", stderr(&made));
+    let flavor: serde_json::Value = serde_json::from_str(&stdout(&made)).unwrap();
+    assert_eq!(flavor["name"], "iso-install");
+    assert_eq!(flavor["OS-FLV-EXT-DATA:ephemeral"], 20);
+    let shown = alice_json(&mock, &["flavor", "show", "iso-install"]);
+    assert_eq!(shown["disk"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_lifecycle_through_the_cli() {
+    let mock = start_fast().await;
+    let dir = tempfile::tempdir().unwrap();
+    let iso = dir.path().join("debian.iso");
+    attended_installer_iso(&iso);
+    let image = alice_json(
+        &mock,
+        &[
+            "image",
+            "create",
+            "--disk-format",
+            "iso",
+            "--container-format",
+            "bare",
+            "--file",
+            iso.to_str().unwrap(),
+            "debian-12-installer",
+        ],
+    );
+    assert_eq!(image["status"], "active");
+
+    let server = alice_json(
+        &mock,
+        &[
+            "server",
+            "create",
+            "--image",
+            "debian-12-installer",
+            "--flavor",
+            "ds1G",
+            "--nic",
+            "none",
+            "--wait",
+            "installer-box",
+        ],
+    );
+    assert_eq!(server["status"], "ACTIVE", "{server}");
+    assert_eq!(server["name"], "installer-box");
+    let id = server["id"].as_str().unwrap().to_string();
+
+    let shown = alice_json(&mock, &["server", "show", &id]);
+    assert_eq!(shown["status"], "ACTIVE");
+    assert_eq!(shown["OS-EXT-STS:power_state"], 1, "{shown}");
+    assert_eq!(shown["flavor"]["name"], "ds1G", "{shown}");
+    let listed = alice_json(&mock, &["server", "list"]);
+    assert_eq!(listed[0]["Name"], "installer-box");
+
+    let url = alice_json(&mock, &["console", "url", "show", "installer-box"]);
+    let console_url = url["url"].as_str().unwrap();
+    assert!(console_url.starts_with(&format!("{}/mockstack/vnc_lite.html?path=", mock.url())), "{url}");
+    assert_eq!(url["type"], "novnc");
+    let page = reqwest::get(console_url).await.unwrap();
+    assert_eq!(page.status(), reqwest::StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("installer-box"));
+
+    let log = alice_text(&mock, &["console", "log", "show", "--lines", "20", "installer-box"]);
+    // The console keeps growing on the fast clock: what the CLI printed is part of it.
+    let later = mock.state().nova().server(&id).unwrap().console_output(mock.state().clock().elapsed());
+    assert!(later.contains(log.trim_end()), "{log:?} is not in {later:?}");
+
+    alice_ok(&mock, &["server", "stop", "installer-box"]);
+    let mut status = String::new();
+    for _ in 0..50 {
+        status = alice_json(&mock, &["server", "show", &id])["status"].as_str().unwrap().to_string();
+        if status == "SHUTOFF" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "SHUTOFF");
+
+    alice_ok(&mock, &["server", "delete", "--wait", "installer-box"]);
+    assert!(mock.state().nova().server(&id).is_none());
+    let listed = alice_json(&mock, &["server", "list"]);
+    assert_eq!(listed, serde_json::json!([]));
+}

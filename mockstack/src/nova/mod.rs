@@ -1,24 +1,177 @@
-//! Nova v2.1 (placeholder until the Nova module lands).
+//! Nova v2.1: version discovery, microversions, flavors, servers and their actions, instance actions and consoles, driven by the virtual clock and backed by the simulated compute host.
+//!
+//! Handlers stay thin: the tables live in [`NovaState`], time-driven progress (BUILD →
+//! ACTIVE, an installer powering the guest off, snapshot uploads) is applied by
+//! [`NovaState::catch_up`] before every request mockstack answers, so a poller sees every
+//! transient state in order whatever the clock mode.
 
-use std::path::Path;
+pub mod admin;
+pub mod bdm;
+pub mod compute;
+pub mod consoles;
+pub mod flavors;
+pub mod instance_actions;
+pub mod lifecycle;
+pub mod microversion;
+pub mod request;
+pub mod schema;
+pub mod server_actions;
+pub mod servers;
+pub mod worker;
 
-use axum::Router;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+pub use microversion::{ApiVersion, MAX_VERSION, MIN_VERSION};
+pub use servers::Server;
 
 use crate::state::AppState;
 
-pub struct NovaState {}
+/// Every compute table of one mockstack.
+pub struct NovaState {
+    flavors: flavors::FlavorTable,
+    servers: Mutex<servers::ServerTable>,
+    dir: PathBuf,
+    /// Serialises catch-up so steps are applied once and in order.
+    catching_up: Mutex<()>,
+}
 
 impl NovaState {
-    pub fn new(_dir: &Path) -> std::io::Result<NovaState> {
-        Ok(NovaState {})
+    /// `dir` is where instance directories go (the simulated `/var/lib/nova/instances`).
+    pub fn new(dir: &Path) -> std::io::Result<NovaState> {
+        std::fs::create_dir_all(dir)?;
+        Ok(NovaState {
+            flavors: flavors::FlavorTable::default(),
+            servers: Mutex::new(servers::ServerTable::default()),
+            dir: dir.to_path_buf(),
+            catching_up: Mutex::new(()),
+        })
+    }
+
+    pub fn flavors(&self) -> &flavors::FlavorTable {
+        &self.flavors
+    }
+
+    pub(crate) fn servers(&self) -> std::sync::MutexGuard<'_, servers::ServerTable> {
+        self.servers.lock().unwrap()
+    }
+
+    pub fn instances_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A copy of a server (deleted ones are gone), for tests and the admin API.
+    pub fn server(&self, id: &str) -> Option<Server> {
+        self.servers().live.get(id).cloned()
+    }
+
+    /// Ids of the servers that exist now.
+    pub fn server_ids(&self) -> Vec<String> {
+        self.servers().live.keys().cloned().collect()
+    }
+
+    /// The libvirt domain XML the simulated compute host defined for a server.
+    pub fn domain_xml(&self, id: &str) -> Option<String> {
+        self.servers().live.get(id).and_then(|s| s.compute.as_ref()).map(|c| c.domain_xml.clone())
+    }
+
+    /// Applies every compute step that is due on the virtual clock.
+    pub fn catch_up(&self, state: &AppState) {
+        let _serial = self.catching_up.lock().unwrap();
+        worker::run_due(state);
     }
 }
 
+/// `/compute`: the version document at the root, the microversioned API under `/v2.1`.
 pub fn router() -> Router<AppState> {
+    let v21 = Router::new()
+        .route("/", get(version_v21))
+        .merge(flavors::router())
+        .merge(servers::router())
+        .merge(server_actions::router())
+        .merge(instance_actions::router())
+        .merge(consoles::router())
+        .fallback(unknown_route)
+        .layer(axum::middleware::from_fn(microversion::layer));
     Router::new()
+        .route("/", get(versions))
+        .route("/v2.1/", get(version_v21).layer(axum::middleware::from_fn(microversion::layer)))
+        .nest("/v2.1", v21)
+        .fallback(unknown_route)
 }
 
 /// Mock-only admin routes that belong to the compute side (domain XML).
 pub fn admin_router() -> Router<AppState> {
-    Router::new()
+    admin::router()
 }
+
+async fn unknown_route() -> crate::error::ApiError {
+    request::not_found()
+}
+
+/// When microversion 2.1 was introduced, as Nova's version documents say.
+const V21_UPDATED: &str = "2013-07-23T11:33:21Z";
+
+fn v21_document(state: &AppState) -> Value {
+    json!({
+        "id": "v2.1",
+        "status": "CURRENT",
+        "version": MAX_VERSION.to_string(),
+        "min_version": MIN_VERSION.to_string(),
+        "updated": V21_UPDATED,
+        "links": [{ "rel": "self", "href": format!("{}/", state.compute_url()) }],
+    })
+}
+
+/// `GET /compute/`: Nova's root version list (no authentication, no microversion headers).
+pub async fn versions(State(state): State<AppState>) -> Json<Value> {
+    let base = format!("{}/compute", state.base_url());
+    Json(json!({
+        "versions": [
+            {
+                "id": "v2.0",
+                "status": "DEPRECATED",
+                "version": "",
+                "min_version": "",
+                "updated": "2025-07-04T12:00:00Z",
+                "links": [{ "rel": "self", "href": format!("{base}/v2/") }],
+            },
+            v21_document(&state),
+        ]
+    }))
+}
+
+/// `GET /compute/v2.1/`: the v2.1 version document.
+async fn version_v21(State(state): State<AppState>) -> Json<Value> {
+    let mut doc = v21_document(&state);
+    if let Some(links) = doc["links"].as_array_mut() {
+        links.push(json!({ "rel": "describedby", "type": "text/html", "href": "http://docs.openstack.org/" }));
+    }
+    doc["media-types"] = json!([{
+        "base": "application/json",
+        "type": "application/vnd.openstack.compute+json;version=2.1"
+    }]);
+    Json(json!({ "version": doc }))
+}
+
+/// `self` and `bookmark` links as Nova's view builders write them (no project id in the URL).
+pub fn links(state: &AppState, collection: &str, id: &str) -> Value {
+    json!([
+        { "rel": "self", "href": format!("{}/{collection}/{id}", state.compute_url()) },
+        { "rel": "bookmark", "href": bookmark(state, collection, id) },
+    ])
+}
+
+/// Nova's bookmark link: the resource URL without the version segment.
+pub fn bookmark(state: &AppState, collection: &str, id: &str) -> String {
+    format!("{}/compute/{collection}/{id}", state.base_url())
+}
+
+/// Per-server map type used by the tables.
+pub(crate) type ById<T> = HashMap<String, T>;

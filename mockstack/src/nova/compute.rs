@@ -1,0 +1,276 @@
+//! The compute glue: everything Nova's API and compute manager ask of the image service (Glance) and of the compute host (the simulated libvirt driver), behind one small boundary.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::bdm::Bdm;
+use super::flavors::Flavor;
+use crate::glance::{Image, ImageStatus, Viewer};
+use crate::hypervisor::{self, FlavorDisks, ImageMeta, MappingRequest, VirtType};
+use crate::layout::Layout;
+use crate::state::AppState;
+
+/// What Nova reads from an image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageInfo {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub disk_format: Option<String>,
+    pub container_format: Option<String>,
+    pub size: Option<u64>,
+    pub min_disk: u64,
+    pub min_ram: u64,
+    pub properties: BTreeMap<String, String>,
+}
+
+impl From<Image> for ImageInfo {
+    fn from(image: Image) -> ImageInfo {
+        ImageInfo {
+            id: image.id,
+            name: image.name.unwrap_or_default(),
+            status: image.status.as_str().to_string(),
+            disk_format: image.disk_format,
+            container_format: image.container_format,
+            size: image.size,
+            min_disk: image.min_disk,
+            min_ram: image.min_ram,
+            properties: image.properties,
+        }
+    }
+}
+
+/// Nova acts on Glance with the caller's token; an admin sees every image.
+fn viewer(project_id: &str, admin: bool) -> Viewer {
+    Viewer { project_id: project_id.to_string(), admin, writer: true }
+}
+
+/// The image `id` as the caller sees it (`image_api.get`), whatever its status.
+pub fn image(state: &AppState, id: &str, project_id: &str, admin: bool) -> Option<ImageInfo> {
+    state.glance().show(&viewer(project_id, admin), id).ok().map(ImageInfo::from)
+}
+
+/// An active image by name or id, as an operator option naming it is resolved on the compute host.
+pub fn find_image(state: &AppState, name_or_id: &str, project_id: &str) -> Option<ImageInfo> {
+    state.glance().find_visible(name_or_id, project_id).map(ImageInfo::from)
+}
+
+/// The image record a snapshot starts as (`compute_utils.create_image`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotImage {
+    pub name: String,
+    /// The project creating the snapshot (the caller's).
+    pub owner: String,
+    pub visibility: String,
+    /// The instance's project, made a member when the snapshot is shared with it.
+    pub member: Option<String>,
+    pub min_disk: u64,
+    pub min_ram: u64,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Creates the queued snapshot image; returns its id.
+pub fn create_snapshot_image(state: &AppState, image: &SnapshotImage) -> Result<String, String> {
+    let mut fields = Map::new();
+    for (k, v) in &image.properties {
+        fields.insert(k.clone(), json!(v));
+    }
+    fields.insert("name".into(), json!(image.name));
+    fields.insert("visibility".into(), json!(image.visibility));
+    fields.insert("min_disk".into(), json!(image.min_disk));
+    fields.insert("min_ram".into(), json!(image.min_ram));
+    let created = state.glance().create_image(&image.owner, fields).map_err(|e| e.to_string())?;
+    if let Some(member) = &image.member
+        && let Err(e) = state.glance().add_member(&Viewer::member_of(&image.owner), &created.id, member)
+    {
+        let _ = state.glance().delete_image(&created.id);
+        return Err(e.to_string());
+    }
+    Ok(created.id)
+}
+
+/// The driver starts the upload: the image gets the metadata the libvirt driver sends with the
+/// data (`_create_snapshot_metadata`) and Glance shows it `saving`.
+pub fn begin_snapshot_upload(
+    state: &AppState,
+    image_id: &str,
+    disk_format: &str,
+    properties: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let glance = state.glance();
+    let admin = Viewer { project_id: String::new(), admin: true, writer: true };
+    let current = glance.image(image_id).ok_or_else(|| format!("Image {image_id} could not be found."))?;
+    let op = |present: bool| if present { "replace" } else { "add" };
+    let mut ops = vec![
+        json!({"op": op(current.disk_format.is_some()), "path": "/disk_format", "value": disk_format}),
+        json!({"op": op(current.container_format.is_some()), "path": "/container_format", "value": "bare"}),
+    ];
+    for (k, v) in properties {
+        ops.push(json!({"op": op(current.properties.contains_key(k)), "path": format!("/{k}"), "value": v}));
+    }
+    let changes = crate::glance::patch::parse(&Value::Array(ops), crate::glance::patch::Dialect::Draft10)
+        .map_err(|e| e.to_string())?;
+    glance.update(&admin, image_id, &changes).map_err(|e| e.to_string())?;
+    glance.set_status(image_id, ImageStatus::Saving).map_err(|e| e.to_string())
+}
+
+/// The data arrives: Glance checks and hashes it and makes the image `active`.
+pub fn upload_snapshot(state: &AppState, image_id: &str, data: &std::path::Path) -> Result<(), String> {
+    let glance = state.glance();
+    // Glance's own import starts from queued; the image showed `saving` while the driver copied.
+    if glance.image(image_id).is_some_and(|i| i.status == ImageStatus::Saving) {
+        glance.set_status(image_id, ImageStatus::Queued).map_err(|e| e.to_string())?;
+    }
+    glance.upload_from_file(image_id, data).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Removes a snapshot image whose upload failed or whose instance went away.
+pub fn delete_image(state: &AppState, image_id: &str) {
+    let _ = state.glance().delete_image(image_id);
+}
+
+/// What the compute host needs to define and start an instance.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    pub instance_uuid: String,
+    pub db_id: u64,
+    pub display_name: String,
+    pub created_at: Timestamp,
+    pub flavor: Flavor,
+    pub image: Option<ImageInfo>,
+    pub bdms: Vec<Bdm>,
+    pub config_drive: bool,
+    pub user_id: String,
+    pub user_name: String,
+    pub project_id: String,
+    pub project_name: String,
+}
+
+/// The compute host's side of a built instance.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub domain_xml: String,
+    pub root_device_name: String,
+    pub instance_dir: PathBuf,
+}
+
+/// What the guest does after it is powered on: console lines at offsets from power-on, and
+/// whether it powers itself off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestRun {
+    pub lines: Vec<(Duration, String)>,
+    pub powers_off_after: Option<Duration>,
+}
+
+/// Why an instance could not be built; becomes the server's `fault`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildFailure {
+    /// The scheduler found no host: "No valid host was found. ..."
+    NoValidHost(String),
+    /// The driver failed to spawn (the message is Nova's `BuildAbortException` or driver error).
+    Driver(String),
+}
+
+/// The flavor disks the instance gets: the flavor's, or the sizes its block devices ask for.
+fn flavor_disks(spec: &BuildSpec) -> FlavorDisks {
+    let ephemeral_gb: u64 =
+        spec.bdms.iter().filter(|b| b.is_ephemeral()).map(|b| b.volume_size.unwrap_or(spec.flavor.ephemeral_gb)).sum();
+    let swap_mb = spec.bdms.iter().find(|b| b.is_swap()).and_then(|b| b.volume_size).unwrap_or(0);
+    FlavorDisks { root_gb: spec.flavor.root_gb, ephemeral_gb, swap_mb }
+}
+
+/// The operator option naming a patched host's extra media, resolved in the instance's project.
+fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option<ImageInfo>) {
+    let layout = state.config().layout;
+    let find = |name: &Option<String>| name.as_deref().and_then(|n| find_image(state, n, &spec.project_id));
+    let virtio = if layout == Layout::Stock { None } else { find(&state.config().virtio_win_image) };
+    let floppy = if layout == Layout::PatchedFloppy { find(&state.config().driver_floppy_image) } else { None };
+    (virtio, floppy)
+}
+
+/// Defines and starts the instance on the simulated compute host.
+pub fn build(state: &AppState, spec: &BuildSpec) -> Result<(Instance, GuestRun), BuildFailure> {
+    if spec.bdms.iter().any(|b| b.destination_type.as_deref() == Some("volume")) {
+        // There is no block storage service: preparing a volume fails as it would without Cinder.
+        return Err(BuildFailure::Driver(format!(
+            "Build of instance {} aborted: Failure prepping block device.",
+            spec.instance_uuid
+        )));
+    }
+    let Some(image) = &spec.image else {
+        return Err(BuildFailure::Driver(format!(
+            "Build of instance {} aborted: Failure prepping block device.",
+            spec.instance_uuid
+        )));
+    };
+    let (virtio, floppy) = extra_media(state, spec);
+    let meta = ImageMeta {
+        disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()),
+        properties: image.properties.clone(),
+    };
+    let request = MappingRequest {
+        layout: state.config().layout,
+        virt_type: VirtType::Kvm,
+        image: &meta,
+        flavor: flavor_disks(spec),
+        config_drive: spec.config_drive || image.properties.get("img_config_drive").is_some_and(|v| v == "mandatory"),
+        virtio_iso_found: virtio.is_some(),
+        driver_floppy_found: floppy.is_some(),
+    };
+    let mapping = hypervisor::disk_mapping(&request).map_err(|e| BuildFailure::Driver(e.nova_fault()))?;
+    let domain = hypervisor::domain::DomainSpec {
+        instance_id: spec.db_id,
+        uuid: spec.instance_uuid.clone(),
+        display_name: spec.display_name.clone(),
+        creation_time: spec.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+        flavor: hypervisor::domain::FlavorInfo {
+            id: spec.flavor.id.clone(),
+            name: spec.flavor.name.clone(),
+            memory_mb: spec.flavor.ram_mb,
+            vcpus: spec.flavor.vcpus,
+            root_gb: spec.flavor.root_gb,
+            ephemeral_gb: spec.flavor.ephemeral_gb,
+            swap_mb: spec.flavor.swap_mb,
+        },
+        image: hypervisor::domain::ImageInfo {
+            id: image.id.clone(),
+            disk_format: meta.disk_format.clone(),
+            container_format: image.container_format.clone().unwrap_or_else(|| "bare".into()),
+            min_disk: image.min_disk,
+            min_ram: image.min_ram,
+        },
+        image_properties: image.properties.clone(),
+        user_id: spec.user_id.clone(),
+        user_name: spec.user_name.clone(),
+        project_id: spec.project_id.clone(),
+        project_name: spec.project_name.clone(),
+        instances_path: hypervisor::domain::DEFAULT_INSTANCES_PATH.into(),
+        interfaces: Vec::new(),
+        vnc: true,
+    };
+    let domain_xml = hypervisor::domain::render_domain(&domain, &mapping)
+        .map_err(|e| BuildFailure::Driver(format!("Build of instance {} aborted: {e}", spec.instance_uuid)))?;
+    let root_device_name = mapping.root().map(|d| format!("/dev/{}", d.dev)).unwrap_or_else(|| "/dev/vda".into());
+    let instance_dir = state.nova().instances_dir().join(&spec.instance_uuid);
+    Ok((Instance { domain_xml, root_device_name, instance_dir }, GuestRun::default()))
+}
+
+/// Powers the instance on again (start, reboot): the guest boots from its disks.
+pub fn power_on(_state: &AppState, _instance: &Instance) -> GuestRun {
+    GuestRun::default()
+}
+
+/// The qcow2 file holding a copy of the domain's first disk (`find_disk` + `qemu-img convert`).
+pub fn snapshot_root(_state: &AppState, _instance: &Instance) -> Result<PathBuf, String> {
+    Err("the simulated compute host cannot copy disks yet".into())
+}
+
+/// Undefines the domain and removes the instance directory.
+pub fn destroy(_state: &AppState, instance: &Instance) {
+    let _ = std::fs::remove_dir_all(&instance.instance_dir);
+}

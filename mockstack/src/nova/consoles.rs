@@ -1,0 +1,187 @@
+//! Remote consoles: `os-getVNCConsole`/`os-getSPICEConsole` (up to 2.5), `POST /servers/{id}/remote-consoles` (2.6+), and the mock's console pages the returned URLs point at.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use super::flavors::policy_forbidden;
+use super::microversion::ApiVersion;
+use super::request::{NovaBody, check, not_found};
+use super::server_actions::conflict;
+use super::servers::visible;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/servers/{id}/remote-consoles", post(create))
+}
+
+/// The mock-only pages a console URL opens (served under `/mockstack`).
+pub fn pages() -> Router<AppState> {
+    Router::new().route("/vnc_lite.html", get(vnc_page)).route("/spice_auto.html", get(spice_page))
+}
+
+fn bad_request(message: String) -> ApiError {
+    ApiError::compute(StatusCode::BAD_REQUEST, message)
+}
+
+/// What the compute host answers for `protocol`/`console_type`: a URL, or Nova's error.
+fn console_url(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    protocol: &str,
+    console_type: &str,
+    action: &str,
+) -> Result<String, ApiError> {
+    let server = visible(state, caller, id)?;
+    if !caller.can_write() {
+        return Err(policy_forbidden("os_compute_api:os-remote-consoles"));
+    }
+    if server.host.is_none() {
+        return Err(ApiError::compute(StatusCode::CONFLICT, format!("Instance {id} is not ready")));
+    }
+    server.check_state().can_open_console().map_err(|e| conflict(&e, action, id))?;
+    let expected = match protocol {
+        "vnc" => "novnc",
+        "spice" => "spice-html5",
+        "serial" => return Err(bad_request("Unavailable console type serial.".into())),
+        "rdp" => return Err(bad_request("Unavailable console type rdp.".into())),
+        _ => return Err(ApiError::compute(StatusCode::NOT_IMPLEMENTED, "Action is not supported.")),
+    };
+    if console_type != expected {
+        return Err(bad_request(format!("Invalid console type {console_type}")));
+    }
+    if server.power_state != super::lifecycle::PowerState::Running {
+        // A domain that is not running has no graphics port to connect to.
+        return Err(bad_request(format!("Unavailable console type {protocol}.")));
+    }
+    let token = uuid::Uuid::new_v4().to_string();
+    state.nova().servers().console_tokens.insert(token.clone(), id.to_string());
+    let base = format!("{}/mockstack", state.base_url());
+    Ok(match protocol {
+        "vnc" => format!("{base}/vnc_lite.html?path=%3Ftoken%3D{token}"),
+        _ => format!("{base}/spice_auto.html?token={token}"),
+    })
+}
+
+/// The pre-2.6 console actions, dispatched from `/action`.
+pub fn legacy_action(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: &str,
+    body: &Value,
+) -> Result<Response, ApiError> {
+    let (protocol, types): (&str, Value) = match action {
+        "os-getVNCConsole" => ("vnc", json!(["novnc", "xvpvnc"])),
+        "os-getSPICEConsole" => ("spice", json!(["spice-html5"])),
+        "os-getSerialConsole" => ("serial", json!(["serial"])),
+        _ => return Err(bad_request(String::new())),
+    };
+    let schema = json!({
+        "type": "object",
+        "properties": {action: {
+            "type": "object",
+            "properties": {"type": {"type": "string", "enum": types}},
+            "required": ["type"],
+            "additionalProperties": false,
+        }},
+        "required": [action],
+        "additionalProperties": false,
+    });
+    check(&schema, body)?;
+    let console_type = body[action]["type"].as_str().unwrap_or_default().to_string();
+    let nova_action = match protocol {
+        "vnc" => "get_vnc_console",
+        "spice" => "get_spice_console",
+        _ => "get_serial_console",
+    };
+    let url = console_url(state, caller, id, protocol, &console_type, nova_action)?;
+    Ok(Json(json!({ "console": { "type": console_type, "url": url } })).into_response())
+}
+
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    version: ApiVersion,
+    Path(id): Path<String>,
+    NovaBody(body): NovaBody,
+) -> Result<Response, ApiError> {
+    if !version.at_least(6) {
+        return Err(not_found());
+    }
+    let mut protocols = vec!["vnc", "spice", "serial", "rdp"];
+    let mut types = vec!["novnc", "xvpvnc", "spice-html5", "serial", "rdp-html5"];
+    if version.at_least(8) {
+        protocols.push("mks");
+        types.push("webmks");
+    }
+    let schema = json!({
+        "type": "object",
+        "properties": {"remote_console": {
+            "type": "object",
+            "properties": {
+                "protocol": {"type": "string", "enum": protocols},
+                "type": {"type": "string", "enum": types},
+            },
+            "required": ["protocol", "type"],
+            "additionalProperties": false,
+        }},
+        "required": ["remote_console"],
+        "additionalProperties": false,
+    });
+    check(&schema, &body)?;
+    let protocol = body["remote_console"]["protocol"].as_str().unwrap_or_default().to_string();
+    let console_type = body["remote_console"]["type"].as_str().unwrap_or_default().to_string();
+    let url = console_url(&state, &caller, &id, &protocol, &console_type, "get_vnc_console")?;
+    Ok(Json(json!({ "remote_console": { "protocol": protocol, "type": console_type, "url": url } })).into_response())
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn page(state: &AppState, token: Option<&str>, kind: &str) -> Response {
+    let server_id = token.and_then(|t| state.nova().servers().console_tokens.get(t).cloned());
+    let Some(server) = server_id.and_then(|id| state.nova().server(&id)) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html("<html><body><p>Failed to connect to server (code: 1006)</p></body></html>"),
+        )
+            .into_response();
+    };
+    let output = server.console_output(state.clock().elapsed());
+    Html(format!(
+        "<!DOCTYPE html>\n<html><head><title>{kind} console: {name}</title></head><body>\n\
+         <h1>{kind} console of {name} ({id}), status {status}</h1>\n<pre>{log}</pre>\n</body></html>\n",
+        name = escape(&server.name),
+        id = server.id,
+        status = server.status(),
+        log = escape(&output),
+    ))
+    .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct VncQuery {
+    path: Option<String>,
+}
+
+async fn vnc_page(State(state): State<AppState>, Query(q): Query<VncQuery>) -> Response {
+    let token = q.path.as_deref().and_then(|p| p.strip_prefix("?token="));
+    page(&state, token, "VNC")
+}
+
+#[derive(serde::Deserialize)]
+struct SpiceQuery {
+    token: Option<String>,
+}
+
+async fn spice_page(State(state): State<AppState>, Query(q): Query<SpiceQuery>) -> Response {
+    page(&state, q.token.as_deref(), "SPICE")
+}

@@ -1,0 +1,726 @@
+//! Nova v2.1 against a running mockstack over HTTP: versions and microversions, flavors, server create validation, lifecycle, actions, snapshots, consoles, isolation.
+
+use std::time::Duration;
+
+use mockstack::{ClockMode, Config, MockStack};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A mockstack on a manual clock (1 s per request) and a client logged in as some users.
+struct Cloud {
+    mock: MockStack,
+    http: Client,
+}
+
+struct Session {
+    token: String,
+    project_id: String,
+}
+
+impl Cloud {
+    /// A manual clock that moves only when a test advances it, so every transient state is seen.
+    async fn start() -> Cloud {
+        Cloud::with_config(Config { clock: ClockMode::Manual { tick: Duration::ZERO }, ..Config::default() }).await
+    }
+
+    fn advance(&self, seconds: u64) {
+        self.mock.state().clock().advance(Duration::from_secs(seconds));
+    }
+
+    /// Uploads a small ISO 9660 installer (a guest descriptor inside) as `who`; returns its id.
+    async fn upload_iso(&self, who: &Session, name: &str, properties: Value) -> String {
+        let mut body = json!({"name": name, "disk_format": "iso", "container_format": "bare", "min_ram": 512});
+        for (k, v) in properties.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let url = format!("{}/image/v2/images", self.mock.url());
+        let r = self.http.post(&url).header("x-auth-token", &who.token).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let image: Value = r.json().await.unwrap();
+        let id = image["id"].as_str().unwrap().to_string();
+        let r = self
+            .http
+            .put(format!("{url}/{id}/file"))
+            .header("x-auth-token", &who.token)
+            .header("content-type", "application/octet-stream")
+            .body(installer_iso())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        id
+    }
+
+    async fn image(&self, who: &Session, id: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}/image/v2/images/{id}", self.mock.url()))
+            .header("x-auth-token", &who.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn server(&self, who: &Session, id: &str, version: &str) -> Value {
+        let (status, _, body) = self.call(who, Method::GET, &format!("/servers/{id}"), Some(version), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["server"].clone()
+    }
+
+    async fn action(&self, who: &Session, id: &str, version: &str, body: Value) -> (StatusCode, Value) {
+        let (status, _, body) =
+            self.call(who, Method::POST, &format!("/servers/{id}/action"), Some(version), Some(body)).await;
+        (status, body)
+    }
+
+    async fn with_config(config: Config) -> Cloud {
+        let mock = MockStack::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Cloud { mock, http: Client::new() }
+    }
+
+    fn compute(&self, path: &str) -> String {
+        format!("{}/compute/v2.1{path}", self.mock.url())
+    }
+
+    async fn login(&self, user: &str, project: &str) -> Session {
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": user, "domain": {"id": "default"}, "password": format!("mockstack-{user}")
+            }}},
+            "scope": {"project": {"name": project, "domain": {"id": "default"}}}
+        }});
+        let r = self.http.post(self.mock.auth_url() + "/auth/tokens").json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "login {user}");
+        let token = r.headers()["x-subject-token"].to_str().unwrap().to_string();
+        let v: Value = r.json().await.unwrap();
+        Session { token, project_id: v["token"]["project"]["id"].as_str().unwrap().to_string() }
+    }
+
+    /// Calls the compute API at `version` (None: no microversion header).
+    async fn call(
+        &self,
+        who: &Session,
+        method: Method,
+        path: &str,
+        version: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.http.request(method, self.compute(path)).header("x-auth-token", &who.token);
+        if let Some(v) = version {
+            req = req.header("openstack-api-version", format!("compute {v}"));
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, headers, value)
+    }
+}
+
+/// A small Linux installer ISO, as `isoharness media` writes them.
+fn installer_iso() -> Vec<u8> {
+    let facts = r#"name = "Ubuntu 24.04 LTS"
+family = "linux"
+release = "24.04"
+distro = "ubuntu"
+arch = "x86_64"
+virtio_storage = "built-in"
+firmware = "bios"
+min_ram_mb = 512
+min_disk_gb = 1
+install_seconds = 60
+boot_seconds = 10
+agent = "cloud-init"
+"#;
+    let created: jiff::civil::DateTime = "2026-11-24T12:00:00".parse().unwrap();
+    let mut iso = mockstack::media::IsoBuilder::new("UBUNTU_24_04", created).unwrap();
+    iso.add_file(mockstack::media::GUEST_FACTS_PATH, facts.as_bytes().to_vec()).unwrap();
+    let mut out = Vec::new();
+    iso.write(&mut out).unwrap();
+    out
+}
+
+/// (status, vm_state, task_state, power_state) of a server view.
+fn states(server: &Value) -> (String, String, Value, u64) {
+    (
+        server["status"].as_str().unwrap().to_string(),
+        server["OS-EXT-STS:vm_state"].as_str().unwrap().to_string(),
+        server["OS-EXT-STS:task_state"].clone(),
+        server["OS-EXT-STS:power_state"].as_u64().unwrap(),
+    )
+}
+
+/// Asserts a Nova fault body with `name`, `code` and `message`.
+fn assert_fault(body: &Value, status: StatusCode, name: &str, message: &str) {
+    assert_eq!(body[name]["code"], status.as_u16(), "{body}");
+    assert_eq!(body[name]["message"], message, "{body}");
+}
+
+#[tokio::test]
+async fn version_documents_and_microversion_negotiation() {
+    let cloud = Cloud::start().await;
+    let root: Value =
+        cloud.http.get(format!("{}/compute/", cloud.mock.url())).send().await.unwrap().json().await.unwrap();
+    let v21 = &root["versions"][1];
+    assert_eq!(v21["id"], "v2.1");
+    assert_eq!(v21["min_version"], "2.1");
+    assert_eq!(v21["version"], "2.96");
+    let r = cloud.http.get(cloud.compute("/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["version"]["version"], "2.96");
+
+    let alice = cloud.login("alice", "alpha").await;
+    let (status, headers, _) = cloud.call(&alice, Method::GET, "/flavors", Some("2.60"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["openstack-api-version"], "compute 2.60");
+    assert_eq!(headers["x-openstack-nova-api-version"], "2.60");
+    let vary: Vec<&str> = headers.get_all("vary").iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(vary, ["OpenStack-API-Version", "X-OpenStack-Nova-API-Version"]);
+
+    let (status, headers, _) = cloud.call(&alice, Method::GET, "/flavors", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["openstack-api-version"], "compute 2.1");
+    let (_, headers, _) = cloud.call(&alice, Method::GET, "/flavors", Some("latest"), None).await;
+    assert_eq!(headers["openstack-api-version"], "compute 2.96");
+
+    let legacy = cloud
+        .http
+        .get(cloud.compute("/flavors"))
+        .header("x-auth-token", &alice.token)
+        .header("x-openstack-nova-api-version", "2.25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(legacy.headers()["openstack-api-version"], "compute 2.25");
+
+    let (status, headers, body) = cloud.call(&alice, Method::GET, "/flavors", Some("2.97"), None).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    assert_fault(
+        &body,
+        status,
+        "computeFault",
+        "Version 2.97 is not supported by the API. Minimum is 2.1 and maximum is 2.96.",
+    );
+    assert!(headers.get("openstack-api-version").is_none(), "Nova sets no version on a refused version");
+    let (status, _, body) = cloud.call(&alice, Method::GET, "/flavors", Some("2.x"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(
+        &body,
+        status,
+        "badRequest",
+        "API Version String 2.x is of invalid format. Must be of format MajorNum.MinorNum.",
+    );
+}
+
+#[tokio::test]
+async fn flavors_are_listed_per_microversion_and_managed_by_admins_only() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+
+    let (_, _, list) = cloud.call(&alice, Method::GET, "/flavors", None, None).await;
+    let names: Vec<&str> = list["flavors"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"m1.tiny") && names.contains(&"ds512M"), "{names:?}");
+    assert!(list["flavors"][0].get("description").is_none());
+
+    let (_, _, old) = cloud.call(&alice, Method::GET, "/flavors/1", Some("2.1"), None).await;
+    assert_eq!(old["flavor"]["swap"], "");
+    assert!(old["flavor"].get("extra_specs").is_none());
+    let (_, _, new) = cloud.call(&alice, Method::GET, "/flavors/1", Some("2.75"), None).await;
+    assert_eq!(new["flavor"]["swap"], 0);
+    assert_eq!(new["flavor"]["description"], Value::Null);
+    assert_eq!(new["flavor"]["extra_specs"], json!({}));
+    assert_eq!(new["flavor"]["OS-FLV-EXT-DATA:ephemeral"], 0);
+    assert_eq!(new["flavor"]["os-flavor-access:is_public"], true);
+
+    let body = json!({"flavor": {"name": "win-install", "ram": 2048, "vcpus": 2, "disk": 40,
+                                 "OS-FLV-EXT-DATA:ephemeral": 10, "id": "win-flavor"}});
+    let (status, _, denied) = cloud.call(&alice, Method::POST, "/flavors", Some("2.75"), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_fault(
+        &denied,
+        status,
+        "forbidden",
+        "Policy doesn't allow os_compute_api:os-flavor-manage:create to be performed.",
+    );
+
+    let (status, _, created) = cloud.call(&admin, Method::POST, "/flavors", Some("2.75"), Some(body.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!(created["flavor"]["id"], "win-flavor");
+    assert_eq!(created["flavor"]["OS-FLV-EXT-DATA:ephemeral"], 10);
+    assert_eq!(created["flavor"]["swap"], 0);
+    let (status, _, again) = cloud.call(&admin, Method::POST, "/flavors", Some("2.75"), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(&again, status, "conflictingRequest", "Flavor with name win-install already exists.");
+
+    let bad = json!({"flavor": {"name": "x", "ram": 0, "vcpus": 1, "disk": 1}});
+    let (status, _, err) = cloud.call(&admin, Method::POST, "/flavors", None, Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(
+        &err,
+        status,
+        "badRequest",
+        "Invalid input for field/attribute ram. Value: 0. 0 is less than the minimum of 1",
+    );
+
+    let specs = json!({"extra_specs": {"hw:cpu_policy": "shared"}});
+    let (status, _, _) =
+        cloud.call(&alice, Method::POST, "/flavors/win-flavor/os-extra_specs", None, Some(specs.clone())).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) =
+        cloud.call(&admin, Method::POST, "/flavors/win-flavor/os-extra_specs", None, Some(specs)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, _, shown) = cloud.call(&alice, Method::GET, "/flavors/win-flavor", Some("2.61"), None).await;
+    assert_eq!(shown["flavor"]["extra_specs"]["hw:cpu_policy"], "shared");
+
+    let (status, _, _) = cloud.call(&alice, Method::DELETE, "/flavors/win-flavor", None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = cloud.call(&admin, Method::DELETE, "/flavors/win-flavor", None, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _, gone) = cloud.call(&alice, Method::GET, "/flavors/win-flavor", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_fault(&gone, status, "itemNotFound", "Flavor win-flavor could not be found.");
+
+    let (status, _, err) = cloud.call(&alice, Method::GET, "/flavors?bogus=1", Some("2.75"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&err, status, "badRequest", "Additional properties are not allowed ('bogus' was unexpected)");
+}
+
+/// One server-create request and the 400/403 Nova answers it with.
+async fn check_create(cloud: &Cloud, who: &Session, version: &str, server: Value, status: StatusCode, message: &str) {
+    let (got, _, body) =
+        cloud.call(who, Method::POST, "/servers", Some(version), Some(json!({ "server": server }))).await;
+    assert_eq!(got, status, "{server} -> {body}");
+    let name = if status == StatusCode::FORBIDDEN { "forbidden" } else { "badRequest" };
+    assert_fault(&body, status, name, message);
+}
+
+#[tokio::test]
+async fn server_create_is_validated_like_nova() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let reader = cloud.login("alpha-reader", "alpha").await;
+    let image = "11111111-1111-1111-1111-111111111111";
+    let ok = StatusCode::BAD_REQUEST;
+    let cases = [
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": image}), ok,
+         format!("Invalid input for field/attribute server. Value: {{'name': 'a', 'flavorRef': '1', 'imageRef': '{image}'}}. 'networks' is a required property")),
+        ("2.36", json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "none"}), ok,
+         "Invalid input for field/attribute networks. Value: none. 'none' is not of type 'array'".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "nothing"}), ok,
+         "Invalid input for field/attribute networks. Value: nothing. 'nothing' is not valid under any of the given schemas".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": "cirros", "networks": "none"}), ok,
+         "Invalid input for field/attribute imageRef. Value: cirros. 'cirros' is not valid under any of the given schemas".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "networks": "none"}), ok, "Missing imageRef attribute".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "auto"}), ok,
+         format!("Unable to automatically allocate a network for project {}", alice.project_id)),
+        ("2.37", json!({"name": "a", "flavorRef": "nope", "imageRef": image, "networks": "none"}), ok,
+         "Flavor nope could not be found.".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "none"}), ok,
+         "Can not find requested image".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "none", "block_device_mapping_v2": [
+            {"source_type": "blank", "uuid": image, "destination_type": "local", "boot_index": 0}]}), ok,
+         "Block Device Mapping is Invalid: Invalid device UUID.".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "none", "block_device_mapping_v2": [
+            {"source_type": "image", "uuid": image, "destination_type": "local", "boot_index": 2}]}), ok,
+         "Block Device Mapping is Invalid: Mapping image to local is not supported.".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "networks": "none", "min_count": 2, "max_count": 1,
+                        "imageRef": image}), ok, "min_count must be <= max_count".into()),
+        ("2.37", json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "none", "user": "x"}), ok,
+         format!("Invalid input for field/attribute server. Value: {{'name': 'a', 'flavorRef': '1', 'imageRef': '{image}', 'networks': 'none', 'user': 'x'}}. Additional properties are not allowed ('user' was unexpected)")),
+    ];
+    for (version, server, status, message) in cases {
+        check_create(&cloud, &alice, version, server, status, &message).await;
+    }
+    check_create(
+        &cloud,
+        &reader,
+        "2.37",
+        json!({"name": "a", "flavorRef": "1", "imageRef": image, "networks": "none"}),
+        StatusCode::FORBIDDEN,
+        "Policy doesn't allow os_compute_api:servers:create to be performed.",
+    )
+    .await;
+
+    let raw = cloud
+        .http
+        .post(cloud.compute("/servers"))
+        .header("x-auth-token", &alice.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    assert_fault(&raw.json().await.unwrap(), StatusCode::BAD_REQUEST, "badRequest", "Malformed request body");
+
+    let (status, _, body) = cloud.call(&alice, Method::GET, "/servers/nope", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_fault(&body, status, "itemNotFound", "Instance nope could not be found.");
+    let (status, _, body) = cloud.call(&alice, Method::GET, "/no-such-thing", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_fault(&body, status, "itemNotFound", "The resource could not be found.");
+    let (status, _, body) = cloud.call(&alice, Method::GET, "/servers?all_tenants=1", None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_fault(
+        &body,
+        status,
+        "forbidden",
+        "Policy doesn't allow os_compute_api:servers:index:get_all_tenants to be performed.",
+    );
+    let (status, _, body) = cloud.call(&alice, Method::GET, "/servers/detail?status=WRONG", Some("2.38"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Invalid status value");
+}
+
+#[tokio::test]
+async fn a_server_goes_through_nova_states_on_the_virtual_clock() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    let image = cloud.upload_iso(&alice, "ubuntu-installer", json!({"os_type": "linux", "hw_cdrom_bus": "ide"})).await;
+
+    let create = json!({"server": {"name": "install box", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (status, headers, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    assert_eq!(headers["location"].to_str().unwrap(), cloud.compute(&format!("/servers/{id}")));
+    assert_eq!(created["server"]["security_groups"], json!([{"name": "default"}]));
+    assert_eq!(created["server"]["OS-DCF:diskConfig"], "MANUAL");
+    assert_eq!(created["server"]["adminPass"].as_str().unwrap().len(), 12);
+
+    let expect = [
+        (0, ("BUILD", "building", json!("scheduling"), 0)),
+        (1, ("BUILD", "building", json!("block_device_mapping"), 0)),
+        (1, ("BUILD", "building", json!("spawning"), 0)),
+        (3, ("ACTIVE", "active", Value::Null, 1)),
+    ];
+    for (advance, (status, vm, task, power)) in expect {
+        cloud.advance(advance);
+        let server = cloud.server(&alice, &id, "2.96").await;
+        assert_eq!(states(&server), (status.to_string(), vm.to_string(), task, power));
+    }
+
+    let mine = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(mine["name"], "install box");
+    assert_eq!(mine["image"]["id"], image.as_str());
+    assert_eq!(mine["flavor"]["original_name"], "ds512M");
+    assert_eq!(mine["flavor"]["disk"], 5);
+    assert_eq!(mine["addresses"], json!({}));
+    assert_eq!(mine["OS-EXT-AZ:availability_zone"], "nova");
+    assert_eq!(mine["OS-EXT-SRV-ATTR:hostname"], "install-box");
+    assert_eq!(mine["pinned_availability_zone"], Value::Null);
+    assert_eq!(mine["locked"], false);
+    assert_eq!(mine["locked_reason"], Value::Null);
+    assert_eq!(mine["tags"], json!([]));
+    assert_eq!(mine["server_groups"], json!([]));
+    assert!(mine["OS-SRV-USG:launched_at"].is_string());
+    assert!(mine.get("OS-EXT-SRV-ATTR:host").is_none(), "extended attributes are admin-only");
+    assert!(mine.get("host_status").is_none());
+    let old = cloud.server(&alice, &id, "2.1").await;
+    assert_eq!(old["flavor"]["id"], "d1");
+    assert!(old.get("locked").is_none() && old.get("description").is_none());
+
+    let seen_by_admin = cloud.server(&admin, &id, "2.96").await;
+    assert_eq!(seen_by_admin["OS-EXT-SRV-ATTR:host"], "mockstack-compute");
+    assert_eq!(seen_by_admin["OS-EXT-SRV-ATTR:hypervisor_hostname"], "mockstack-compute");
+    assert!(seen_by_admin["OS-EXT-SRV-ATTR:instance_name"].as_str().unwrap().starts_with("instance-0000"));
+    assert_eq!(seen_by_admin["host_status"], "UP");
+    assert_eq!(seen_by_admin["OS-EXT-SRV-ATTR:root_device_name"], "/dev/vda");
+
+    // Actions that do not fit the state are refused with Nova's wording.
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-start": null})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(
+        &body,
+        status,
+        "conflictingRequest",
+        &format!("Cannot 'start' instance {id} while it is in vm_state active"),
+    );
+
+    let (status, _) = cloud.action(&alice, &id, "2.96", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        states(&cloud.server(&alice, &id, "2.96").await),
+        ("ACTIVE".into(), "active".into(), json!("powering-off"), 1)
+    );
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"reboot": {"type": "HARD"}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(
+        &body,
+        status,
+        "conflictingRequest",
+        &format!("Cannot 'reboot' instance {id} while it is in task_state powering-off"),
+    );
+    cloud.advance(2);
+    assert_eq!(states(&cloud.server(&alice, &id, "2.96").await), ("SHUTOFF".into(), "stopped".into(), Value::Null, 4));
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(
+        &body,
+        status,
+        "conflictingRequest",
+        &format!("Cannot 'stop' instance {id} while it is in vm_state stopped"),
+    );
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"reboot": {"type": "SOFT"}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(
+        &body,
+        status,
+        "conflictingRequest",
+        &format!("Cannot 'reboot' instance {id} while it is in vm_state stopped"),
+    );
+
+    let (status, _) = cloud.action(&alice, &id, "2.96", json!({"os-start": null})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        states(&cloud.server(&alice, &id, "2.96").await),
+        ("SHUTOFF".into(), "stopped".into(), json!("powering-on"), 4)
+    );
+    cloud.advance(2);
+    assert_eq!(states(&cloud.server(&alice, &id, "2.96").await).0, "ACTIVE");
+
+    let (status, _) = cloud.action(&alice, &id, "2.96", json!({"reboot": {"type": "soft"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    for task in ["rebooting", "reboot_pending", "reboot_started"] {
+        let server = cloud.server(&alice, &id, "2.96").await;
+        assert_eq!((server["status"].as_str().unwrap(), &server["OS-EXT-STS:task_state"]), ("REBOOT", &json!(task)));
+        cloud.advance(1);
+    }
+    assert_eq!(states(&cloud.server(&alice, &id, "2.96").await), ("ACTIVE".into(), "active".into(), Value::Null, 1));
+
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"reboot": {"type": "sideways"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(
+        &body,
+        status,
+        "badRequest",
+        "Invalid input for field/attribute type. Value: sideways. 'sideways' is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']",
+    );
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-dance": null})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "There is no such action: os-dance");
+
+    // Instance actions: newest first, with compute events for everyone from 2.51.
+    let (_, _, actions) =
+        cloud.call(&alice, Method::GET, &format!("/servers/{id}/os-instance-actions"), Some("2.84"), None).await;
+    let names: Vec<&str> =
+        actions["instanceActions"].as_array().unwrap().iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(names, ["reboot", "start", "stop", "create"]);
+    let create_action = &actions["instanceActions"][3];
+    assert_eq!(create_action["user_id"], cloud.mock.state().identities().user_by_name("alice").unwrap().id.as_str());
+    assert_eq!(create_action["project_id"], alice.project_id.as_str());
+    let request_id = create_action["request_id"].as_str().unwrap();
+    assert!(request_id.starts_with("req-"));
+    let path = format!("/servers/{id}/os-instance-actions/{request_id}");
+    let (_, _, shown) = cloud.call(&alice, Method::GET, &path, Some("2.84"), None).await;
+    let event = &shown["instanceAction"]["events"][0];
+    assert_eq!(event["event"], "compute__do_build_and_run_instance");
+    assert_eq!(event["result"], "Success");
+    assert!(event.get("traceback").is_none() && event.get("host").is_none() && event["hostId"].is_string());
+    let (_, _, shown) = cloud.call(&alice, Method::GET, &path, Some("2.50"), None).await;
+    assert!(shown["instanceAction"].get("events").is_none());
+    let (_, _, shown) = cloud.call(&admin, Method::GET, &path, Some("2.84"), None).await;
+    assert_eq!(shown["instanceAction"]["events"][0]["host"], "mockstack-compute");
+
+    // The mock's `virsh dumpxml`.
+    let xml_url = format!("{}/mockstack/servers/{id}/domain.xml", cloud.mock.url());
+    let r = cloud.http.get(&xml_url).header("x-auth-token", &admin.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let xml = r.text().await.unwrap();
+    assert!(xml.contains(&format!("<uuid>{id}</uuid>")), "{xml}");
+    assert_eq!(cloud.mock.state().nova().domain_xml(&id).as_deref(), Some(xml.as_str()));
+    let r = cloud.http.get(&xml_url).header("x-auth-token", &alice.token).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Delete: deleting, then gone; its actions stay readable from 2.21.
+    let (status, _, _) = cloud.call(&alice, Method::DELETE, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(cloud.server(&alice, &id, "2.96").await["OS-EXT-STS:task_state"], "deleting");
+    cloud.advance(1);
+    let (status, _, body) = cloud.call(&alice, Method::GET, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_fault(&body, status, "itemNotFound", &format!("Instance {id} could not be found."));
+    let (status, _, actions) =
+        cloud.call(&alice, Method::GET, &format!("/servers/{id}/os-instance-actions"), Some("2.21"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(actions["instanceActions"][0]["action"], "delete");
+    let (status, _, _) =
+        cloud.call(&alice, Method::GET, &format!("/servers/{id}/os-instance-actions"), Some("2.20"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn projects_are_isolated_and_admins_see_all() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let bob = cloud.login("bob", "beta").await;
+    let reader = cloud.login("alpha-reader", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    let image = cloud.upload_iso(&alice, "private-installer", json!({})).await;
+
+    let create = |image: &str, name: &str| json!({"server": {"name": name, "imageRef": image, "flavorRef": "1", "networks": "none"}});
+    let (status, _, body) = cloud.call(&bob, Method::POST, "/servers", Some("2.37"), Some(create(&image, "b"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Can not find requested image");
+    let (status, _, created) =
+        cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create(&image, "web-1"))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+
+    let (status, _, _) = cloud.call(&bob, Method::GET, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = cloud.call(&bob, Method::DELETE, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = cloud.action(&bob, &id, "2.1", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, list) = cloud.call(&bob, Method::GET, "/servers", None, None).await;
+    assert_eq!(list["servers"], json!([]));
+
+    let (_, _, list) = cloud.call(&reader, Method::GET, "/servers?name=^web", None, None).await;
+    assert_eq!(list["servers"][0]["id"], id.as_str());
+    let (_, _, list) = cloud.call(&reader, Method::GET, "/servers?name=^db", None, None).await;
+    assert_eq!(list["servers"], json!([]));
+    let (status, _, body) = cloud.call(&reader, Method::DELETE, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_fault(&body, status, "forbidden", "Policy doesn't allow os_compute_api:servers:delete to be performed.");
+
+    let (_, _, mine) = cloud.call(&admin, Method::GET, "/servers/detail", None, None).await;
+    assert_eq!(mine["servers"], json!([]), "without all_tenants an admin lists its own project");
+    let (_, _, all) = cloud.call(&admin, Method::GET, "/servers/detail?all_tenants=True", Some("2.96"), None).await;
+    assert_eq!(all["servers"][0]["id"], id.as_str());
+    assert!(all["servers"][0]["OS-EXT-SRV-ATTR:instance_name"].is_string());
+    assert!(all["servers"][0].get("server_groups").is_none(), "detail views leave server_groups out");
+    let (_, _, by_status) = cloud.call(&admin, Method::GET, "/servers?all_tenants=1&status=ACTIVE", None, None).await;
+    assert_eq!(by_status["servers"], json!([]), "still building");
+    cloud.advance(5);
+    let (_, _, by_status) = cloud.call(&admin, Method::GET, "/servers?all_tenants=1&status=ACTIVE", None, None).await;
+    assert_eq!(by_status["servers"][0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn quotas_and_flavor_fit_are_checked() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let image = cloud.upload_iso(&alice, "installer", json!({"min_disk": 8})).await;
+    let create = |flavor: &str, count: u32| json!({"server": {"name": "q", "imageRef": image, "flavorRef": flavor, "networks": "none", "min_count": count}});
+    let (status, _, body) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create("d1", 1))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(
+        &body,
+        status,
+        "badRequest",
+        "Flavor's disk is smaller than the minimum size specified in image metadata. Flavor disk is 5368709120 bytes, minimum size is 8589934592 bytes.",
+    );
+    let (status, _, body) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create("42", 1))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Flavor's memory is too small for requested image.");
+    let (status, _, body) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create("5", 4))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_fault(
+        &body,
+        status,
+        "forbidden",
+        "Quota exceeded for cores, ram: Requested 32, 65536, but already used 0, 0 of 20, 51200 cores, ram",
+    );
+    let (status, _, _) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create("d2", 2))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, _, list) = cloud.call(&alice, Method::GET, "/servers", None, None).await;
+    let mut names: Vec<&str> =
+        list["servers"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["q-1", "q-2"]);
+}
+
+#[tokio::test]
+async fn create_image_makes_a_snapshot_record_in_glance() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let base = cloud
+        .upload_iso(
+            &alice,
+            "installer",
+            json!({"os_type": "linux", "hw_cdrom_bus": "ide", "img_signature": "sig", "min_disk": 2}),
+        )
+        .await;
+    let create = json!({"server": {"name": "snap-me", "imageRef": base, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+
+    let (status, body) = cloud.action(&alice, &id, "2.45", json!({"createImage": {"name": "early"}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(
+        &body,
+        status,
+        "conflictingRequest",
+        &format!("Cannot 'createImage' instance {id} while it is in vm_state building"),
+    );
+    cloud.advance(5);
+
+    let (status, body) = cloud
+        .action(&alice, &id, "2.45", json!({"createImage": {"name": "installed", "metadata": {"purpose": "test"}}}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let image_id = body["image_id"].as_str().unwrap().to_string();
+    let server = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(server["OS-EXT-STS:task_state"], "image_snapshot_pending");
+    let (status, body) = cloud.action(&alice, &id, "2.45", json!({"createImage": {"name": "second"}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(
+        &body,
+        status,
+        "conflictingRequest",
+        &format!("Cannot 'createImage' instance {id} while it is in task_state image_snapshot_pending"),
+    );
+
+    let (status, image) = cloud.image(&alice, &image_id).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(image["status"], "queued");
+    assert_eq!(image["name"], "installed");
+    assert_eq!(image["visibility"], "private");
+    assert_eq!(image["owner"], alice.project_id.as_str());
+    assert_eq!(image["min_disk"], 5, "the flavor's root disk is larger than the image's min_disk");
+    assert_eq!(image["min_ram"], 512);
+    assert_eq!(image["image_type"], "snapshot");
+    assert_eq!(image["instance_uuid"], id.as_str());
+    assert_eq!(image["base_image_ref"], base.as_str());
+    assert_eq!(image["user_id"], cloud.mock.state().identities().user_by_name("alice").unwrap().id.as_str());
+    assert_eq!(image["owner_user_name"], "alice");
+    assert_eq!(image["owner_project_name"], "alpha");
+    assert_eq!(image["os_type"], "linux");
+    assert_eq!(image["hw_cdrom_bus"], "ide");
+    assert_eq!(image["purpose"], "test");
+    assert!(image.get("img_signature").is_none(), "signatures are never inherited");
+    assert_eq!(image["disk_format"], Value::Null);
+
+    for task in ["image_snapshot", "image_pending_upload", "image_uploading"] {
+        cloud.advance(1);
+        assert_eq!(cloud.server(&alice, &id, "2.96").await["OS-EXT-STS:task_state"], task);
+    }
+    let (_, uploading) = cloud.image(&alice, &image_id).await;
+    assert_eq!(uploading["status"], "saving");
+    assert_eq!(uploading["disk_format"], "qcow2");
+    assert_eq!(uploading["container_format"], "bare");
+    assert_eq!(uploading["image_location"], "snapshot");
+    assert_eq!(uploading["owner_id"], alice.project_id.as_str());
+
+    let (status, headers, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &format!("/servers/{id}/action"),
+            Some("2.44"),
+            Some(json!({"createImage": {"name": "old"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(headers.get("location").is_none());
+}
