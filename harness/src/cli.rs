@@ -29,6 +29,8 @@ pub enum Command {
     Mock(crate::mock_cmd::MockArgs),
     /// Check libvirt domain XML (virsh dumpxml output or `<disk>` fragments) against an ISO-install layout.
     CheckXml(crate::check_xml_cmd::CheckXmlArgs),
+    /// Run every scenario against every layout and report the guest-OS matrix.
+    Matrix(crate::matrix_cmd::MatrixArgs),
     /// Run the ISO-to-image workflow for one scenario (embedded mockstack unless --os-cloud).
     Build(crate::build_cmd::BuildArgs),
     /// Check that an image is what it claims to be: metadata, data, content and a boot test.
@@ -43,6 +45,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Mock(args) => crate::mock_cmd::run(args).await,
         Command::CheckXml(args) => crate::check_xml_cmd::run(args),
+        Command::Matrix(args) => crate::matrix_cmd::run(args).await,
         Command::Build(args) => crate::build_cmd::build(args).await,
         Command::ValidateImage(args) => crate::build_cmd::validate_image(args).await,
         Command::Cleanup(args) => crate::build_cmd::cleanup(args).await,

@@ -7,6 +7,7 @@ pub mod cloud;
 pub mod domxml;
 pub mod driver;
 pub mod matrix;
+pub mod matrix_cmd;
 pub mod media_cmd;
 pub mod mock_cmd;
 pub mod scenario;

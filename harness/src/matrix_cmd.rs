@@ -36,9 +36,8 @@ pub struct MatrixArgs {
 }
 
 pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
-    let scenarios = Scenario::load_dir(&args.scenarios).map_err(|errors| {
-        anyhow::anyhow!("{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
-    })?;
+    let scenarios = Scenario::load_dir(&args.scenarios)
+        .map_err(|errors| anyhow::anyhow!("{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")))?;
     let scenarios = filter(scenarios, args.filter.as_deref())?;
     let report = if crate::target::wants_real_cloud(&args.cloud) {
         let [layout] = args.layouts[..] else {
@@ -75,9 +74,10 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
 
 fn filter(scenarios: Vec<Scenario>, pattern: Option<&str>) -> anyhow::Result<Vec<Scenario>> {
     let Some(pattern) = pattern else { return Ok(scenarios) };
-    let glob = globset::Glob::new(if pattern.contains('*') { pattern.to_string() } else { format!("*{pattern}*") }.as_str())
-        .with_context(|| format!("bad --filter `{pattern}`"))?
-        .compile_matcher();
+    let glob =
+        globset::Glob::new(if pattern.contains('*') { pattern.to_string() } else { format!("*{pattern}*") }.as_str())
+            .with_context(|| format!("bad --filter `{pattern}`"))?
+            .compile_matcher();
     let kept: Vec<Scenario> = scenarios.into_iter().filter(|s| glob.is_match(&s.name)).collect();
     if kept.is_empty() {
         anyhow::bail!("--filter `{pattern}` matches no scenario");

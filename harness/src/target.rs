@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use mockstack::guest::{DriverSource, OsFamily};
+use mockstack::media::virtio_win::FloppyArch;
 use mockstack::{ClockMode, Config, Layout, MockStack};
 
 use crate::cloud::config::{
@@ -115,12 +115,12 @@ pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Res
         let iso = dir.join(format!("{}.iso", scenario.name));
         generate_installer(scenario, &iso)?;
         files.os_iso = Some(iso);
-        if scenario.guest.family == OsFamily::Windows {
-            let path = dir.join(format!("virtio-win-{:?}.iso", scenario.media.virtio_win).to_lowercase());
-            generate_virtio_win(scenario.media.virtio_win, &path)?;
-            files.virtio_iso = Some(path);
-        }
-        if scenario.guest.virtio_storage == DriverSource::Floppy {
+        // The article's prerequisite: the cloud offers the driver media to every guest, so an
+        // embedded mockstack gets them whatever the guest; the compute host decides from them.
+        let path = dir.join(format!("virtio-win-{:?}.iso", scenario.media.virtio_win).to_lowercase());
+        generate_virtio_win(scenario.media.virtio_win, &path)?;
+        files.virtio_iso = Some(path);
+        if FloppyArch::for_guest(scenario.guest.arch).is_some() {
             let path = dir.join("virtio-win-floppy.vfd");
             generate_floppy(scenario, &path)?;
             files.driver_floppy = Some(path);
@@ -157,7 +157,7 @@ fn generate_virtio_win(build: VirtioWinBuild, path: &Path) -> anyhow::Result<()>
 }
 
 fn generate_floppy(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
-    use mockstack::media::virtio_win::{DriverFloppySpec, FloppyArch, driver_floppy_to_file};
+    use mockstack::media::virtio_win::{DriverFloppySpec, driver_floppy_to_file};
     let arch = FloppyArch::for_guest(scenario.guest.arch)
         .with_context(|| format!("no driver floppy exists for {:?} guests", scenario.guest.arch))?;
     driver_floppy_to_file(&DriverFloppySpec::for_arch(arch), path).context("cannot generate the driver floppy")

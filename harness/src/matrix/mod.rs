@@ -1,5 +1,6 @@
 //! The guest-OS matrix: every scenario against every layout, with expected outcomes derived from rules.
 
 pub mod report;
+pub mod run;
 
 pub use report::{Cell, Format, MatrixReport};

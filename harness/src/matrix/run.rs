@@ -5,8 +5,16 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use mockstack::Layout;
-use mockstack::hypervisor::blockinfo::{FlavorDisks, ImageMeta, MappingRequest, VirtType};
-use mockstack::hypervisor::installer::{AttachedMediaSummary, OutcomeKind, expected_outcome_for_request};
+use std::sync::OnceLock;
+
+use mockstack::guest::Medium;
+use mockstack::hypervisor::blockinfo::{DiskSource, FlavorDisks, ImageMeta, MappingRequest, VirtType, disk_mapping};
+use mockstack::hypervisor::installer::{Outcome as OutcomeOf, OutcomeKind, expected_outcome, summarize_media};
+use mockstack::media::floppy::FloppyImage;
+use mockstack::media::iso9660::IsoImage;
+use mockstack::media::virtio_win::{
+    DriverFloppySpec, FloppyArch, VirtioWinSpec, driver_floppy as write_floppy, virtio_win_iso,
+};
 
 use super::report::{Cell, MatrixReport};
 use crate::domxml;
@@ -15,7 +23,9 @@ use crate::target::{Embedded, media_for};
 use crate::workflow::ledger::Ledger;
 use crate::workflow::{BuildOptions, Driver, run_build};
 
-/// The outcome the installer rules derive for a scenario on a layout, with the reason.
+/// The outcome the installer rules derive for a scenario on a layout, with the reason: the
+/// same rules the simulated compute host follows ([`mockstack::hypervisor::installer`]), fed
+/// with the layout's disk mapping and the driver media the cloud offers, but no cloud.
 pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
     let image = ImageMeta {
         disk_format: "iso".into(),
@@ -32,10 +42,29 @@ pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
         },
         config_drive: false,
         virtio_iso_found: true,
-        driver_floppy_found: true,
+        driver_floppy_found: FloppyArch::for_guest(scenario.guest.arch).is_some(),
     };
-    let media = AttachedMediaSummary::generated(&scenario.guest, virtio_build(scenario.media.virtio_win));
-    let outcome = expected_outcome_for_request(&scenario.guest, &request, &media);
+    let outcome = match disk_mapping(&request) {
+        Err(e) => OutcomeOf { kind: OutcomeKind::Rejected, reason: e.nova_fault() },
+        Ok(mapping) => {
+            let virtio = driver_iso(scenario.media.virtio_win);
+            let floppy = FloppyArch::for_guest(scenario.guest.arch).map(driver_floppy);
+            let mut media: Vec<(&str, &dyn Medium)> = Vec::new();
+            for disk in &mapping.disks {
+                match disk.source {
+                    DiskSource::VirtioIso => media.push((disk.file_name.as_str(), virtio)),
+                    DiskSource::DriverFloppy => {
+                        if let Some(f) = floppy {
+                            media.push((disk.file_name.as_str(), f));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let summary = summarize_media(&scenario.guest, &mapping, &media);
+            expected_outcome(&scenario.guest, &mapping, &summary)
+        }
+    };
     let kind = match outcome.kind {
         OutcomeKind::ImageOk => Outcome::ImageOk,
         OutcomeKind::IsoCopy => Outcome::IsoCopy,
@@ -45,11 +74,31 @@ pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
     (kind, outcome.reason)
 }
 
-fn virtio_build(build: VirtioWinBuild) -> mockstack::media::virtio_win::VirtioWinSpec {
-    match build {
-        VirtioWinBuild::Full => mockstack::media::virtio_win::VirtioWinSpec::current(),
-        VirtioWinBuild::Rhel => mockstack::media::virtio_win::VirtioWinSpec::rhel_style(),
-    }
+/// The generated VirtIO-win ISO of a build, read back as the guest would see it (made once).
+fn driver_iso(build: VirtioWinBuild) -> &'static IsoImage {
+    static FULL: OnceLock<IsoImage> = OnceLock::new();
+    static RHEL: OnceLock<IsoImage> = OnceLock::new();
+    let (cell, spec): (&OnceLock<IsoImage>, fn() -> VirtioWinSpec) = match build {
+        VirtioWinBuild::Full => (&FULL, VirtioWinSpec::current),
+        VirtioWinBuild::Rhel => (&RHEL, VirtioWinSpec::rhel_style),
+    };
+    cell.get_or_init(|| {
+        let mut bytes = Vec::new();
+        virtio_win_iso(&spec(), &mut bytes).expect("the generated VirtIO-win ISO writes to memory");
+        IsoImage::from_bytes(bytes).expect("the generated VirtIO-win ISO reads back")
+    })
+}
+
+/// The generated driver floppy of an architecture, read back (made once).
+fn driver_floppy(arch: FloppyArch) -> &'static FloppyImage {
+    static X86: OnceLock<FloppyImage> = OnceLock::new();
+    static AMD64: OnceLock<FloppyImage> = OnceLock::new();
+    let cell = if arch == FloppyArch::X86 { &X86 } else { &AMD64 };
+    cell.get_or_init(|| {
+        let mut bytes = Vec::new();
+        write_floppy(&DriverFloppySpec::for_arch(arch), &mut bytes).expect("the generated floppy writes to memory");
+        FloppyImage::from_bytes(bytes).expect("the generated floppy reads back")
+    })
 }
 
 /// Runs every cell against embedded mockstacks (one per layout and driver-ISO build), `jobs` at a time.
@@ -190,5 +239,10 @@ pub async fn run_real<D: Driver>(
         .collect()
         .await;
     cells.sort_by(|a, b| a.scenario.cmp(&b.scenario));
-    Ok(MatrixReport { cloud: driver.describe(), layouts: vec![layout], cells, wall_seconds: started.elapsed().as_secs_f64() })
+    Ok(MatrixReport {
+        cloud: driver.describe(),
+        layouts: vec![layout],
+        cells,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    })
 }

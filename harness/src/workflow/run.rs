@@ -249,20 +249,33 @@ impl<C: Driver> Build<'_, C> {
         Ok(id)
     }
 
-    /// The VirtIO driver ISO (Windows guests) and the driver floppy (text-mode setup), by name.
+    /// The VirtIO driver ISO and the driver floppy, which a patched compute host finds by name.
+    /// Reused when the cloud has them, uploaded when a file is given; missing media are an
+    /// error only for a guest that needs them (Windows: the ISO; text-mode setup: the floppy).
     async fn ensure_driver_media(&mut self, media: &MediaFiles) -> Result<(), Stop> {
         use mockstack::guest::{DriverSource, OsFamily};
         let started = self.cloud.elapsed();
         let guest = &self.scenario.guest;
+        let wanted = [
+            (
+                self.scenario.media.virtio_win_image.clone(),
+                media.virtio_iso.clone(),
+                "iso",
+                guest.family == OsFamily::Windows,
+            ),
+            (
+                media.driver_floppy_image.clone().unwrap_or_default(),
+                media.driver_floppy.clone(),
+                "raw",
+                guest.virtio_storage == DriverSource::Floppy,
+            ),
+        ];
         let mut done = Vec::new();
-        if guest.family == OsFamily::Windows {
-            let name = self.scenario.media.virtio_win_image.clone();
-            done.push(self.ensure_named(&name, media.virtio_iso.as_deref(), "iso").await?);
-        }
-        if guest.virtio_storage == DriverSource::Floppy
-            && let Some(name) = media.driver_floppy_image.clone()
-        {
-            done.push(self.ensure_named(&name, media.driver_floppy.as_deref(), "raw").await?);
+        for (name, file, disk_format, needed) in wanted {
+            if name.is_empty() || (file.is_none() && !needed) {
+                continue;
+            }
+            done.push(self.ensure_named(&name, file.as_deref(), disk_format).await?);
         }
         let status = if done.is_empty() { StepStatus::Skipped } else { StepStatus::Ok };
         let detail = if done.is_empty() { "the guest needs no driver media".to_string() } else { done.join("; ") };

@@ -8,10 +8,21 @@
 
 pub mod blockinfo;
 pub mod domain;
+pub mod host;
+pub mod installer;
 pub mod qcow2;
 pub mod system;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use blockinfo::{
     BlockInfoError, DeviceType, DiskBus, DiskMapping, DiskSource, FileFormat, FlavorDisks, ImageMeta, MappedDisk,
     MappingRequest, Tpm, TpmModel, TpmVersion, VirtType, disk_mapping,
 };
+pub use domain::{DomainSpec, FlavorInfo, ImageInfo, Interface, render_domain};
+pub use host::{Host, HostError, ImageFile, Instance, InstanceSources, MediumOpener, SnapshotInfo};
+pub use installer::{
+    AttachedMediaSummary, ConsoleLine, DeviceContent, GuestResult, GuestRun, Outcome, OutcomeKind, expected_outcome,
+    expected_outcome_for_request, run_guest, summarize_media,
+};
+pub use system::{DiskContent, InstalledSystem, inspect};

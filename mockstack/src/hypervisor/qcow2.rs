@@ -577,7 +577,9 @@ pub fn read_image_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>,
         ImageFormat::Qcow2 { virtual_size } => {
             let n = virtual_size.saturating_sub(offset).min(len as u64) as usize;
             let mut buf = vec![0u8; n];
-            open(path)?.read_at(offset, &mut buf)?;
+            if n > 0 {
+                open(path)?.read_at(offset, &mut buf)?;
+            }
             Ok(buf)
         }
         ImageFormat::Raw { size } => {
