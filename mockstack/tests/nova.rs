@@ -884,3 +884,88 @@ async fn consoles_follow_the_microversion_split_at_2_6() {
     let full = cloud.mock.state().nova().server(&id).unwrap().console_output(cloud.mock.state().clock().elapsed());
     assert_eq!(body["output"], mockstack::nova::server_actions::tail(&full, Some(5)).as_str());
 }
+
+/// What one layout makes of an unattended Linux install: the snapshot's content and what a
+/// server booted from it does.
+struct LayoutCase {
+    layout: mockstack::Layout,
+    snapshot_is_installed: bool,
+}
+
+async fn install_snapshot_and_boot(case: &LayoutCase) {
+    let config = Config { clock: ClockMode::Manual { tick: Duration::ZERO }, layout: case.layout, ..Config::default() };
+    let cloud = Cloud::with_config(config).await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    // Stock Nova installs onto the ephemeral disk, so the flavor has one.
+    let flavor = json!({"flavor": {"name": "install", "ram": 1024, "vcpus": 1, "disk": 2, "OS-FLV-EXT-DATA:ephemeral": 2, "id": "install"}});
+    let (status, _, _) = cloud.call(&admin, Method::POST, "/flavors", None, Some(flavor)).await;
+    assert_eq!(status, StatusCode::OK);
+    let iso = cloud.upload_iso(&alice, "ubuntu-installer", json!({"os_type": "linux", "os_distro": "ubuntu"})).await;
+    let create = json!({"server": {"name": "installer", "imageRef": iso, "flavorRef": "install", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(5);
+    assert_eq!(cloud.server(&alice, &id, "2.96").await["status"], "ACTIVE");
+
+    // The guest's own timeline decides when it powers off; Nova notices 15 s later.
+    let record = cloud.mock.state().nova().server(&id).unwrap();
+    let off_after = record.guest.as_ref().unwrap().power_off_at.expect("an unattended install powers off");
+    let started = record.run_started.unwrap();
+    let now = cloud.mock.state().clock().elapsed();
+    cloud.advance((started + off_after - now).as_secs() + 1);
+    let server = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(states(&server), ("ACTIVE".into(), "active".into(), Value::Null, 4), "shut down by itself");
+    cloud.advance(15);
+    assert_eq!(cloud.server(&alice, &id, "2.96").await["OS-EXT-STS:task_state"], "powering-off");
+    cloud.advance(2);
+    assert_eq!(states(&cloud.server(&alice, &id, "2.96").await), ("SHUTOFF".into(), "stopped".into(), Value::Null, 4));
+    let (_, _, actions) =
+        cloud.call(&alice, Method::GET, &format!("/servers/{id}/os-instance-actions"), None, None).await;
+    assert_eq!(actions["instanceActions"][0]["action"], "stop");
+    assert_eq!(actions["instanceActions"][0]["user_id"], Value::Null, "Nova's power sync acts as itself");
+    let (_, console) = cloud.action(&alice, &id, "2.96", json!({"os-getConsoleOutput": {}})).await;
+    assert!(!console["output"].as_str().unwrap().is_empty());
+
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"createImage": {"name": "after-install"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let snapshot = body["image_id"].as_str().unwrap().to_string();
+    cloud.advance(4);
+    assert_eq!(cloud.server(&alice, &id, "2.96").await["OS-EXT-STS:task_state"], Value::Null);
+    let (_, image) = cloud.image(&alice, &snapshot).await;
+    assert_eq!(image["status"], "active", "{image}");
+    assert_eq!(image["disk_format"], "qcow2");
+    assert_eq!(image["os_distro"], "ubuntu");
+    let data = cloud.mock.state().glance().data_path(&snapshot).unwrap();
+    let content = mockstack::hypervisor::inspect(&data).unwrap();
+    if case.snapshot_is_installed {
+        assert!(matches!(content, mockstack::hypervisor::DiskContent::Installed(_)), "{:?}: {content:?}", case.layout);
+    } else {
+        assert!(
+            matches!(content, mockstack::hypervisor::DiskContent::Iso9660 { .. }),
+            "{:?}: {content:?}",
+            case.layout
+        );
+    }
+
+    let boot =
+        json!({"server": {"name": "from-snapshot", "imageRef": snapshot, "flavorRef": "install", "networks": "none"}});
+    let (status, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(boot)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let booted = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(120);
+    let shown = cloud.server(&alice, &booted, "2.96").await;
+    let guest = cloud.mock.state().nova().server(&booted).unwrap().guest.unwrap_or_else(|| panic!("{shown}"));
+    let os_running = matches!(guest.result, mockstack::hypervisor::GuestResult::OsRunning { .. });
+    assert_eq!(os_running, case.snapshot_is_installed, "{:?}: {:?}", case.layout, guest.result);
+}
+
+#[tokio::test]
+async fn the_layout_decides_what_a_snapshot_of_an_iso_install_holds() {
+    for case in [
+        LayoutCase { layout: mockstack::Layout::Stock, snapshot_is_installed: false },
+        LayoutCase { layout: mockstack::Layout::Patched, snapshot_is_installed: true },
+    ] {
+        install_snapshot_and_boot(&case).await;
+    }
+}

@@ -327,6 +327,14 @@ async fn server_lifecycle_through_the_cli() {
     }
     assert_eq!(status, "SHUTOFF");
 
+    let snapshot = alice_json(&mock, &["server", "image", "create", "--name", "installed", "--wait", "installer-box"]);
+    let snapshot_id = snapshot["id"].as_str().unwrap().to_string();
+    let shown = alice_json(&mock, &["image", "show", &snapshot_id]);
+    assert_eq!(shown["status"], "active", "{shown}");
+    assert_eq!(shown["disk_format"], "qcow2");
+    assert_eq!(shown["properties"]["image_type"], "snapshot", "{shown}");
+    assert_eq!(shown["properties"]["instance_uuid"], id.as_str());
+
     alice_ok(&mock, &["server", "delete", "--wait", "installer-box"]);
     assert!(mock.state().nova().server(&id).is_none());
     let listed = alice_json(&mock, &["server", "list"]);
