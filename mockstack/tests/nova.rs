@@ -969,3 +969,115 @@ async fn the_layout_decides_what_a_snapshot_of_an_iso_install_holds() {
         install_snapshot_and_boot(&case).await;
     }
 }
+
+#[tokio::test]
+async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
+    let config = Config {
+        clock: ClockMode::Manual { tick: Duration::ZERO },
+        layout: mockstack::Layout::Patched,
+        ..Config::default()
+    };
+    let cloud = Cloud::with_config(config).await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+
+    // The operator publishes the VirtIO-win ISO under a name of its choosing and points the host at it.
+    let url = format!("{}/image/v2/images", cloud.mock.url());
+    let body =
+        json!({"name": "drivers-2026", "disk_format": "iso", "container_format": "bare", "visibility": "public"});
+    let created: Value = cloud
+        .http
+        .post(&url)
+        .header("x-auth-token", &admin.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let virtio_id = created["id"].as_str().unwrap();
+    let mut iso = Vec::new();
+    mockstack::media::virtio_win::virtio_win_iso(&mockstack::media::virtio_win::VirtioWinSpec::current(), &mut iso)
+        .unwrap();
+    let r = cloud
+        .http
+        .put(format!("{url}/{virtio_id}/file"))
+        .header("x-auth-token", &admin.token)
+        .header("content-type", "application/octet-stream")
+        .body(iso)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let options_url = format!("{}/mockstack/compute/options", cloud.mock.url());
+    let r = cloud
+        .http
+        .put(&options_url)
+        .header("x-auth-token", &alice.token)
+        .json(&json!({"virtio_win_image": "drivers-2026"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = cloud
+        .http
+        .put(&options_url)
+        .header("x-auth-token", &admin.token)
+        .json(&json!({"virtio_win_image": "drivers-2026"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let options: Value = r.json().await.unwrap();
+    assert_eq!(
+        options,
+        json!({"layout": "patched", "virtio_win_image": "drivers-2026", "driver_floppy_image": "virtio-win-floppy"})
+    );
+
+    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
+    let boot = |name: &str| json!({"server": {"name": name, "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, with) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(boot("with-drivers"))).await;
+    let r = cloud
+        .http
+        .put(&options_url)
+        .header("x-auth-token", &admin.token)
+        .json(&json!({"virtio_win_image": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, _, without) =
+        cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(boot("without-drivers"))).await;
+    cloud.advance(5);
+    let (_, _, _) = cloud.call(&alice, Method::GET, "/servers", None, None).await;
+    let xml = |v: &Value| cloud.mock.state().nova().domain_xml(v["server"]["id"].as_str().unwrap()).unwrap();
+    // The option is read when the instance is built, not when it was requested.
+    assert!(!xml(&with).contains("disk.virtio"), "the option was unset before the build started");
+    assert!(!xml(&without).contains("disk.virtio"));
+    assert!(xml(&with).contains("disk.newos"));
+
+    let r = cloud
+        .http
+        .put(&options_url)
+        .header("x-auth-token", &admin.token)
+        .json(&json!({"virtio_win_image": virtio_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (_, _, later) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(boot("later"))).await;
+    cloud.advance(5);
+    let (_, _, _) = cloud.call(&alice, Method::GET, "/servers", None, None).await;
+    let later_xml = xml(&later);
+    assert!(later_xml.contains("disk.virtio"), "{later_xml}");
+    let r = cloud
+        .http
+        .put(&options_url)
+        .header("x-auth-token", &admin.token)
+        .json(&json!({"layout": "stock"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

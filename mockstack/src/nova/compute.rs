@@ -199,12 +199,33 @@ fn flavor_disks(spec: &BuildSpec) -> FlavorDisks {
     FlavorDisks { root_gb: spec.flavor.root_gb, ephemeral_gb, swap_mb }
 }
 
-/// The operator option naming a patched host's extra media, resolved in the instance's project.
+/// Driver-media options changed at run time (`PUT /mockstack/compute/options`); `Some(None)` unsets one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaOverrides {
+    pub virtio_win_image: Option<Option<String>>,
+    pub driver_floppy_image: Option<Option<String>>,
+}
+
+/// The Glance image (name or id) a patched host attaches as the VirtIO-driver CD-ROM, like a
+/// `[libvirt] virtio_win_image` option of a patched Nova.
+pub fn virtio_win_image(state: &AppState) -> Option<String> {
+    let overrides = state.nova().media_overrides();
+    overrides.virtio_win_image.clone().unwrap_or_else(|| state.config().virtio_win_image.clone())
+}
+
+/// The Glance image (name or id) the `patched-floppy` host attaches as the driver floppy.
+pub fn driver_floppy_image(state: &AppState) -> Option<String> {
+    let overrides = state.nova().media_overrides();
+    overrides.driver_floppy_image.clone().unwrap_or_else(|| state.config().driver_floppy_image.clone())
+}
+
+/// The operator options naming a patched host's extra media, resolved among the images the
+/// instance's project can see (the article's prerequisite: a VirtIO ISO every user can see).
 fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option<ImageInfo>) {
     let layout = state.config().layout;
-    let find = |name: &Option<String>| name.as_deref().and_then(|n| find_image(state, n, &spec.project_id));
-    let virtio = if layout == Layout::Stock { None } else { find(&state.config().virtio_win_image) };
-    let floppy = if layout == Layout::PatchedFloppy { find(&state.config().driver_floppy_image) } else { None };
+    let find = |name: Option<String>| name.and_then(|n| find_image(state, &n, &spec.project_id));
+    let virtio = if layout == Layout::Stock { None } else { find(virtio_win_image(state)) };
+    let floppy = if layout == Layout::PatchedFloppy { find(driver_floppy_image(state)) } else { None };
     (virtio, floppy)
 }
 

@@ -39,6 +39,8 @@ pub struct NovaState {
     servers: Mutex<servers::ServerTable>,
     dir: PathBuf,
     host: crate::hypervisor::Host,
+    /// Driver-media image names set through the admin API, replacing the configured ones.
+    media: Mutex<compute::MediaOverrides>,
     /// Serialises catch-up so steps are applied once and in order.
     catching_up: Mutex<()>,
 }
@@ -54,6 +56,7 @@ impl NovaState {
             servers: Mutex::new(servers::ServerTable::default()),
             dir: dir.to_path_buf(),
             host: crate::hypervisor::Host::new(dir, opener),
+            media: Mutex::new(compute::MediaOverrides::default()),
             catching_up: Mutex::new(()),
         })
     }
@@ -68,6 +71,10 @@ impl NovaState {
 
     pub fn instances_dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub(crate) fn media_overrides(&self) -> std::sync::MutexGuard<'_, compute::MediaOverrides> {
+        self.media.lock().unwrap()
     }
 
     /// The simulated compute host.
