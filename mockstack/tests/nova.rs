@@ -632,6 +632,19 @@ async fn quotas_and_flavor_fit_are_checked() {
         "forbidden",
         "Quota exceeded for cores, ram: Requested 32, 65536, but already used 0, 0 of 20, 51200 cores, ram",
     );
+    let zone = |az: &str| json!({"server": {"name": "z", "imageRef": image, "flavorRef": "d2", "networks": "none", "availability_zone": az}});
+    let (status, _, body) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(zone("mars"))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "The requested availability zone is not available");
+    let (status, _, body) =
+        cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(zone("nova:mockstack-compute"))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_fault(
+        &body,
+        status,
+        "forbidden",
+        "Policy doesn't allow os_compute_api:servers:create:forced_host to be performed.",
+    );
     let (status, _, _) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create("d2", 2))).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (_, _, list) = cloud.call(&alice, Method::GET, "/servers", None, None).await;

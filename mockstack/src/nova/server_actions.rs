@@ -336,22 +336,35 @@ fn console_output(call: &Call, body: &Value) -> Result<Response, ApiError> {
         return Err(not_ready(call.id));
     }
     let length = body["os-getConsoleOutput"].get("length").and_then(super::request::int_value);
-    let full = server.console_output(call.now());
+    let mut full = server.console_output(call.now());
+    // The libvirt driver reads at most the last 100 KiB of the console log.
+    const MAX_CONSOLE_BYTES: usize = 100 * 1024;
+    if full.len() > MAX_CONSOLE_BYTES {
+        let mut cut = full.len() - MAX_CONSOLE_BYTES;
+        while !full.is_char_boundary(cut) {
+            cut += 1;
+        }
+        full = full.split_off(cut);
+    }
     let output = tail(&full, length);
     let cleaned: String = output.chars().filter(|c| !matches!(*c as u32, 0x00..=0x08 | 0x0B..=0x1F)).collect();
     Ok(Json(json!({ "output": cleaned })).into_response())
 }
 
-/// The last `length` lines (all of them for `None` or -1), as the compute manager cuts them.
+/// The compute manager's `_tail_log`: `'\n'.join(log.split('\n')[-length:])`, quirks included
+/// (the trailing newline counts as a line, and -1 drops the first line); `None` is the whole log.
 pub fn tail(text: &str, length: Option<i64>) -> String {
-    match length {
-        Some(n) if n >= 0 => {
-            let lines: Vec<&str> = text.split_inclusive('\n').collect();
-            let keep = (n as usize).min(lines.len());
-            lines[lines.len() - keep..].concat()
-        }
-        _ => text.to_string(),
+    let Some(length) = length else { return text.to_string() };
+    if length == 0 {
+        return String::new();
     }
+    let parts: Vec<&str> = text.split('\n').collect();
+    let start = if length > 0 {
+        parts.len().saturating_sub(length as usize)
+    } else {
+        (length.unsigned_abs() as usize).min(parts.len())
+    };
+    parts[start..].join("\n")
 }
 
 fn lock(call: &Call, body: &Value) -> Result<Response, ApiError> {
@@ -401,12 +414,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tail_keeps_the_last_lines() {
+    fn tail_cuts_like_the_compute_manager() {
         let log = "a\nb\nc\n";
         assert_eq!(tail(log, None), log);
-        assert_eq!(tail(log, Some(-1)), log);
-        assert_eq!(tail(log, Some(2)), "b\nc\n");
+        assert_eq!(tail(log, Some(-1)), "b\nc\n");
+        assert_eq!(tail(log, Some(2)), "c\n");
+        assert_eq!(tail(log, Some(3)), "b\nc\n");
         assert_eq!(tail(log, Some(0)), "");
         assert_eq!(tail(log, Some(10)), log);
+        assert_eq!(tail("", Some(3)), "");
     }
 }

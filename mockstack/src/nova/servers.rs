@@ -459,6 +459,13 @@ async fn create(
     if min_count > max_count {
         return Err(bad_request("min_count must be <= max_count"));
     }
+    let (requested_az, forced_host) = parse_availability_zone(s.get("availability_zone").and_then(Value::as_str))?;
+    if forced_host.is_some() && !caller.is_admin() {
+        return Err(policy_forbidden("os_compute_api:servers:create:forced_host"));
+    }
+    if let Some(host) = forced_host.as_deref().filter(|h| !h.is_empty() && *h != COMPUTE_HOST) {
+        return Err(bad_request(format!("Compute host {host} could not be found.")));
+    }
     let legacy = s.get("block_device_mapping").and_then(Value::as_array).filter(|a| !a.is_empty());
     let v2 = s.get("block_device_mapping_v2").and_then(Value::as_array).filter(|a| !a.is_empty());
     if legacy.is_some() && v2.is_some() {
@@ -532,6 +539,9 @@ async fn create(
         let _ = key_name;
         return Err(bad_request("Invalid key_name provided."));
     }
+    if forced_host.is_none() && requested_az.as_deref().is_some_and(|az| az != DEFAULT_AZ) {
+        return Err(bad_request("The requested availability zone is not available"));
+    }
     let images = Images { state: &state, project_id: caller.project_id(), admin: caller.is_admin() };
     bdm::validate(&bdms, &image_id, &flavor, &images).map_err(|e| bad_request(e.0))?;
 
@@ -596,7 +606,7 @@ async fn create(
             task_state: Some(TaskState::Scheduling),
             power_state: PowerState::NoState,
             host: None,
-            requested_az: s.get("availability_zone").and_then(Value::as_str).map(String::from),
+            requested_az: requested_az.clone(),
             reservation_id: reservation_id.clone(),
             launch_index: index as u32,
             root_device_name: None,
@@ -643,6 +653,19 @@ async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
+}
+
+/// `API.parse_availability_zone`: `az`, `az:host`, `az::node` or `az:host:node` (the last three admin-only).
+fn parse_availability_zone(requested: Option<&str>) -> Result<(Option<String>, Option<String>), ApiError> {
+    let Some(text) = requested else { return Ok((None, None)) };
+    let parts: Vec<&str> = text.split(':').collect();
+    let (az, host) = match parts.as_slice() {
+        [az] => (*az, None),
+        [az, host] => (*az, Some(host.to_string())),
+        [az, host, _node] => (*az, Some(host.to_string())),
+        _ => return Err(bad_request("Unable to parse availability_zone")),
+    };
+    Ok(((!az.is_empty()).then(|| az.to_string()), host))
 }
 
 /// `_validate_flavor_image_nostatus`: memory, then root disk against the image size and min_disk.
