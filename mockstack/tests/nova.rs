@@ -124,9 +124,11 @@ impl Cloud {
     }
 }
 
-/// A small Linux installer ISO, as `isoharness media` writes them.
+/// A Linux installer ISO as `isoharness media` writes them (a small guest descriptor inside).
 fn installer_iso() -> Vec<u8> {
-    let facts = r#"name = "Ubuntu 24.04 LTS"
+    let facts: mockstack::guest::GuestFacts = toml::from_str(
+        r#"
+name = "Ubuntu 24.04 LTS"
 family = "linux"
 release = "24.04"
 distro = "ubuntu"
@@ -138,12 +140,11 @@ min_disk_gb = 1
 install_seconds = 60
 boot_seconds = 10
 agent = "cloud-init"
-"#;
-    let created: jiff::civil::DateTime = "2026-11-24T12:00:00".parse().unwrap();
-    let mut iso = mockstack::media::IsoBuilder::new("UBUNTU_24_04", created).unwrap();
-    iso.add_file(mockstack::media::GUEST_FACTS_PATH, facts.as_bytes().to_vec()).unwrap();
+"#,
+    )
+    .unwrap();
     let mut out = Vec::new();
-    iso.write(&mut out).unwrap();
+    mockstack::media::os_iso::os_installer_iso(&facts, &Default::default(), &mut out).unwrap();
     out
 }
 
@@ -723,4 +724,248 @@ async fn create_image_makes_a_snapshot_record_in_glance() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert!(headers.get("location").is_none());
+}
+
+#[tokio::test]
+async fn a_build_the_host_cannot_do_ends_in_error_with_novas_fault() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    // libvirt refuses IDE on q35: a spawn error, which Nova reschedules until it runs out of hosts.
+    let image = cloud.upload_iso(&alice, "q35-ide", json!({"hw_machine_type": "q35", "hw_cdrom_bus": "ide"})).await;
+    let create = json!({"server": {"name": "doomed", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(2);
+    let server = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(states(&server), ("ERROR".into(), "error".into(), Value::Null, 0));
+    assert_eq!(server["fault"]["code"], 500);
+    assert_eq!(
+        server["fault"]["message"],
+        format!(
+            "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures for instance {id}."
+        )
+    );
+    assert!(server["fault"].get("details").is_none(), "details of a 500 fault are for admins");
+    assert!(server["fault"]["created"].is_string());
+    assert!(server.get("progress").is_none());
+    let seen_by_admin = cloud.server(&admin, &id, "2.96").await;
+    assert!(seen_by_admin["fault"]["details"].as_str().unwrap().contains("IDE controllers are unsupported"));
+    assert_eq!(seen_by_admin["OS-EXT-SRV-ATTR:host"], Value::Null);
+
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(&body, status, "conflictingRequest", &format!("Instance {id} is not ready"));
+    let (status, _, _) = cloud.call(&alice, Method::DELETE, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = cloud.call(&alice, Method::GET, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a server on no host is deleted at once");
+
+    // An invalid image property is a BuildAbortException: its reason is in the message.
+    let image = cloud.upload_iso(&alice, "bad-bus", json!({"hw_disk_bus": "nvme-over-carrier-pigeon"})).await;
+    let create = json!({"server": {"name": "aborted", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(2);
+    let server = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(server["status"], "ERROR");
+    let message = server["fault"]["message"].as_str().unwrap();
+    assert!(message.starts_with(&format!("Build of instance {id} aborted: ")), "{message}");
+}
+
+#[tokio::test]
+async fn consoles_follow_the_microversion_split_at_2_6() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
+    let create = json!({"server": {"name": "console-box", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(&body, status, "conflictingRequest", &format!("Instance {id} is not ready"));
+    cloud.advance(5);
+
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["console"]["type"], "novnc");
+    let vnc = body["console"]["url"].as_str().unwrap().to_string();
+    assert!(vnc.starts_with(&format!("{}/mockstack/vnc_lite.html?path=%3Ftoken%3D", cloud.mock.url())), "{vnc}");
+    let page = cloud.http.get(&vnc).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("console-box"));
+    let forged = cloud
+        .http
+        .get(format!("{}/mockstack/vnc_lite.html?path=%3Ftoken%3Dforged", cloud.mock.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::NOT_FOUND);
+
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getSPICEConsole": {"type": "spice-html5"}})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["console"]["url"].as_str().unwrap().contains("/mockstack/spice_auto.html?token="));
+    let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "xvpvnc"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Invalid console type xvpvnc");
+    let (status, _) = cloud.action(&alice, &id, "2.6", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the legacy actions end at 2.5");
+
+    let path = format!("/servers/{id}/remote-consoles");
+    let (status, _, _) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.5"),
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.6"),
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["remote_console"]["protocol"], "vnc");
+    assert_eq!(body["remote_console"]["type"], "novnc");
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.6"),
+            Some(json!({"remote_console": {"protocol": "serial", "type": "serial"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Unavailable console type serial.");
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.6"),
+            Some(json!({"remote_console": {"protocol": "mks", "type": "webmks"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "mks arrives in 2.8: {body}");
+
+    let (status, _) = cloud.action(&alice, &id, "2.96", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    cloud.advance(2);
+    let (status, _, body) = cloud
+        .call(
+            &alice,
+            Method::POST,
+            &path,
+            Some("2.96"),
+            Some(json!({"remote_console": {"protocol": "vnc", "type": "novnc"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(&body, status, "badRequest", "Unavailable console type vnc.");
+
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-getConsoleOutput": {"length": "x"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_fault(
+        &body,
+        status,
+        "badRequest",
+        "Invalid input for field/attribute length. Value: x. 'x' does not match '^-?[0-9]+$'",
+    );
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"os-getConsoleOutput": {"length": 5}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let full = cloud.mock.state().nova().server(&id).unwrap().console_output(cloud.mock.state().clock().elapsed());
+    assert_eq!(body["output"], mockstack::nova::server_actions::tail(&full, Some(5)).as_str());
+}
+
+/// What one layout makes of an unattended Linux install: the snapshot's content and what a
+/// server booted from it does.
+struct LayoutCase {
+    layout: mockstack::Layout,
+    snapshot_is_installed: bool,
+}
+
+async fn install_snapshot_and_boot(case: &LayoutCase) {
+    let config = Config { clock: ClockMode::Manual { tick: Duration::ZERO }, layout: case.layout, ..Config::default() };
+    let cloud = Cloud::with_config(config).await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    // Stock Nova installs onto the ephemeral disk, so the flavor has one.
+    let flavor = json!({"flavor": {"name": "install", "ram": 1024, "vcpus": 1, "disk": 2, "OS-FLV-EXT-DATA:ephemeral": 2, "id": "install"}});
+    let (status, _, _) = cloud.call(&admin, Method::POST, "/flavors", None, Some(flavor)).await;
+    assert_eq!(status, StatusCode::OK);
+    let iso = cloud.upload_iso(&alice, "ubuntu-installer", json!({"os_type": "linux", "os_distro": "ubuntu"})).await;
+    let create = json!({"server": {"name": "installer", "imageRef": iso, "flavorRef": "install", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(5);
+    assert_eq!(cloud.server(&alice, &id, "2.96").await["status"], "ACTIVE");
+
+    // The guest's own timeline decides when it powers off; Nova notices 15 s later.
+    let record = cloud.mock.state().nova().server(&id).unwrap();
+    let off_after = record.guest.as_ref().unwrap().power_off_at.expect("an unattended install powers off");
+    let started = record.run_started.unwrap();
+    let now = cloud.mock.state().clock().elapsed();
+    cloud.advance((started + off_after - now).as_secs() + 1);
+    let server = cloud.server(&alice, &id, "2.96").await;
+    assert_eq!(states(&server), ("ACTIVE".into(), "active".into(), Value::Null, 4), "shut down by itself");
+    cloud.advance(15);
+    assert_eq!(cloud.server(&alice, &id, "2.96").await["OS-EXT-STS:task_state"], "powering-off");
+    cloud.advance(2);
+    assert_eq!(states(&cloud.server(&alice, &id, "2.96").await), ("SHUTOFF".into(), "stopped".into(), Value::Null, 4));
+    let (_, _, actions) =
+        cloud.call(&alice, Method::GET, &format!("/servers/{id}/os-instance-actions"), None, None).await;
+    assert_eq!(actions["instanceActions"][0]["action"], "stop");
+    assert_eq!(actions["instanceActions"][0]["user_id"], Value::Null, "Nova's power sync acts as itself");
+    let (_, console) = cloud.action(&alice, &id, "2.96", json!({"os-getConsoleOutput": {}})).await;
+    assert!(!console["output"].as_str().unwrap().is_empty());
+
+    let (status, body) = cloud.action(&alice, &id, "2.96", json!({"createImage": {"name": "after-install"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let snapshot = body["image_id"].as_str().unwrap().to_string();
+    cloud.advance(4);
+    assert_eq!(cloud.server(&alice, &id, "2.96").await["OS-EXT-STS:task_state"], Value::Null);
+    let (_, image) = cloud.image(&alice, &snapshot).await;
+    assert_eq!(image["status"], "active", "{image}");
+    assert_eq!(image["disk_format"], "qcow2");
+    assert_eq!(image["os_distro"], "ubuntu");
+    let data = cloud.mock.state().glance().data_path(&snapshot).unwrap();
+    let content = mockstack::hypervisor::inspect(&data).unwrap();
+    if case.snapshot_is_installed {
+        assert!(matches!(content, mockstack::hypervisor::DiskContent::Installed(_)), "{:?}: {content:?}", case.layout);
+    } else {
+        assert!(
+            matches!(content, mockstack::hypervisor::DiskContent::Iso9660 { .. }),
+            "{:?}: {content:?}",
+            case.layout
+        );
+    }
+
+    let boot =
+        json!({"server": {"name": "from-snapshot", "imageRef": snapshot, "flavorRef": "install", "networks": "none"}});
+    let (status, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(boot)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+    let booted = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(120);
+    let shown = cloud.server(&alice, &booted, "2.96").await;
+    let guest = cloud.mock.state().nova().server(&booted).unwrap().guest.unwrap_or_else(|| panic!("{shown}"));
+    let os_running = matches!(guest.result, mockstack::hypervisor::GuestResult::OsRunning { .. });
+    assert_eq!(os_running, case.snapshot_is_installed, "{:?}: {:?}", case.layout, guest.result);
+}
+
+#[tokio::test]
+async fn the_layout_decides_what_a_snapshot_of_an_iso_install_holds() {
+    for case in [
+        LayoutCase { layout: mockstack::Layout::Stock, snapshot_is_installed: false },
+        LayoutCase { layout: mockstack::Layout::Patched, snapshot_is_installed: true },
+    ] {
+        install_snapshot_and_boot(&case).await;
+    }
 }

@@ -201,7 +201,9 @@ async fn start_fast() -> MockStack {
 
 /// Writes an installer ISO whose install waits at the console for a person (so the server stays up).
 fn attended_installer_iso(path: &std::path::Path) {
-    let facts = r#"name = "Debian 12"
+    let facts: mockstack::guest::GuestFacts = toml::from_str(
+        r#"
+name = "Debian 12"
 family = "linux"
 release = "12"
 distro = "debian"
@@ -213,12 +215,10 @@ min_disk_gb = 1
 install_seconds = 300
 boot_seconds = 10
 unattended = false
-"#;
-    let created: jiff::civil::DateTime = "2026-11-24T12:00:00".parse().unwrap();
-    let mut iso = mockstack::media::IsoBuilder::new("DEBIAN_12", created).unwrap();
-    iso.add_file(mockstack::media::GUEST_FACTS_PATH, facts.as_bytes().to_vec()).unwrap();
-    let mut file = std::fs::File::create(path).unwrap();
-    iso.write(&mut file).unwrap();
+"#,
+    )
+    .unwrap();
+    mockstack::media::os_iso::os_installer_iso_to_file(&facts, &Default::default(), path).unwrap();
 }
 
 /// Runs `openstack ARGS` as alice and returns stdout, failing with the CLI's stderr.
@@ -326,6 +326,14 @@ async fn server_lifecycle_through_the_cli() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(status, "SHUTOFF");
+
+    let snapshot = alice_json(&mock, &["server", "image", "create", "--name", "installed", "--wait", "installer-box"]);
+    let snapshot_id = snapshot["id"].as_str().unwrap().to_string();
+    let shown = alice_json(&mock, &["image", "show", &snapshot_id]);
+    assert_eq!(shown["status"], "active", "{shown}");
+    assert_eq!(shown["disk_format"], "qcow2");
+    assert_eq!(shown["properties"]["image_type"], "snapshot", "{shown}");
+    assert_eq!(shown["properties"]["instance_uuid"], id.as_str());
 
     alice_ok(&mock, &["server", "delete", "--wait", "installer-box"]);
     assert!(mock.state().nova().server(&id).is_none());

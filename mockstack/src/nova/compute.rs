@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -10,7 +9,9 @@ use serde_json::{Map, Value, json};
 use super::bdm::Bdm;
 use super::flavors::Flavor;
 use crate::glance::{Image, ImageStatus, Viewer};
-use crate::hypervisor::{self, FlavorDisks, ImageMeta, MappingRequest, VirtType};
+use crate::hypervisor::{
+    self, BlockInfoError, FlavorDisks, ImageFile, ImageMeta, InstanceSources, MappingRequest, VirtType,
+};
 use crate::layout::Layout;
 use crate::state::AppState;
 
@@ -151,29 +152,43 @@ pub struct BuildSpec {
     pub project_name: String,
 }
 
-/// The compute host's side of a built instance.
+/// The compute host's side of a built instance: the defined domain and the instance's files.
 #[derive(Debug, Clone)]
 pub struct Instance {
     pub domain_xml: String,
     pub root_device_name: String,
-    pub instance_dir: PathBuf,
+    pub host: hypervisor::Instance,
 }
 
-/// What the guest does after it is powered on: console lines at offsets from power-on, and
-/// whether it powers itself off.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GuestRun {
-    pub lines: Vec<(Duration, String)>,
-    pub powers_off_after: Option<Duration>,
-}
+/// What the guest did after a power-on: its console timeline (offsets from power-on), when it
+/// powered itself off, and what it wrote.
+pub type GuestRun = hypervisor::GuestRun;
 
 /// Why an instance could not be built; becomes the server's `fault`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildFailure {
-    /// The scheduler found no host: "No valid host was found. ..."
-    NoValidHost(String),
-    /// The driver failed to spawn (the message is Nova's `BuildAbortException` or driver error).
-    Driver(String),
+    /// Nova's `BuildAbortException` (an `Invalid` error of the driver, block devices that
+    /// cannot be prepared): no retry, the reason is in the fault message.
+    Aborted(String),
+    /// Any other spawn error: Nova reschedules, and with no other host the conductor gives
+    /// up with `MaxRetriesExceeded`; the driver's error is only in the fault details.
+    Rescheduled(String),
+}
+
+impl BuildFailure {
+    /// The fault message and details Nova records for instance `uuid`.
+    pub fn fault(&self, uuid: &str) -> (String, String) {
+        match self {
+            BuildFailure::Aborted(reason) => (format!("Build of instance {uuid} aborted: {reason}"), reason.clone()),
+            BuildFailure::Rescheduled(error) => (
+                format!(
+                    "Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures \
+                     for instance {uuid}."
+                ),
+                error.clone(),
+            ),
+        }
+    }
 }
 
 /// The flavor disks the instance gets: the flavor's, or the sizes its block devices ask for.
@@ -193,20 +208,23 @@ fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option
     (virtio, floppy)
 }
 
-/// Defines and starts the instance on the simulated compute host.
-pub fn build(state: &AppState, spec: &BuildSpec) -> Result<(Instance, GuestRun), BuildFailure> {
+/// The Glance data file behind an image the compute host attaches.
+fn image_file(state: &AppState, image: &ImageInfo) -> Result<ImageFile, BuildFailure> {
+    let path = state
+        .glance()
+        .data_path(&image.id)
+        .ok_or_else(|| BuildFailure::Aborted(format!("Image {} is not active.", image.id)))?;
+    Ok(ImageFile { path, disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()) })
+}
+
+/// Defines the instance on the simulated compute host: disk mapping, domain XML, disk files.
+pub fn build(state: &AppState, spec: &BuildSpec) -> Result<Instance, BuildFailure> {
     if spec.bdms.iter().any(|b| b.destination_type.as_deref() == Some("volume")) {
         // There is no block storage service: preparing a volume fails as it would without Cinder.
-        return Err(BuildFailure::Driver(format!(
-            "Build of instance {} aborted: Failure prepping block device.",
-            spec.instance_uuid
-        )));
+        return Err(BuildFailure::Aborted("Failure prepping block device.".into()));
     }
     let Some(image) = &spec.image else {
-        return Err(BuildFailure::Driver(format!(
-            "Build of instance {} aborted: Failure prepping block device.",
-            spec.instance_uuid
-        )));
+        return Err(BuildFailure::Aborted("Failure prepping block device.".into()));
     };
     let (virtio, floppy) = extra_media(state, spec);
     let meta = ImageMeta {
@@ -222,7 +240,11 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<(Instance, GuestRun),
         virtio_iso_found: virtio.is_some(),
         driver_floppy_found: floppy.is_some(),
     };
-    let mapping = hypervisor::disk_mapping(&request).map_err(|e| BuildFailure::Driver(e.nova_fault()))?;
+    let mapping = hypervisor::disk_mapping(&request).map_err(|e| match e {
+        // libvirt refusing the domain is a generic spawn error: Nova reschedules it.
+        BlockInfoError::LibvirtUnsupported(_) => BuildFailure::Rescheduled(e.nova_fault()),
+        _ => BuildFailure::Aborted(e.nova_fault()),
+    })?;
     let domain = hypervisor::domain::DomainSpec {
         instance_id: spec.db_id,
         uuid: spec.instance_uuid.clone(),
@@ -253,24 +275,40 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<(Instance, GuestRun),
         interfaces: Vec::new(),
         vnc: true,
     };
-    let domain_xml = hypervisor::domain::render_domain(&domain, &mapping)
-        .map_err(|e| BuildFailure::Driver(format!("Build of instance {} aborted: {e}", spec.instance_uuid)))?;
+    let domain_xml =
+        hypervisor::domain::render_domain(&domain, &mapping).map_err(|e| BuildFailure::Rescheduled(e.to_string()))?;
     let root_device_name = mapping.root().map(|d| format!("/dev/{}", d.dev)).unwrap_or_else(|| "/dev/vda".into());
-    let instance_dir = state.nova().instances_dir().join(&spec.instance_uuid);
-    Ok((Instance { domain_xml, root_device_name, instance_dir }, GuestRun::default()))
+    let sources = InstanceSources {
+        boot_image: image_file(state, image)?,
+        virtio_iso: virtio.as_ref().map(|i| image_file(state, i)).transpose()?,
+        driver_floppy: floppy.as_ref().map(|i| image_file(state, i)).transpose()?,
+    };
+    let host = state
+        .nova()
+        .host()
+        .create_instance(&spec.instance_uuid, mapping, sources)
+        .map_err(|e| BuildFailure::Rescheduled(e.to_string()))?;
+    Ok(Instance { domain_xml, root_device_name, host })
 }
 
-/// Powers the instance on again (start, reboot): the guest boots from its disks.
-pub fn power_on(_state: &AppState, _instance: &Instance) -> GuestRun {
-    GuestRun::default()
+/// Powers the domain on at `started_at`: the guest boots from its devices as they are now.
+pub fn power_on(state: &AppState, instance: &Instance, started_at: Timestamp) -> Result<GuestRun, String> {
+    state.nova().host().power_on(&instance.host, started_at).map_err(|e| e.to_string())
 }
 
-/// The qcow2 file holding a copy of the domain's first disk (`find_disk` + `qemu-img convert`).
-pub fn snapshot_root(_state: &AppState, _instance: &Instance) -> Result<PathBuf, String> {
-    Err("the simulated compute host cannot copy disks yet".into())
+/// The guest powered itself off: what it wrote (an installed system) lands on its disk.
+pub fn guest_powered_off(state: &AppState, instance: &Instance, run: &GuestRun) -> Result<(), String> {
+    state.nova().host().complete(&instance.host, run).map_err(|e| e.to_string())
+}
+
+/// Nova's libvirt snapshot: the domain's first disk (`find_disk`) as a qcow2 file to upload.
+pub fn snapshot_root(state: &AppState, instance: &Instance, image_id: &str) -> Result<PathBuf, String> {
+    let out = instance.host.dir.join(format!("snapshot-{image_id}.qcow2"));
+    state.nova().host().snapshot_root(&instance.host, &out).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 /// Undefines the domain and removes the instance directory.
-pub fn destroy(_state: &AppState, instance: &Instance) {
-    let _ = std::fs::remove_dir_all(&instance.instance_dir);
+pub fn destroy(state: &AppState, instance: &Instance) -> Result<(), String> {
+    state.nova().host().delete(&instance.host).map_err(|e| e.to_string())
 }

@@ -38,6 +38,7 @@ pub struct NovaState {
     flavors: flavors::FlavorTable,
     servers: Mutex<servers::ServerTable>,
     dir: PathBuf,
+    host: crate::hypervisor::Host,
     /// Serialises catch-up so steps are applied once and in order.
     catching_up: Mutex<()>,
 }
@@ -46,10 +47,13 @@ impl NovaState {
     /// `dir` is where instance directories go (the simulated `/var/lib/nova/instances`).
     pub fn new(dir: &Path) -> std::io::Result<NovaState> {
         std::fs::create_dir_all(dir)?;
+        let opener: std::sync::Arc<crate::hypervisor::MediumOpener> =
+            std::sync::Arc::new(|path: &Path| crate::media::open_medium(path).map_err(|e| e.to_string()));
         Ok(NovaState {
             flavors: flavors::FlavorTable::default(),
             servers: Mutex::new(servers::ServerTable::default()),
             dir: dir.to_path_buf(),
+            host: crate::hypervisor::Host::new(dir, opener),
             catching_up: Mutex::new(()),
         })
     }
@@ -64,6 +68,11 @@ impl NovaState {
 
     pub fn instances_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The simulated compute host.
+    pub fn host(&self) -> &crate::hypervisor::Host {
+        &self.host
     }
 
     /// A copy of a server (deleted ones are gone), for tests and the admin API.

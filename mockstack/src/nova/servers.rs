@@ -79,7 +79,8 @@ pub struct Server {
     /// Increases at every power-on, so a stale guest event of an earlier run is ignored.
     pub run: u64,
     pub run_started: Option<Duration>,
-    pub guest: GuestRun,
+    /// What the guest of the current run does (console timeline, power-off, install).
+    pub guest: Option<GuestRun>,
     /// Console output of earlier runs (libvirt keeps appending to `console.log`).
     pub console_log: String,
     /// The snapshot image being created, if any.
@@ -103,14 +104,8 @@ impl Server {
     /// The console log as of `now` (virtual time since the clock started).
     pub fn console_output(&self, now: Duration) -> String {
         let mut out = self.console_log.clone();
-        if let Some(started) = self.run_started {
-            let elapsed = now.saturating_sub(started);
-            for (at, line) in &self.guest.lines {
-                if *at <= elapsed {
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
+        if let (Some(started), Some(guest)) = (self.run_started, &self.guest) {
+            out.push_str(&guest.console_until(now.saturating_sub(started)));
         }
         out
     }
@@ -119,7 +114,7 @@ impl Server {
     pub(crate) fn end_run(&mut self, now: Duration) {
         self.console_log = self.console_output(now);
         self.run_started = None;
-        self.guest = GuestRun::default();
+        self.guest = None;
         self.pending.retain(|p| !matches!(p.step, Step::GuestShutdown { .. } | Step::SyncStop { .. }));
     }
 
@@ -127,10 +122,10 @@ impl Server {
     pub(crate) fn begin_run(&mut self, now: Duration, guest: GuestRun) {
         self.run += 1;
         self.run_started = Some(now);
-        if let Some(after) = guest.powers_off_after {
+        if let Some(after) = guest.power_off_at {
             self.pending.push(Pending { at: now + after, step: Step::GuestShutdown { run: self.run } });
         }
-        self.guest = guest;
+        self.guest = Some(guest);
     }
 }
 
@@ -620,7 +615,7 @@ async fn create(
             pending: vec![Pending { at: now + timing::SCHEDULE, step: Step::Scheduled }],
             run: 0,
             run_started: None,
-            guest: GuestRun::default(),
+            guest: None,
             console_log: String::new(),
             snapshot_image: None,
             compute: None,

@@ -83,54 +83,49 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
             };
             let built = compute::build(state, &spec);
             with_server(state, id, |s| match built {
-                Ok((instance, guest)) => {
+                Ok(instance) => {
                     s.root_device_name = Some(instance.root_device_name.clone());
                     s.compute = Some(instance);
-                    s.guest = guest;
                     s.pending.push(Pending { at: at + timing::SPAWN, step: Step::Launched });
                 }
                 Err(failure) => {
-                    let (message, details) = match failure {
-                        BuildFailure::NoValidHost(m) => {
-                            s.host = None;
-                            (m, "NoValidHost".to_string())
-                        }
-                        BuildFailure::Driver(m) => (m.clone(), m),
-                    };
+                    let (message, details) = failure.fault(&s.id);
+                    if matches!(failure, BuildFailure::Rescheduled(_)) {
+                        s.host = None;
+                    }
                     s.vm_state = VmState::Error;
                     s.task_state = None;
                     s.power_state = PowerState::NoState;
                     s.updated_at = ts;
                     if let Some(a) = last_action(s, "create") {
-                        a.finish_event("compute__do_build_and_run_instance", ts, Some(&message));
+                        a.finish_event("compute__do_build_and_run_instance", ts, Some(&details));
                     }
                     s.fault = Some(Fault { code: 500, message, details, created: ts });
                 }
             });
         }
-        Step::Launched => {
-            with_server(state, id, |s| {
-                s.vm_state = VmState::Active;
-                s.task_state = None;
-                s.power_state = PowerState::Running;
-                s.launched_at = Some(ts);
-                s.updated_at = ts;
-                if let Some(a) = last_action(s, "create") {
-                    a.finish_event("compute__do_build_and_run_instance", ts, None);
-                }
-                let guest = std::mem::take(&mut s.guest);
-                s.begin_run(at, guest);
-            });
-        }
+        Step::Launched => power_on(state, id, at, "create", "compute__do_build_and_run_instance"),
         Step::GuestShutdown { run } => {
+            let Some((instance, guest)) = with_server(state, id, |s| {
+                (s.run == run && s.power_state == PowerState::Running).then(|| (s.compute.clone(), s.guest.clone()))
+            })
+            .flatten() else {
+                return;
+            };
+            let written = match (&instance, &guest) {
+                (Some(instance), Some(guest)) => compute::guest_powered_off(state, instance, guest),
+                _ => Ok(()),
+            };
             with_server(state, id, |s| {
-                if s.run != run || s.power_state != PowerState::Running {
-                    return;
-                }
                 s.end_run(at);
                 s.power_state = PowerState::Shutdown;
                 s.updated_at = ts;
-                s.pending.push(Pending { at: at + timing::LIFECYCLE_DELAY, step: Step::SyncStop { run } });
+                match written {
+                    Ok(()) => {
+                        s.pending.push(Pending { at: at + timing::LIFECYCLE_DELAY, step: Step::SyncStop { run } })
+                    }
+                    Err(e) => fail(s, ts, e),
+                }
             });
         }
         Step::SyncStop { run } => {
@@ -199,8 +194,13 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
             let Some(mut server) = table.live.remove(id) else { return };
             table.console_tokens.retain(|_, sid| sid != id);
             drop(table);
-            if let Some(instance) = &server.compute {
-                compute::destroy(state, instance);
+            if let Some(instance) = &server.compute
+                && let Err(e) = compute::destroy(state, instance)
+            {
+                // The host could not clean up: the instance stays, in ERROR, as Nova leaves it.
+                fail(&mut server, ts, e);
+                state.nova().servers().live.insert(id.to_string(), server);
+                return;
             }
             if let Some(image_id) = server.snapshot_image.take() {
                 // `delete_image_on_error`: the interrupted snapshot's image goes too.
@@ -222,21 +222,43 @@ fn set_task(state: &AppState, id: &str, ts: jiff::Timestamp, task: TaskState) {
     });
 }
 
-/// Start or reboot finished: the domain runs and the guest boots from its disks again.
+/// The compute host hit an error it cannot recover from: the instance goes to ERROR with a fault.
+fn fail(s: &mut Server, ts: jiff::Timestamp, error: String) {
+    s.vm_state = VmState::Error;
+    s.task_state = None;
+    s.fault = Some(Fault { code: 500, message: error.clone(), details: error, created: ts });
+}
+
+/// The domain is started (spawn, start, reboot): the guest boots from its devices as they are now.
 fn power_on(state: &AppState, id: &str, at: Duration, action: &str, event: &str) {
     let ts = stamp(state, at);
     let instance = with_server(state, id, |s| s.compute.clone()).flatten();
-    let guest = instance.as_ref().map(|i| compute::power_on(state, i)).unwrap_or_default();
+    let guest = match &instance {
+        Some(instance) => compute::power_on(state, instance, ts),
+        None => Err(format!("Instance {id} could not be found.")),
+    };
     with_server(state, id, |s| {
-        s.vm_state = VmState::Active;
-        s.task_state = None;
-        s.power_state = PowerState::Running;
-        s.updated_at = ts;
-        if let Some(a) = last_action(s, action) {
-            a.finish_event(event, ts, None);
-        }
         s.end_run(at);
-        s.begin_run(at, guest);
+        s.updated_at = ts;
+        match guest {
+            Ok(guest) => {
+                s.vm_state = VmState::Active;
+                s.task_state = None;
+                s.power_state = PowerState::Running;
+                s.launched_at.get_or_insert(ts);
+                if let Some(a) = last_action(s, action) {
+                    a.finish_event(event, ts, None);
+                }
+                s.begin_run(at, guest);
+            }
+            Err(e) => {
+                s.power_state = PowerState::NoState;
+                if let Some(a) = last_action(s, action) {
+                    a.finish_event(event, ts, Some(&e));
+                }
+                fail(s, ts, e);
+            }
+        }
     });
 }
 
@@ -278,9 +300,11 @@ fn finish_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp) {
     };
     let Some(image_id) = image_id else { return };
     let result = match &instance {
-        Some(instance) => {
-            compute::snapshot_root(state, instance).and_then(|path| compute::upload_snapshot(state, &image_id, &path))
-        }
+        Some(instance) => compute::snapshot_root(state, instance, &image_id).and_then(|path| {
+            let uploaded = compute::upload_snapshot(state, &image_id, &path);
+            let _ = std::fs::remove_file(&path);
+            uploaded
+        }),
         None => Err(format!("Instance {id} could not be found.")),
     };
     if let Err(e) = result {
