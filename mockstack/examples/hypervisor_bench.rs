@@ -7,61 +7,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mockstack::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, Medium, OsFamily};
+use mockstack::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
 use mockstack::hypervisor::{
     DomainSpec, FlavorDisks, FlavorInfo, Host, ImageFile, ImageInfo, ImageMeta, InstanceSources, MappingRequest,
     VirtType, disk_mapping, render_domain,
 };
 use mockstack::layout::Layout;
-
-/// A medium stored as `path\0content\0...` (the bench must not depend on the real ISO writer).
-struct FileMedium {
-    files: BTreeMap<String, Vec<u8>>,
-}
-
-impl Medium for FileMedium {
-    fn volume_id(&self) -> &str {
-        "BENCH"
-    }
-    fn exists(&self, path: &str) -> bool {
-        self.files.contains_key(&path.trim_start_matches('/').to_ascii_lowercase())
-    }
-    fn read(&self, path: &str) -> Option<Vec<u8>> {
-        self.files.get(&path.trim_start_matches('/').to_ascii_lowercase()).cloned()
-    }
-    fn files(&self) -> Vec<String> {
-        self.files.keys().cloned().collect()
-    }
-}
-
-fn encode(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (path, content) in files {
-        out.extend(path.as_bytes());
-        out.push(0);
-        out.extend(hex(content).as_bytes());
-        out.push(0);
-    }
-    // Pad to whole 2 KiB sectors, as an ISO would be.
-    out.resize(out.len().div_ceil(2048) * 2048 + 512 * 1024, 0);
-    out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn decode(bytes: &[u8]) -> Result<FileMedium, String> {
-    let mut files = BTreeMap::new();
-    let mut parts = bytes.split(|&b| b == 0).filter(|p| !p.is_empty());
-    while let (Some(path), Some(content)) = (parts.next(), parts.next()) {
-        let text = std::str::from_utf8(content).map_err(|e| e.to_string())?;
-        let content: Result<Vec<u8>, _> =
-            (0..text.len()).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2).unwrap_or("zz"), 16)).collect();
-        files.insert(String::from_utf8_lossy(path).to_ascii_lowercase(), content.map_err(|e| e.to_string())?);
-    }
-    Ok(FileMedium { files })
-}
 
 fn facts(windows: bool) -> GuestFacts {
     GuestFacts {
@@ -103,21 +54,16 @@ fn main() -> anyhow::Result<()> {
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images)?;
     let virtio = images.join("virtio-win.iso");
-    std::fs::write(
-        &virtio,
-        encode(&[("viostor/2k12/amd64/viostor.inf", b"[Version]"), ("NetKVM/2k12/amd64/netkvm.inf", b"x")]),
-    )?;
-    let opener: Arc<mockstack::hypervisor::MediumOpener> = Arc::new(|path: &Path| {
-        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-        decode(&bytes).map(|m| Box::new(m) as Box<dyn Medium + Send + Sync>)
-    });
+    mockstack::media::virtio_win_iso_to_file(&mockstack::media::VirtioWinSpec::current(), &virtio)?;
+    let opener: Arc<mockstack::hypervisor::MediumOpener> =
+        Arc::new(|path: &Path| mockstack::media::open_medium(path).map_err(|e| e.to_string()));
     let host = Host::new(dir.path().join("instances"), opener);
     let started = "2026-11-24T18:30:00Z".parse()?;
 
     for windows in [false, true] {
         let facts = facts(windows);
         let iso = images.join(if windows { "windows.iso" } else { "linux.iso" });
-        std::fs::write(&iso, encode(&[(".isoharness/guest.toml", toml::to_string(&facts)?.as_bytes())]))?;
+        mockstack::media::os_installer_iso_to_file(&facts, &mockstack::media::OsIsoOptions::default(), &iso)?;
         let props: Vec<(&str, &str)> = if windows { vec![("os_type", "windows")] } else { vec![] };
         let image = ImageMeta::new("iso", props.iter().copied());
         let flavor = FlavorDisks { root_gb: 20, ephemeral_gb: 0, swap_mb: 0 };

@@ -129,6 +129,30 @@ impl AppState {
         &self.inner.nova
     }
 
+    /// Names of the servers, images and flavors whose name starts with `prefix`, as
+    /// `kind name (id)`: what a run that cleans up after itself must leave empty.
+    pub fn leftovers(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for id in self.nova().server_ids() {
+            if let Some(server) = self.nova().server(&id)
+                && server.name.starts_with(prefix)
+            {
+                out.push(format!("server {} ({id})", server.name));
+            }
+        }
+        for (id, name) in self.glance().inventory() {
+            if let Some(name) = name.filter(|n| n.starts_with(prefix)) {
+                out.push(format!("image {name} ({id})"));
+            }
+        }
+        for flavor in self.nova().flavors().all() {
+            if flavor.name.starts_with(prefix) {
+                out.push(format!("flavor {} ({})", flavor.name, flavor.id));
+            }
+        }
+        out
+    }
+
     pub fn data_dir(&self) -> &Path {
         &self.inner.data_dir
     }

@@ -31,6 +31,9 @@ pub struct Cell {
     pub wall_seconds: f64,
     pub virtual_seconds: f64,
     pub api_calls: usize,
+    /// The install server's domain XML, when the cloud gave it.
+    #[serde(skip)]
+    pub domain_xml: Option<String>,
 }
 
 impl Cell {
@@ -275,6 +278,7 @@ mod tests {
             wall_seconds: 0.01,
             virtual_seconds: 900.0,
             api_calls: 30,
+            domain_xml: None,
         }
     }
 

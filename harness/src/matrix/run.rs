@@ -172,6 +172,7 @@ pub async fn run_cell<D: Driver>(
         wall_seconds: 0.0,
         virtual_seconds: 0.0,
         api_calls: 0,
+        domain_xml: None,
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
         cell.reason = format!("cannot create {}: {e}", dir.display());
@@ -214,6 +215,7 @@ pub async fn run_cell<D: Driver>(
             Err(e) => cell.xml_findings.push(format!("unparseable domain XML: {e}")),
         }
     }
+    cell.domain_xml = report.domain_xml;
     let _ = std::fs::remove_dir_all(dir);
     cell.wall_seconds = wall.elapsed().as_secs_f64();
     cell

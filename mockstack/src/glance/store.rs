@@ -197,6 +197,15 @@ impl GlanceState {
     // ----- in-process API -----
 
     /// A clone of the record, whoever owns it.
+    /// Every image record (id and name), whoever owns it: what a test checks for leftovers.
+    pub fn inventory(&self) -> Vec<(String, Option<String>)> {
+        let tables = self.inner.tables.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(u64, String, Option<String>)> =
+            tables.images.values().map(|r| (r.seq, r.image.id.clone(), r.image.name.clone())).collect();
+        all.sort();
+        all.into_iter().map(|(_, id, name)| (id, name)).collect()
+    }
+
     pub fn image(&self, id: &str) -> Option<Image> {
         self.tables().images.get(id).map(|r| r.image.clone())
     }

@@ -30,10 +30,11 @@
 //! **I3 (target disks).** The installer considers every writable `disk` device in domain order.
 //! IDE, SATA, SCSI and USB disks are always usable. A virtio disk is usable if the OS has
 //! virtio built in (`virtio_storage = built-in`), or if its storage driver (`viostor` in the
-//! folder for its Windows version) is on a medium it can read drivers from: a CD-ROM or a floppy
-//! for `cdrom` installers (Windows Vista/2008 and later), only a floppy with `txtsetup.oem` for
-//! `floppy` installers (text-mode setup of XP/2003), never for `unavailable`. With no usable
-//! disk the installer says so the way the real one does and waits.
+//! folder for its Windows version, found by `media::find_driver`) is on a medium it can read
+//! drivers from: a CD-ROM or a floppy for `cdrom` installers (Windows Vista/2008 and later), only
+//! a floppy with `txtsetup.oem` for `floppy` installers (text-mode setup of XP/2003), never for
+//! `unavailable`. The device the installer booted from is never a target. With no usable disk
+//! the installer says so the way the real one does and waits.
 //!
 //! **I4 (install).** The installer installs onto the first usable disk. If that disk is smaller
 //! than the OS's `min_disk_gb` the install fails and waits. Otherwise, after `install_seconds`,
@@ -72,7 +73,7 @@ pub const CLOUD_INIT_VERSION: &str = "24.4";
 /// The cloudbase-init release the simulated Windows images carry.
 pub const CLOUDBASE_INIT_VERSION: &str = "1.1.6";
 /// Where an installation medium carries its facts.
-pub const GUEST_FACTS_PATH: &str = "/.isoharness/guest.toml";
+pub use crate::media::GUEST_FACTS_PATH;
 const FIRMWARE_STEP: Duration = Duration::from_millis(500);
 
 /// What one mapped device holds, as far as firmware and guest care.
@@ -98,38 +99,9 @@ pub struct AttachedMediaSummary {
     pub network_driver: BTreeMap<String, String>,
 }
 
-/// Reads the guest facts an installation medium carries, if it is one.
+/// Reads the guest facts an installation medium carries, if it is one (`media::guest_facts`, errors as text).
 pub fn facts_from_medium(medium: &dyn Medium) -> Result<Option<GuestFacts>, String> {
-    let Some(bytes) = medium.read(GUEST_FACTS_PATH) else { return Ok(None) };
-    let text = std::str::from_utf8(&bytes).map_err(|e| format!("{GUEST_FACTS_PATH}: {e}"))?;
-    toml::from_str(text).map(Some).map_err(|e| format!("{GUEST_FACTS_PATH}: {e}"))
-}
-
-/// Finds a driver for the guest on a medium attached as `device`, following the VirtIO-win
-/// layouts: `<driver>/<os folder>/<arch>/<driver>.inf` on a CD, `<i386|amd64>/<floppy folder>/`
-/// on a floppy (text-mode setup also needs `txtsetup.oem` at the root). `driver` is `viostor` or `netkvm`.
-pub fn find_driver(medium: &dyn Medium, device: DeviceType, driver: &str, facts: &GuestFacts) -> Option<String> {
-    if facts.family != OsFamily::Windows {
-        return None;
-    }
-    let cd_path = |folder: &str| format!("{driver}/{folder}/{}/{driver}.inf", facts.arch.virtio_win_folder());
-    let floppy_arch = match facts.arch {
-        Arch::I686 => "i386",
-        Arch::X86_64 => "amd64",
-        Arch::Aarch64 => "ARM64",
-    };
-    let floppy_path = |folder: &str, ext: &str| format!("{floppy_arch}/{folder}/{driver}.{ext}");
-    let found = |path: String| medium.exists(&path).then_some(path);
-    match (facts.virtio_storage, device) {
-        (DriverSource::Cdrom, DeviceType::Cdrom) => facts.virtio_win_folder.as_deref().map(cd_path).and_then(found),
-        (DriverSource::Cdrom, DeviceType::Floppy) => {
-            facts.floppy_folder.as_deref().map(|f| floppy_path(f, "inf")).and_then(found)
-        }
-        (DriverSource::Floppy, DeviceType::Floppy) if medium.exists("txtsetup.oem") => {
-            facts.floppy_folder.as_deref().map(|f| floppy_path(f, "sys")).and_then(found)
-        }
-        _ => None,
-    }
+    crate::media::guest_facts(medium).map_err(|e| e.to_string())
 }
 
 /// Looks for the guest's storage and network drivers on every attached medium (`(file name, medium)`).
@@ -141,10 +113,13 @@ pub fn summarize_media(
     let mut summary = AttachedMediaSummary::default();
     for (file_name, medium) in media {
         let Some(disk) = mapping.disk(file_name) else { continue };
-        if let Some(path) = find_driver(*medium, disk.device, "viostor", facts) {
+        if !matches!(disk.device, DeviceType::Cdrom | DeviceType::Floppy) {
+            continue;
+        }
+        if let Some(path) = crate::media::find_driver(*medium, "viostor", facts) {
             summary.storage_driver.insert(file_name.to_string(), path);
         }
-        if let Some(path) = find_driver(*medium, disk.device, "netkvm", facts) {
+        if let Some(path) = crate::media::find_driver(*medium, "netkvm", facts) {
             summary.network_driver.insert(file_name.to_string(), path);
         }
     }
@@ -483,7 +458,7 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
     let mut refusals = Vec::new();
     let mut target = None;
     for disk in &mapping.disks {
-        if disk.device != DeviceType::Disk || disk.readonly {
+        if disk.device != DeviceType::Disk || disk.readonly || disk.file_name == boot_disk.file_name {
             continue;
         }
         match disk_usable(facts, disk, mapping, input.media) {

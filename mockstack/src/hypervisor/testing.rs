@@ -21,31 +21,10 @@ impl MemMedium {
         self.files.insert(normalize(path), content.to_vec());
         self
     }
-
-    /// The medium as bytes: a tiny format of our own (`MEMMEDIUM` + JSON) for tests that need files.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let files: BTreeMap<&String, String> = self.files.iter().map(|(k, v)| (k, hex::encode(v))).collect();
-        let json = serde_json::json!({ "volume_id": self.volume_id, "files": files });
-        let mut out = b"MEMMEDIUM".to_vec();
-        out.extend(serde_json::to_vec(&json).unwrap_or_default());
-        out
-    }
-
-    /// Parses [`MemMedium::to_bytes`] output.
-    pub fn from_bytes(bytes: &[u8]) -> Result<MemMedium, String> {
-        let json = bytes.strip_prefix(b"MEMMEDIUM").ok_or("not a test medium")?;
-        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
-        let mut medium = MemMedium::new(value["volume_id"].as_str().unwrap_or_default());
-        for (path, hex_content) in value["files"].as_object().into_iter().flatten() {
-            let content = hex::decode(hex_content.as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
-            medium.files.insert(path.clone(), content);
-        }
-        Ok(medium)
-    }
 }
 
 fn normalize(path: &str) -> String {
-    path.trim_start_matches('/').to_ascii_lowercase()
+    format!("/{}", path.trim_start_matches('/').to_ascii_lowercase())
 }
 
 impl Medium for MemMedium {
@@ -109,7 +88,7 @@ pub fn virtio_win_iso() -> MemMedium {
 pub fn driver_floppy() -> MemMedium {
     let mut medium = MemMedium::new("VIRTIO").with("txtsetup.oem", b"[Disks]\r\n").with("disk1", b"");
     for arch in ["i386", "amd64"] {
-        for os in ["WinXP", "Win2003", "Win2008", "Win7"] {
+        for os in ["WinXP", "Win2003", "Win2008", "Win2008R2", "Win7"] {
             for driver in ["viostor", "netkvm"] {
                 medium = medium
                     .with(&format!("{arch}/{os}/{driver}.inf"), b"[Version]\r\n")
@@ -175,7 +154,7 @@ pub fn os_table() -> Vec<(GuestFacts, Vec<(&'static str, &'static str)>)> {
         (linux("Fedora 18", "18", "fedora", BuiltIn, 4), vec![]),
         (windows("Windows 7", "7", "w7", Some("Win7"), Cdrom, x64, 16), win_props.clone()),
         (windows("Windows 8", "8", "w8", None, Cdrom, x64, 16), win_props.clone()),
-        (windows("Windows Server 2008 R2", "2008r2", "2k8R2", Some("Win2008"), Cdrom, x64, 32), win_props.clone()),
+        (windows("Windows Server 2008 R2", "2008r2", "2k8R2", Some("Win2008R2"), Cdrom, x64, 32), win_props.clone()),
         (windows("Windows Server 2012", "2012", "2k12", None, Cdrom, x64, 32), win_props.clone()),
         (windows("Windows Server 2003 R2", "2003r2", "2k3", Some("Win2003"), Floppy, x64, 3), win_props.clone()),
         (windows("Windows XP", "xp", "xp", Some("WinXP"), Floppy, Arch::I686, 2), win_props.clone()),

@@ -8,14 +8,24 @@ use crate::hypervisor::blockinfo::{FlavorDisks, ImageMeta, MappingRequest, VirtT
 use crate::hypervisor::installer::{
     AttachedMediaSummary, GuestResult, Outcome, OutcomeKind, expected_outcome, outcome_of_run, summarize_media,
 };
-use crate::hypervisor::testing::{MemMedium, driver_floppy, installer_medium, os_table, virtio_win_iso};
+use crate::hypervisor::testing::os_table;
 use crate::layout::Layout;
+use crate::media::{DriverFloppySpec, FloppyArch, OsIsoOptions, VirtioWinSpec};
 
+/// The opener mockstack uses: the real ISO 9660 / FAT reader.
 fn opener() -> Arc<MediumOpener> {
-    Arc::new(|path: &Path| {
-        let bytes = fs::read(path).map_err(|e| e.to_string())?;
-        MemMedium::from_bytes(&bytes).map(|m| Box::new(m) as Box<dyn Medium + Send + Sync>)
-    })
+    Arc::new(|path: &Path| crate::media::open_medium(path).map_err(|e| e.to_string()))
+}
+
+fn os_iso(f: &Fixture, facts: &GuestFacts, name: &str) -> PathBuf {
+    let path = f.images.join(name);
+    crate::media::os_installer_iso_to_file(facts, &OsIsoOptions::default(), &path).unwrap();
+    path
+}
+
+fn floppy_for(f: &Fixture, facts: &GuestFacts) -> PathBuf {
+    let arch = FloppyArch::for_guest(facts.arch).unwrap_or(FloppyArch::Amd64);
+    f.images.join(arch.image_name())
 }
 
 struct Fixture {
@@ -28,8 +38,11 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     fs::create_dir_all(&images).unwrap();
-    fs::write(images.join("virtio-win.iso"), virtio_win_iso().to_bytes()).unwrap();
-    fs::write(images.join("virtio-win.vfd"), driver_floppy().to_bytes()).unwrap();
+    crate::media::virtio_win_iso_to_file(&VirtioWinSpec::current(), &images.join("virtio-win.iso")).unwrap();
+    for arch in [FloppyArch::X86, FloppyArch::Amd64] {
+        crate::media::driver_floppy_to_file(&DriverFloppySpec::for_arch(arch), &images.join(arch.image_name()))
+            .unwrap();
+    }
     let host = Host::new(dir.path().join("instances"), opener());
     Fixture { _dir: dir, host, images }
 }
@@ -38,11 +51,11 @@ fn start() -> Timestamp {
     "2026-11-24T18:30:00Z".parse().unwrap()
 }
 
-fn sources(f: &Fixture, boot: &Path, format: &str) -> InstanceSources {
+fn sources(f: &Fixture, boot: &Path, format: &str, floppy: PathBuf) -> InstanceSources {
     InstanceSources {
         boot_image: ImageFile { path: boot.to_path_buf(), disk_format: format.into() },
         virtio_iso: Some(ImageFile { path: f.images.join("virtio-win.iso"), disk_format: "iso".into() }),
-        driver_floppy: Some(ImageFile { path: f.images.join("virtio-win.vfd"), disk_format: "raw".into() }),
+        driver_floppy: Some(ImageFile { path: floppy, disk_format: "raw".into() }),
     }
 }
 
@@ -69,18 +82,20 @@ fn run_cell(
     layout: Layout,
     n: usize,
 ) -> (Outcome, GuestResult) {
-    let iso = f.images.join(format!("os-{n}.iso"));
-    fs::write(&iso, installer_medium(facts).to_bytes()).unwrap();
+    let iso = os_iso(f, facts, &format!("os-{n}.iso"));
+    let floppy = floppy_for(f, facts);
     let root = u64::from(facts.min_disk_gb);
     let flavor =
         FlavorDisks { root_gb: root, ephemeral_gb: if layout == Layout::Stock { root } else { 0 }, swap_mb: 0 };
     let m = mapping(layout, "iso", props, flavor);
     let expected = {
-        let (iso_medium, floppy_medium) = (virtio_win_iso(), driver_floppy());
-        let media: Vec<(&str, &dyn Medium)> = vec![("disk.virtio", &iso_medium), ("disk.floppy", &floppy_medium)];
+        let virtio = crate::media::open_medium(&f.images.join("virtio-win.iso")).unwrap();
+        let floppy = crate::media::open_medium(&floppy).unwrap();
+        let media: Vec<(&str, &dyn Medium)> = vec![("disk.virtio", virtio.as_ref()), ("disk.floppy", floppy.as_ref())];
         expected_outcome(facts, &m, &summarize_media(facts, &m, &media))
     };
-    let instance = f.host.create_instance(&format!("install-{n}"), m.clone(), sources(f, &iso, "iso")).unwrap();
+    let instance =
+        f.host.create_instance(&format!("install-{n}"), m.clone(), sources(f, &iso, "iso", floppy.clone())).unwrap();
     let run = f.host.power_on(&instance, start()).unwrap();
     f.host.complete(&instance, &run).unwrap();
     let snapshot = f.images.join(format!("snapshot-{n}.qcow2"));
@@ -104,7 +119,8 @@ fn run_cell(
 
     // Boot the snapshot as an image (its properties inherited from the ISO's).
     let booted_mapping = mapping(layout, "qcow2", props, FlavorDisks { root_gb: root, ephemeral_gb: 0, swap_mb: 0 });
-    let booted = f.host.create_instance(&format!("boot-{n}"), booted_mapping, sources(f, &snapshot, "qcow2")).unwrap();
+    let booted =
+        f.host.create_instance(&format!("boot-{n}"), booted_mapping, sources(f, &snapshot, "qcow2", floppy)).unwrap();
     let boot_run = f.host.power_on(&booted, start()).unwrap();
     let console = fs::read_to_string(booted.console_log()).unwrap();
     assert_eq!(console, boot_run.console_until(Duration::MAX));
@@ -144,13 +160,12 @@ fn files_agree_with_the_rules_for_every_os_and_layout() {
 fn stock_snapshot_is_the_iso_byte_for_byte() {
     let f = fixture();
     let (facts, _) = os_table().into_iter().find(|(f, _)| f.name == "RHEL 9").unwrap();
-    // Pad the medium to a whole number of 2 KiB sectors like a real ISO.
-    let mut bytes = installer_medium(&facts).to_bytes();
-    bytes.resize(bytes.len().div_ceil(2048) * 2048, b' ');
-    let iso = f.images.join("rhel9.iso");
-    fs::write(&iso, &bytes).unwrap();
+    let iso = os_iso(&f, &facts, "rhel9.iso");
+    let bytes = fs::read(&iso).unwrap();
     let m = mapping(Layout::Stock, "iso", &[], FlavorDisks { root_gb: 10, ephemeral_gb: 10, swap_mb: 0 });
-    let instance = f.host.create_instance("68a8f3c6-04f3-4a3a-9183-b66d49f2ccb4", m, sources(&f, &iso, "iso")).unwrap();
+    let floppy = floppy_for(&f, &facts);
+    let instance =
+        f.host.create_instance("68a8f3c6-04f3-4a3a-9183-b66d49f2ccb4", m, sources(&f, &iso, "iso", floppy)).unwrap();
     let run = f.host.power_on(&instance, start()).unwrap();
     assert_eq!(run.power_off_at, Some(Duration::from_millis(500 + 1000 + 2000 + 600_000 + 1000)));
     f.host.complete(&instance, &run).unwrap();
@@ -161,6 +176,7 @@ fn stock_snapshot_is_the_iso_byte_for_byte() {
     let raw = f.images.join("snap.raw");
     qcow2::to_raw(&out, &raw).unwrap();
     assert_eq!(fs::read(&raw).unwrap(), bytes);
+    assert_eq!(system::inspect(&out).unwrap(), DiskContent::Iso9660 { boot_signature: false });
     // The installed system sat untouched on disk.eph0.
     let eph = instance.dir.join("disk.eph0");
     assert!(matches!(system::inspect(&eph).unwrap(), DiskContent::Installed(_)));
@@ -176,17 +192,18 @@ fn bad_input_gives_clear_errors() {
     let f = fixture();
     let m = mapping(Layout::Patched, "iso", &[], FlavorDisks { root_gb: 1, ephemeral_gb: 0, swap_mb: 0 });
     let missing = f.images.join("missing.iso");
-    let err = f.host.create_instance("x1", m.clone(), sources(&f, &missing, "iso")).unwrap_err();
+    let floppy = f.images.join(FloppyArch::Amd64.image_name());
+    let err = f.host.create_instance("x1", m.clone(), sources(&f, &missing, "iso", floppy.clone())).unwrap_err();
     assert!(err.to_string().starts_with("cannot open "), "{err}");
-    let err = f.host.create_instance("../escape", m.clone(), sources(&f, &missing, "iso")).unwrap_err();
+    let err = f.host.create_instance("../escape", m.clone(), sources(&f, &missing, "iso", floppy.clone())).unwrap_err();
     assert_eq!(err.to_string(), "invalid instance uuid \"../escape\"");
-    let mut no_virtio = sources(&f, &missing, "iso");
+    let mut no_virtio = sources(&f, &missing, "iso", floppy.clone());
     no_virtio.virtio_iso = None;
     fs::write(&missing, b"not a medium").unwrap();
     let err = f.host.create_instance("x2", m.clone(), no_virtio).unwrap_err();
     assert_eq!(err.to_string(), "no image given for disk.virtio");
     // An unreadable medium is data the firmware cannot boot, not a host failure.
-    let instance = f.host.create_instance("x3", m, sources(&f, &missing, "iso")).unwrap();
+    let instance = f.host.create_instance("x3", m, sources(&f, &missing, "iso", floppy)).unwrap();
     let run = f.host.power_on(&instance, start()).unwrap();
     assert_eq!(run.result, GuestResult::NoBootableDevice);
     assert_eq!(AttachedMediaSummary::default(), AttachedMediaSummary::default());

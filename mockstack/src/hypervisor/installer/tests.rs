@@ -192,7 +192,7 @@ fn installs_write_the_system_and_power_off() {
     let write = run.install.clone().unwrap();
     assert_eq!(write.file_name, "disk.newos");
     assert_eq!(write.system.virtio_storage_driver.as_deref(), Some("viostor"));
-    assert_eq!(write.system.virtio_storage_driver_source.as_deref(), Some("hdb:viostor/2k12/amd64/viostor.inf"));
+    assert_eq!(write.system.virtio_storage_driver_source.as_deref(), Some("hdb:/viostor/2k12/amd64/viostor.inf"));
     assert!(write.system.network_drivers.contains(&"netkvm".to_string()));
     assert_eq!(run.power_off_at, Some(Duration::from_millis(1000 + 1000 + 2000 + 600_000 + 1000)));
     snapshot("console-install-windows-2012-patched", &console_text(&run));
@@ -277,7 +277,7 @@ fn iso_copies_and_blank_disks_do_not_boot() {
         layout: Layout::Patched,
         virt_type: VirtType::Kvm,
         image: &image,
-        flavor: FlavorDisks { root_gb: 10, ephemeral_gb: 1, swap_mb: 0 },
+        flavor: FlavorDisks { root_gb: 10, ephemeral_gb: 10, swap_mb: 0 },
         config_drive: false,
         virtio_iso_found: true,
         driver_floppy_found: false,
@@ -290,33 +290,44 @@ fn iso_copies_and_blank_disks_do_not_boot() {
     let run = run_guest(input(&devices));
     assert_eq!(run.result, GuestResult::NoBootableDevice);
     snapshot("console-iso-copy-booted", &console_text(&run));
-    // A hybrid ISO would have booted the installer again.
+    // A hybrid ISO would have booted the installer again, which installs onto another disk, never its own.
     let hybrid = [DeviceContent::Installer(Box::new(ubuntu)), DeviceContent::Blank];
-    assert!(matches!(run_guest(input(&hybrid)).result, GuestResult::Installed { .. }));
+    let again = run_guest(input(&hybrid)).result;
+    assert_eq!(again, GuestResult::Installed { file_name: "disk.eph0".into(), dev: "vdb".into() });
 }
 
 #[test]
 fn drivers_are_found_where_each_installer_looks() {
-    let (w7, _) = facts_named("Windows 7");
-    let (xp, _) = facts_named("Windows XP");
-    let iso = virtio_win_iso();
-    let floppy = driver_floppy();
-    assert_eq!(find_driver(&iso, DeviceType::Cdrom, "viostor", &w7).as_deref(), Some("viostor/w7/amd64/viostor.inf"));
-    assert_eq!(find_driver(&floppy, DeviceType::Floppy, "viostor", &w7).as_deref(), Some("amd64/Win7/viostor.inf"));
-    assert_eq!(find_driver(&iso, DeviceType::Cdrom, "viostor", &xp), None);
-    assert_eq!(find_driver(&floppy, DeviceType::Floppy, "viostor", &xp).as_deref(), Some("i386/WinXP/viostor.sys"));
-    // Text-mode setup needs txtsetup.oem at the floppy's root.
+    let (w7, props) = facts_named("Windows 7");
+    let (xp, xp_props) = facts_named("Windows XP");
+    let mapping = mapping_for(&w7, &props, Layout::PatchedFloppy, false);
+    let (iso, floppy) = (virtio_win_iso(), driver_floppy());
+    let both: Vec<(&str, &dyn Medium)> = vec![("disk.virtio", &iso), ("disk.floppy", &floppy)];
+    let summary = summarize_media(&w7, &mapping, &both);
+    assert_eq!(summary.storage_driver.get("disk.virtio").map(String::as_str), Some("/viostor/w7/amd64/viostor.inf"));
+    assert_eq!(summary.storage_driver.get("disk.floppy").map(String::as_str), Some("/amd64/win7/viostor.inf"));
+    assert_eq!(summary.network_driver.get("disk.virtio").map(String::as_str), Some("/netkvm/w7/amd64/netkvm.inf"));
+    // Text-mode setup reads the floppy only, and only with txtsetup.oem at its root.
+    let mapping = mapping_for(&xp, &xp_props, Layout::PatchedFloppy, false);
+    let summary = summarize_media(&xp, &mapping, &both);
+    assert_eq!(summary.storage_driver.keys().collect::<Vec<_>>(), ["disk.floppy"]);
     let mut bare = floppy.clone();
-    bare.files.remove("txtsetup.oem");
-    assert_eq!(find_driver(&bare, DeviceType::Floppy, "viostor", &xp), None);
+    bare.files.remove("/txtsetup.oem");
+    let summary = summarize_media(&xp, &mapping, &[("disk.floppy", &bare)]);
+    assert!(summary.storage_driver.is_empty());
+    // Media attached under names the mapping does not have, or as disks, are not read.
+    let summary = summarize_media(&w7, &mapping_for(&w7, &props, Layout::Stock, true), &both);
+    assert!(summary.storage_driver.is_empty());
     // A current driver ISO without the old folder has nothing for the old OS.
-    let (w2003, _) = facts_named("Windows Server 2003 R2");
+    let (w2003, props) = facts_named("Windows Server 2003 R2");
     let mut modern = MemMedium::new("virtio-win");
     modern.files =
         iso.files.iter().filter(|(k, _)| !k.contains("/2k3/")).map(|(k, v)| (k.clone(), v.clone())).collect();
-    assert_eq!(find_driver(&modern, DeviceType::Cdrom, "viostor", &w2003), None);
+    let mapping = mapping_for(&w2003, &props, Layout::Patched, false);
+    assert!(summarize_media(&w2003, &mapping, &[("disk.virtio", &modern)]).storage_driver.is_empty());
     assert_eq!(facts_from_medium(&crate::hypervisor::testing::installer_medium(&w7)).unwrap(), Some(w7));
     assert_eq!(facts_from_medium(&iso).unwrap(), None);
     let broken = MemMedium::new("x").with(GUEST_FACTS_PATH, b"name = 1");
-    assert!(facts_from_medium(&broken).unwrap_err().starts_with("/.isoharness/guest.toml: "));
+    let err = facts_from_medium(&broken).unwrap_err();
+    assert!(err.starts_with("/.isoharness/guest.toml on medium \"x\", line 1"), "{err}");
 }
