@@ -290,6 +290,18 @@ async fn flavors_are_listed_per_microversion_and_managed_by_admins_only() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_fault(&gone, status, "itemNotFound", "Flavor win-flavor could not be found.");
 
+    // Pages: a full page carries a `next` link with the marker set to its last flavor.
+    let (_, _, page) = cloud.call(&alice, Method::GET, "/flavors?limit=2", None, None).await;
+    let ids: Vec<&str> = page["flavors"].as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["1", "2"], "flavors sort by flavorid");
+    let next = page["flavors_links"][0]["href"].as_str().unwrap();
+    assert_eq!(next, cloud.compute("/flavors?limit=2&marker=2"));
+    let (_, _, page) =
+        cloud.call(&alice, Method::GET, next.strip_prefix(&cloud.compute("")).unwrap(), None, None).await;
+    assert_eq!(page["flavors"][0]["id"], "3");
+    let (_, _, all) = cloud.call(&alice, Method::GET, "/flavors", None, None).await;
+    assert!(all.get("flavors_links").is_none());
+
     let (status, _, err) = cloud.call(&alice, Method::GET, "/flavors?bogus=1", Some("2.75"), None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_fault(&err, status, "badRequest", "Additional properties are not allowed ('bogus' was unexpected)");

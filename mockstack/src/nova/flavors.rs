@@ -288,17 +288,34 @@ fn listed(
             .ok_or_else(|| bad_request(format!("marker [{marker}] not found")))?;
         flavors.drain(..=at);
     }
-    if let Some(limit) = query.get("limit") {
-        let limit: usize = limit.trim().parse().map_err(|_| {
+    let limit = match query.get("limit") {
+        None => None,
+        Some(limit) => Some(limit.trim().parse::<usize>().map_err(|_| {
             bad_request(format!(
                 "Invalid input for query parameters limit. Value: {limit}. '{limit}' does not match '^[0-9]*$'"
             ))
-        })?;
-        if limit > 0 {
-            flavors.truncate(limit);
-        }
-    }
+        })?),
+    };
+    flavors.truncate(super::page_size(limit));
     Ok(flavors)
+}
+
+/// The list body: the flavors, and `flavors_links` when the page is full.
+fn list_body(
+    state: &AppState,
+    collection: &str,
+    query: &BTreeMap<String, String>,
+    flavors: &[Flavor],
+    items: Vec<Value>,
+) -> Value {
+    let limit = query.get("limit").and_then(|v| v.trim().parse().ok());
+    let params: Vec<(String, String)> = query.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let ids: Vec<&str> = flavors.iter().map(|f| f.id.as_str()).collect();
+    let mut body = json!({ "flavors": items });
+    if let Some(links) = super::collection_links(state, collection, &params, super::page_size(limit), &ids) {
+        body["flavors_links"] = links;
+    }
+    body
 }
 
 async fn index(
@@ -309,7 +326,7 @@ async fn index(
 ) -> Result<Json<Value>, ApiError> {
     let flavors = listed(&state, &caller, version, &query)?;
     let list: Vec<Value> = flavors.iter().map(|f| basic_view(&state, f, version)).collect();
-    Ok(Json(json!({ "flavors": list })))
+    Ok(Json(list_body(&state, "flavors", &query, &flavors, list)))
 }
 
 async fn detail(
@@ -320,7 +337,7 @@ async fn detail(
 ) -> Result<Json<Value>, ApiError> {
     let flavors = listed(&state, &caller, version, &query)?;
     let list: Vec<Value> = flavors.iter().map(|f| detail_view(&state, f, version)).collect();
-    Ok(Json(json!({ "flavors": list })))
+    Ok(Json(list_body(&state, "flavors/detail", &query, &flavors, list)))
 }
 
 async fn show(

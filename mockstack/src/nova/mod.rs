@@ -189,5 +189,46 @@ pub fn bookmark(state: &AppState, collection: &str, id: &str) -> String {
     format!("{}/compute/{collection}/{id}", state.base_url())
 }
 
+/// Nova's `[api] max_limit`: the most items one list call returns.
+pub const MAX_LIMIT: usize = 1000;
+
+/// The page size of a list call: `limit` capped at [`MAX_LIMIT`] (0 or absent: the cap).
+pub fn page_size(limit: Option<usize>) -> usize {
+    match limit {
+        Some(n) if n > 0 => n.min(MAX_LIMIT),
+        _ => MAX_LIMIT,
+    }
+}
+
+/// `_get_collection_links`: a `next` link when the page is full, carrying the request's query
+/// parameters (sorted, as Nova does) with `marker` set to the last item.
+pub fn collection_links(
+    state: &AppState,
+    collection: &str,
+    params: &[(String, String)],
+    page_size: usize,
+    ids: &[&str],
+) -> Option<Value> {
+    let last = ids.last().filter(|_| ids.len() == page_size)?;
+    let mut sorted: std::collections::BTreeMap<&str, &str> =
+        params.iter().filter(|(k, _)| k != "marker").map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    sorted.insert("marker", last);
+    let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
+    Some(json!([{ "rel": "next", "href": format!("{}/{collection}?{}", state.compute_url(), query.join("&")) }]))
+}
+
+/// Python's `urllib.parse.quote_plus`.
+fn form_encode(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Per-server map type used by the tables.
 pub(crate) type ById<T> = HashMap<String, T>;

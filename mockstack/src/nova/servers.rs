@@ -964,17 +964,33 @@ fn listed(
             .ok_or_else(|| bad_request(format!("marker [{marker}] not found")))?;
         servers.drain(..=at);
     }
-    if let Some(limit) = first("limit") {
-        let limit: usize = limit.parse().map_err(|_| {
+    let limit = match first("limit") {
+        None => None,
+        Some(limit) => Some(limit.parse::<usize>().map_err(|_| {
             bad_request(format!(
                 "Invalid input for query parameters limit. Value: {limit}. '{limit}' does not match '^[0-9]*$'"
             ))
-        })?;
-        if limit > 0 {
-            servers.truncate(limit);
-        }
-    }
+        })?),
+    };
+    servers.truncate(super::page_size(limit));
     Ok(servers)
+}
+
+/// The list body: the items, and `servers_links` when the page is full.
+fn list_body(
+    state: &AppState,
+    collection: &str,
+    query: &[(String, String)],
+    servers: &[Server],
+    items: Vec<Value>,
+) -> Value {
+    let limit = query.iter().rev().find(|(k, _)| k == "limit").and_then(|(_, v)| v.parse().ok());
+    let ids: Vec<&str> = servers.iter().map(|s| s.id.as_str()).collect();
+    let mut body = json!({ "servers": items });
+    if let Some(links) = super::collection_links(state, collection, query, super::page_size(limit), &ids) {
+        body["servers_links"] = links;
+    }
+    body
 }
 
 fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -1015,12 +1031,13 @@ async fn index(
     version: ApiVersion,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let servers = listed(&state, &caller, version, &pairs(uri.query()), false)?;
+    let query = pairs(uri.query());
+    let servers = listed(&state, &caller, version, &query, false)?;
     let list: Vec<Value> = servers
         .iter()
         .map(|s| json!({ "id": s.id, "name": s.name, "links": links(&state, "servers", &s.id) }))
         .collect();
-    Ok(Json(json!({ "servers": list })))
+    Ok(Json(list_body(&state, "servers", &query, &servers, list)))
 }
 
 async fn detail(
@@ -1029,9 +1046,10 @@ async fn detail(
     version: ApiVersion,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let servers = listed(&state, &caller, version, &pairs(uri.query()), true)?;
+    let query = pairs(uri.query());
+    let servers = listed(&state, &caller, version, &query, true)?;
     let list: Vec<Value> = servers.iter().map(|s| show_view(&state, s, &caller, version, true)).collect();
-    Ok(Json(json!({ "servers": list })))
+    Ok(Json(list_body(&state, "servers/detail", &query, &servers, list)))
 }
 
 async fn update(
