@@ -1106,3 +1106,60 @@ async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Replaces what changes from run to run (ids, times, ports, host ids, passwords) with placeholders.
+fn redact(value: &Value, base_url: &str) -> Value {
+    let uuid = regex::Regex::new(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}").unwrap();
+    let hex_id = regex::Regex::new(r"^[0-9a-f]{32}$|^[0-9a-f]{56}$").unwrap();
+    let time = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?$").unwrap();
+    let request = regex::Regex::new(r"req-\[uuid\]").unwrap();
+    let reservation = regex::Regex::new(r"^r-[0-9a-z]{8}$").unwrap();
+    match value {
+        Value::String(s) => {
+            let s = s.replace(base_url, "http://mockstack");
+            let s = uuid.replace_all(&s, "[uuid]").to_string();
+            let s = request.replace_all(&s, "[request-id]").to_string();
+            if reservation.is_match(&s) {
+                json!("[reservation-id]")
+            } else if hex_id.is_match(&s) {
+                json!("[hex-id]")
+            } else if time.is_match(&s) {
+                json!("[time]")
+            } else {
+                json!(s)
+            }
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, base_url)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), redact(v, base_url))).collect()),
+        other => other.clone(),
+    }
+}
+
+#[tokio::test]
+async fn server_views_per_microversion_and_role() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    let image = cloud.upload_iso(&alice, "installer", json!({"os_type": "linux"})).await;
+    let create = json!({"server": {"name": "shape", "imageRef": image, "flavorRef": "d1", "networks": "none",
+                                   "metadata": {"purpose": "snapshot test"}}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(5);
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/../snapshots/nova"));
+    settings.set_sort_maps(true);
+    let base = cloud.mock.url().to_string();
+    for (who, session, version) in
+        [("member", &alice, "2.1"), ("member", &alice, "2.47"), ("member", &alice, "2.96"), ("admin", &admin, "2.96")]
+    {
+        let server = cloud.server(session, &id, version).await;
+        settings.bind(|| {
+            insta::assert_json_snapshot!(format!("server_show_{who}_{version}"), redact(&server, &base));
+        });
+    }
+    let (_, _, flavor) = cloud.call(&alice, Method::GET, "/flavors/d1", Some("2.96"), None).await;
+    settings.bind(|| insta::assert_json_snapshot!("flavor_show_2.96", redact(&flavor, &base)));
+    let (_, _, versions) = cloud.call(&alice, Method::GET, "/", None, None).await;
+    settings.bind(|| insta::assert_json_snapshot!("version_v2.1", redact(&versions, &base)));
+}
