@@ -1163,3 +1163,34 @@ async fn server_views_per_microversion_and_role() {
     let (_, _, versions) = cloud.call(&alice, Method::GET, "/", None, None).await;
     settings.bind(|| insta::assert_json_snapshot!("version_v2.1", redact(&versions, &base)));
 }
+
+#[tokio::test]
+async fn a_locked_server_refuses_its_owner_but_not_an_admin() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
+    let create = json!({"server": {"name": "locked", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(5);
+
+    let (status, _) = cloud.action(&alice, &id, "2.73", json!({"lock": {"locked_reason": "installing"}})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let server = cloud.server(&alice, &id, "2.73").await;
+    assert_eq!((server["locked"].clone(), server["locked_reason"].clone()), (json!(true), json!("installing")));
+    let (status, body) = cloud.action(&alice, &id, "2.73", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_fault(&body, status, "conflictingRequest", &format!("Instance {id} is locked"));
+    let (status, _, _) = cloud.call(&alice, Method::DELETE, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = cloud.action(&alice, &id, "2.72", json!({"lock": {"locked_reason": "x"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "locked_reason arrives in 2.73: {body}");
+
+    let (status, _) = cloud.action(&admin, &id, "2.73", json!({"os-stop": null})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "admins are not held by locks");
+    let (status, _) = cloud.action(&alice, &id, "2.73", json!({"unlock": null})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let server = cloud.server(&alice, &id, "2.73").await;
+    assert_eq!((server["locked"].clone(), server["locked_reason"].clone()), (json!(false), Value::Null));
+}
