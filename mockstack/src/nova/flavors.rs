@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -322,8 +322,9 @@ async fn index(
     State(state): State<AppState>,
     caller: Caller,
     version: ApiVersion,
-    Query(query): Query<BTreeMap<String, String>>,
+    uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let query: BTreeMap<String, String> = super::request::query_pairs(uri.query()).into_iter().collect();
     let flavors = listed(&state, &caller, version, &query)?;
     let list: Vec<Value> = flavors.iter().map(|f| basic_view(&state, f, version)).collect();
     Ok(Json(list_body(&state, "flavors", &query, &flavors, list)))
@@ -333,8 +334,9 @@ async fn detail(
     State(state): State<AppState>,
     caller: Caller,
     version: ApiVersion,
-    Query(query): Query<BTreeMap<String, String>>,
+    uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
+    let query: BTreeMap<String, String> = super::request::query_pairs(uri.query()).into_iter().collect();
     let flavors = listed(&state, &caller, version, &query)?;
     let list: Vec<Value> = flavors.iter().map(|f| detail_view(&state, f, version)).collect();
     Ok(Json(list_body(&state, "flavors/detail", &query, &flavors, list)))

@@ -114,12 +114,14 @@ pub fn router() -> Router<AppState> {
         .merge(instance_actions::router())
         .merge(consoles::router())
         .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
         .layer(axum::middleware::from_fn(microversion::layer));
     Router::new()
         .route("/", get(versions))
         .route("/v2.1/", get(version_v21).layer(axum::middleware::from_fn(microversion::layer)))
         .nest("/v2.1", v21)
         .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
 }
 
 /// Mock-only admin routes that belong to the compute side (domain XML).
@@ -127,8 +129,15 @@ pub fn admin_router() -> Router<AppState> {
     admin::router()
 }
 
+/// What nova-api's router answers when no route matches the path and method: a bare
+/// `webob.exc.HTTPNotFound`, whose JSON body is webob's (the shape Glance errors have), not a
+/// Nova fault.
 async fn unknown_route() -> crate::error::ApiError {
-    request::not_found()
+    crate::error::ApiError::new(
+        crate::error::Service::Image,
+        axum::http::StatusCode::NOT_FOUND,
+        "The resource could not be found.<br /><br />\n\n\n",
+    )
 }
 
 /// When microversion 2.1 was introduced, as Nova's version documents say.

@@ -993,45 +993,13 @@ fn list_body(
     body
 }
 
-fn pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    raw.map(|q| {
-        q.split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (decode(k), decode(v))
-            })
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.replace('+', " ").into_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&String::from_utf8_lossy(&bytes[i + 1..i + 3]), 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 async fn index(
     State(state): State<AppState>,
     caller: Caller,
     version: ApiVersion,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let query = pairs(uri.query());
+    let query = super::request::query_pairs(uri.query());
     let servers = listed(&state, &caller, version, &query, false)?;
     let list: Vec<Value> = servers
         .iter()
@@ -1046,7 +1014,7 @@ async fn detail(
     version: ApiVersion,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let query = pairs(uri.query());
+    let query = super::request::query_pairs(uri.query());
     let servers = listed(&state, &caller, version, &query, true)?;
     let list: Vec<Value> = servers.iter().map(|s| show_view(&state, s, &caller, version, true)).collect();
     Ok(Json(list_body(&state, "servers/detail", &query, &servers, list)))
