@@ -105,3 +105,15 @@ fn decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_decode_as_forms() {
+        let pairs = query_pairs(Some("name=a%20b+c&status=ACTIVE&x&bad=%zz"));
+        let expected = [("name", "a b c"), ("status", "ACTIVE"), ("x", ""), ("bad", "%zz")];
+        assert_eq!(pairs, expected.map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+}

@@ -1133,16 +1133,4 @@ mod tests {
         assert_eq!(sanitize_hostname("--héllo!--"), "héllo");
         assert_eq!(sanitize_hostname("日本"), "");
     }
-
-    #[test]
-    fn query_strings_decode() {
-        assert_eq!(
-            pairs(Some("name=a%20b&status=ACTIVE&x")),
-            vec![
-                ("name".to_string(), "a b".to_string()),
-                ("status".to_string(), "ACTIVE".to_string()),
-                ("x".to_string(), String::new()),
-            ]
-        );
-    }
 }
