@@ -369,7 +369,9 @@ impl<C: Driver> Build<'_, C> {
             (f.vcpus, f.ram_mb, f.disk_gb, f.ephemeral_gb, f.swap_mb)
                 == (wanted.vcpus, wanted.ram_mb, wanted.disk_gb, wanted.ephemeral_gb, wanted.swap_mb)
         };
-        if let Some(flavor) = flavors.into_iter().find(same) {
+        // Another run's flavor may go away under us: only flavors no run created are shared.
+        let ours = |f: &FlavorInfo| f.name.starts_with("ih-");
+        if let Some(flavor) = flavors.into_iter().find(|f| same(f) && !ours(f)) {
             self.step("flavor", StepStatus::Skipped, format!("using flavor {} (same sizes)", flavor.name), started);
             return Ok(flavor);
         }
