@@ -83,19 +83,18 @@ async fn the_call_sequence_is_the_seven_steps() {
     let seq = sequence(&calls);
     // Each step's characteristic call, in the order the article gives them.
     let milestones = [
-        "identity POST /v3/auth/tokens",
         "image POST /v2/images",
         "image PUT /v2/images/{id}/file",
-        "compute POST /flavors",
-        "compute POST /servers",
-        "compute POST /servers/{id}/remote-consoles",
-        "compute POST /servers/{id}/action",
+        "compute POST /v2.1/flavors",
+        "compute POST /v2.1/servers",
+        "compute POST /v2.1/servers/{id}/remote-consoles",
+        "compute POST /v2.1/servers/{id}/action",
         "image GET /v2/images/{id}",
         "image PATCH /v2/images/{id}",
         "image GET /v2/images/{id}/file",
-        "compute DELETE /servers/{id}",
+        "compute DELETE /v2.1/servers/{id}",
         "image DELETE /v2/images/{id}",
-        "compute DELETE /flavors/{id}",
+        "compute DELETE /v2.1/flavors/{id}",
     ];
     let mut at = 0;
     for milestone in milestones {
@@ -105,7 +104,7 @@ async fn the_call_sequence_is_the_seven_steps() {
     }
     // The server is never deleted before its snapshot is active.
     let snapshot_active = seq.iter().position(|c| c == "image PATCH /v2/images/{id}").unwrap();
-    let first_delete = seq.iter().position(|c| c == "compute DELETE /servers/{id}").unwrap();
+    let first_delete = seq.iter().position(|c| c == "compute DELETE /v2.1/servers/{id}").unwrap();
     assert!(first_delete > snapshot_active);
 }
 
@@ -191,7 +190,8 @@ async fn a_failure_mid_run_still_cleans_up() {
     assert_eq!(report.outcome, None);
     assert!(report.reason.contains("injected"), "{}", report.reason);
     assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
-    assert!(Ledger::live(&ledger_path).unwrap().is_empty(), "the ledger still lists live resources");
+    let live = Ledger::live(&ledger_path).unwrap();
+    assert!(live.is_empty(), "the ledger still lists live resources: {live:?}\n{:?}", report.cleanup);
 }
 
 fn isoharness() -> Command {

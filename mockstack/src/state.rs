@@ -28,6 +28,8 @@ pub struct Config {
     pub virtio_win_image: Option<String>,
     /// The Glance image (name or id) the `patched-floppy` layout attaches as the driver floppy.
     pub driver_floppy_image: Option<String>,
+    /// Every project's compute quota (Nova's defaults: 10 instances, 20 cores, 50 GiB of RAM).
+    pub quota: crate::nova::servers::Quota,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             layout: Layout::Patched,
             virtio_win_image: Some(DEFAULT_VIRTIO_WIN_IMAGE.into()),
             driver_floppy_image: Some(DEFAULT_DRIVER_FLOPPY_IMAGE.into()),
+            quota: crate::nova::servers::DEFAULT_QUOTA,
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::domxml;
 use crate::scenario::{Outcome, Scenario, VirtioWinBuild};
 use crate::target::{Embedded, media_for};
 use crate::workflow::ledger::Ledger;
-use crate::workflow::{BuildOptions, Driver, run_build};
+use crate::workflow::{BuildOptions, Driver, NewImage, run_build};
 
 /// The outcome the installer rules derive for a scenario on a layout, with the reason: the
 /// same rules the simulated compute host follows ([`mockstack::hypervisor::installer`]), fed
@@ -106,17 +106,29 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
     let ledger = Ledger::open(&scratch.path().join("ledger.jsonl"))?;
-    let mut groups = Vec::new();
+    // One cloud per (layout, driver ISO build, floppy architecture): a compute host attaches
+    // the one VirtIO ISO and the one floppy its operator configured.
+    let mut keys: Vec<(Layout, VirtioWinBuild, Option<FloppyArch>)> = Vec::new();
     for layout in layouts {
-        for build in [VirtioWinBuild::Full, VirtioWinBuild::Rhel] {
-            let members: Vec<&Scenario> = scenarios.iter().filter(|s| s.media.virtio_win == build).collect();
-            if members.is_empty() {
-                continue;
+        for s in scenarios {
+            let key = (*layout, s.media.virtio_win, FloppyArch::for_guest(s.guest.arch));
+            if !keys.contains(&key) {
+                keys.push(key);
             }
-            let embedded = Embedded::start(*layout, &members[0].media.virtio_win_image).await?;
-            let driver = embedded.driver().await?;
-            groups.push((embedded, driver, *layout, members));
         }
+    }
+    let mut groups = Vec::new();
+    for (index, key @ (layout, build, floppy)) in keys.into_iter().enumerate() {
+        let members: Vec<&Scenario> = scenarios
+            .iter()
+            .filter(|s| (s.media.virtio_win, FloppyArch::for_guest(s.guest.arch)) == (build, floppy))
+            .collect();
+        let embedded = Embedded::start(layout, &members[0].media.virtio_win_image).await?;
+        let driver = embedded.driver().await?;
+        let shared = scratch.path().join(format!("shared-{index}"));
+        std::fs::create_dir_all(&shared)?;
+        offer_driver_media(&driver, members[0], &shared).await?;
+        groups.push((embedded, driver, key.0, members));
     }
     let mut work = Vec::new();
     for (group, (_, driver, layout, members)) in groups.iter().enumerate() {
@@ -144,6 +156,31 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
         cells,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Uploads the driver media a scenario's cloud offers every guest (public, like the article's
+/// prerequisite), so that parallel cells share them instead of racing to upload their own.
+async fn offer_driver_media<D: Driver>(driver: &D, scenario: &Scenario, dir: &std::path::Path) -> anyhow::Result<()> {
+    let media = media_for(scenario, true, dir)?;
+    let wanted = [
+        (scenario.media.virtio_win_image.clone(), media.virtio_iso, "iso"),
+        (media.driver_floppy_image.unwrap_or_default(), media.driver_floppy, "raw"),
+    ];
+    for (name, file, disk_format) in wanted {
+        let Some(file) = file else { continue };
+        let image = driver
+            .create_image(&NewImage {
+                name: name.clone(),
+                disk_format: disk_format.into(),
+                container_format: "bare".into(),
+                visibility: "public".into(),
+                properties: Default::default(),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot offer {name}: {e}"))?;
+        driver.upload_image(&image.id, &file).await.map_err(|e| anyhow::anyhow!("cannot upload {name}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// One cell: media, the whole workflow, the domain XML check.

@@ -167,8 +167,9 @@ pub struct Completion {
 fn default_install_timeout() -> u64 {
     4 * 3600
 }
+/// Off by default: Windows setup writes nothing to the serial console while it works.
 fn default_inactivity_timeout() -> u64 {
-    1800
+    0
 }
 fn default_boot_timeout() -> u64 {
     900

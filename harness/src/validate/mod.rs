@@ -349,7 +349,8 @@ fn boot_success_pattern(request: &Request) -> Regex {
         Some(GuestAgent::CloudInit) => r"Cloud-init v\. \S+ finished at",
         Some(GuestAgent::CloudbaseInit) => r"Plugins execution done",
         None => match request.expect_os {
-            Some(OsFamily::Windows) => r"(?i)windows .*(started|ready)|Plugins execution done",
+            // Emergency Management Services announce a booted Windows on the serial console.
+            Some(OsFamily::Windows) => r"SAC started and initialized|Plugins execution done",
             _ => r"login:|Cloud-init v\. \S+ finished at",
         },
     };

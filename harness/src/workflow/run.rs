@@ -124,6 +124,8 @@ struct Build<'a, C: Driver> {
     report: BuildReport,
     /// Resources this run created and has not deleted, in creation order.
     created: Vec<(ResourceKind, String, String)>,
+    /// Resources whose creation was asked for but not confirmed: they may exist, by name.
+    pending: Vec<(ResourceKind, String)>,
 }
 
 /// Runs the whole workflow for one scenario, then deletes everything it created (keeping the
@@ -157,6 +159,7 @@ pub async fn run_build<C: Driver>(
             wall_seconds: 0.0,
         },
         created: Vec::new(),
+        pending: Vec::new(),
     };
     match build.steps(media).await {
         Ok(final_image) => {
@@ -199,11 +202,13 @@ impl<C: Driver> Build<'_, C> {
         }
     }
 
-    fn intent(&self, kind: ResourceKind, name: &str) -> Result<(), Stop> {
+    fn intent(&mut self, kind: ResourceKind, name: &str) -> Result<(), Stop> {
+        self.pending.push((kind, name.to_string()));
         Ok(self.ledger.record(&self.entry(kind, name, None, Event::Intent))?)
     }
 
     fn created(&mut self, kind: ResourceKind, name: &str, id: &str) -> Result<(), Stop> {
+        self.pending.retain(|(k, n)| !(*k == kind && n == name));
         self.created.push((kind, name.to_string(), id.to_string()));
         Ok(self.ledger.record(&self.entry(kind, name, Some(id), Event::Created))?)
     }
@@ -369,7 +374,9 @@ impl<C: Driver> Build<'_, C> {
             (f.vcpus, f.ram_mb, f.disk_gb, f.ephemeral_gb, f.swap_mb)
                 == (wanted.vcpus, wanted.ram_mb, wanted.disk_gb, wanted.ephemeral_gb, wanted.swap_mb)
         };
-        if let Some(flavor) = flavors.into_iter().find(same) {
+        // Another run's flavor may go away under us: only flavors no run created are shared.
+        let ours = |f: &FlavorInfo| f.name.starts_with("ih-");
+        if let Some(flavor) = flavors.into_iter().find(|f| same(f) && !ours(f)) {
             self.step("flavor", StepStatus::Skipped, format!("using flavor {} (same sizes)", flavor.name), started);
             return Ok(flavor);
         }
@@ -564,11 +571,12 @@ impl<C: Driver> Build<'_, C> {
 
     /// Deletes what the run created, servers first (waiting until they are gone), then images and flavors.
     async fn cleanup(&mut self) {
-        let mut created = std::mem::take(&mut self.created);
-        created.sort_by_key(|(kind, _, _)| kind.cleanup_rank());
-        for (kind, name, id) in created {
-            let live =
-                Live { run: self.options.run_id.clone(), cloud: self.report.cloud.clone(), kind, name, id: Some(id) };
+        let mut all: Vec<(ResourceKind, String, Option<String>)> =
+            std::mem::take(&mut self.created).into_iter().map(|(k, n, id)| (k, n, Some(id))).collect();
+        all.extend(std::mem::take(&mut self.pending).into_iter().map(|(k, n)| (k, n, None)));
+        all.sort_by_key(|(kind, _, _)| kind.cleanup_rank());
+        for (kind, name, id) in all {
+            let live = Live { run: self.options.run_id.clone(), cloud: self.report.cloud.clone(), kind, name, id };
             let line = delete_live(self.cloud, self.ledger, &live).await;
             self.report.cleanup.push(line);
         }

@@ -366,7 +366,7 @@ fn admin_password() -> String {
 }
 
 /// Per-project quota (Nova's defaults).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quota {
     pub instances: u64,
     pub cores: u64,
@@ -383,20 +383,27 @@ struct Usage {
     each: u64,
 }
 
-fn check_quota(table: &ServerTable, project_id: &str, flavor: &Flavor, min: u64, max: u64) -> Result<u64, ApiError> {
+fn check_quota(
+    table: &ServerTable,
+    project_id: &str,
+    flavor: &Flavor,
+    min: u64,
+    max: u64,
+    quota: Quota,
+) -> Result<u64, ApiError> {
     let mine: Vec<&Server> = table.live.values().filter(|s| s.project_id == project_id).collect();
     let usage = [
         Usage {
             resource: "cores",
             used: mine.iter().map(|s| s.flavor.vcpus as u64).sum(),
-            limit: DEFAULT_QUOTA.cores,
+            limit: quota.cores,
             each: flavor.vcpus as u64,
         },
-        Usage { resource: "instances", used: mine.len() as u64, limit: DEFAULT_QUOTA.instances, each: 1 },
+        Usage { resource: "instances", used: mine.len() as u64, limit: quota.instances, each: 1 },
         Usage {
             resource: "ram",
             used: mine.iter().map(|s| s.flavor.ram_mb).sum(),
-            limit: DEFAULT_QUOTA.ram_mb,
+            limit: quota.ram_mb,
             each: flavor.ram_mb,
         },
     ];
@@ -571,7 +578,7 @@ async fn create(
     system_metadata.insert("owner_project_name".into(), caller.project_name().to_string());
 
     let mut table = state.nova().servers();
-    let count = check_quota(&table, caller.project_id(), &flavor, min_count, max_count)?;
+    let count = check_quota(&table, caller.project_id(), &flavor, min_count, max_count, state.config().quota)?;
     let mut first_id = String::new();
     for index in 0..count {
         let id = uuid::Uuid::new_v4().to_string();
