@@ -116,15 +116,44 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
-/// `cargo xtask test [ARGS]`: set up, then `cargo test --workspace ARGS`.
-fn test(extra: &[String]) -> anyhow::Result<()> {
+/// `cargo xtask test [--no-realstack] [ARGS]`: set up, bring the local real cloud up, run
+/// `cargo test --workspace ARGS` with `ISOHARNESS_REALSTACK_CLOUDS` naming its clouds.yaml, and take
+/// the cloud down again whatever the tests did. `--no-realstack` skips the cloud (its suites then
+/// report their trials as ignored).
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let with_realstack = !args.iter().any(|a| a == "--no-realstack");
+    let extra: Vec<&String> = args.iter().filter(|a| *a != "--no-realstack").collect();
     let cli = setup()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .current_dir(workspace_root())
         .args(["test", "--workspace"])
         .args(extra)
-        .env("ISOHARNESS_OPENSTACK_CLI", cli))
+        .env("ISOHARNESS_OPENSTACK_CLI", cli);
+    if !with_realstack {
+        command.env_remove("ISOHARNESS_REALSTACK_CLOUDS");
+        return run(&mut command);
+    }
+    let layout = realstack::Layout::new(realstack::default_root());
+    let started = std::time::Instant::now();
+    let clouds = match realstack::up(&layout) {
+        Ok(clouds) => clouds,
+        Err(e) => {
+            let _ = realstack::down(&layout);
+            return Err(e.context("cannot bring the local real cloud up (`cargo xtask test --no-realstack` skips it)"));
+        }
+    };
+    eprintln!("xtask: the local real cloud came up in {:.0} s", started.elapsed().as_secs_f64());
+    let tests_started = std::time::Instant::now();
+    let result = run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds));
+    eprintln!("xtask: the tests took {:.0} s", tests_started.elapsed().as_secs_f64());
+    let stopped = realstack::down(&layout);
+    match (result, stopped) {
+        (Err(tests), _) => Err(tests),
+        (Ok(()), Err(down)) => Err(down.context("the tests passed but the local real cloud did not go down cleanly")),
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 /// `cargo xtask ci`: the tests, then formatting, lints and docs, as `.ci/run` does.
