@@ -1,33 +1,22 @@
-//! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv) and runs them.
+//! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv), brings up the local real cloud and runs the tests; `cargo xtask realstack up|down|status` manages that cloud.
+
+mod realstack;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
-/// Debian packages the test suite uses, and why.
-const APT_PACKAGES: &[(&str, &str)] = &[
-    ("qemu-utils", "qemu-img: mockstack's instance disks and snapshots are real qcow2 files"),
-    ("xorriso", "cross-checks mockstack's ISO 9660 writer and reader"),
-    ("genisoimage", "isoinfo: a second ISO 9660 reader for the cross-checks"),
-    ("mtools", "mdir: cross-checks the FAT driver floppies"),
-    ("libvirt-clients", "virt-xml-validate: libvirt's own schema check of domain XML"),
-    ("libxml2-utils", "xmllint: what virt-xml-validate runs the schema with"),
-    ("python3-venv", "the virtualenv for the openstack CLI"),
+/// Debian packages the test suite uses: (package, a binary that shows it is installed, why).
+const APT_PACKAGES: &[(&str, &str, &str)] = &[
+    ("qemu-utils", "qemu-img", "qemu-img: mockstack's instance disks and snapshots are real qcow2 files"),
+    ("xorriso", "xorriso", "cross-checks mockstack's ISO 9660 writer and reader"),
+    ("genisoimage", "isoinfo", "isoinfo: a second ISO 9660 reader for the cross-checks"),
+    ("mtools", "mdir", "mdir: cross-checks the FAT driver floppies"),
+    ("libvirt-clients", "virt-xml-validate", "virt-xml-validate: libvirt's own schema check of domain XML"),
+    ("libxml2-utils", "xmllint", "xmllint: what virt-xml-validate runs the schema with"),
+    ("python3-venv", "", "the virtualenv for the openstack CLI"),
 ];
-
-/// The binary each package must provide, to tell whether it is installed.
-fn probe(package: &str) -> &'static str {
-    match package {
-        "qemu-utils" => "qemu-img",
-        "xorriso" => "xorriso",
-        "genisoimage" => "isoinfo",
-        "mtools" => "mdir",
-        "libvirt-clients" => "virt-xml-validate",
-        "libxml2-utils" => "xmllint",
-        _ => "",
-    }
-}
 
 /// The OpenStack client versions the acceptance tests drive mockstack with (REALSTACK-NOTES.md).
 const PIP_PACKAGES: &[&str] = &["python-openstackclient==10.5.0", "openstacksdk==4.22.0"];
@@ -38,8 +27,11 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("setup") => setup().map(|_| ()),
         Some("ci") => ci(),
+        Some("realstack") => realstack::command(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <test [cargo test args]|setup|ci>");
+            eprintln!(
+                "usage: cargo xtask <test [--no-realstack] [cargo test args]|setup|ci|realstack [--dir DIR] up|down|status>"
+            );
             return ExitCode::from(2);
         }
     };
@@ -52,7 +44,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
@@ -63,7 +55,7 @@ fn have(binary: &str) -> bool {
             .unwrap_or(false)
 }
 
-fn run(cmd: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
@@ -72,39 +64,42 @@ fn run(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Installs missing Debian packages and the openstack CLI; returns the CLI's path.
-fn setup() -> anyhow::Result<PathBuf> {
-    let missing: Vec<&str> = APT_PACKAGES
+/// Installs the packages of `packages` (package, probe binary, why) that are missing.
+pub(crate) fn ensure_apt(packages: &[(&str, &str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&(&str, &str, &str)> = packages
         .iter()
-        .map(|(p, _)| *p)
-        .filter(|p| {
-            let bin = probe(p);
+        .filter(|(package, bin, _)| {
             if bin.is_empty() {
-                !Command::new("dpkg").args(["-s", p]).output().map(|o| o.status.success()).unwrap_or(false)
+                !Command::new("dpkg").args(["-s", package]).output().map(|o| o.status.success()).unwrap_or(false)
             } else {
                 !have(bin)
             }
         })
         .collect();
-    if !missing.is_empty() {
-        for (p, why) in APT_PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
-            eprintln!("xtask: installing {p}: {why}");
-        }
-        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
-        let apt = |args: &[&str]| {
-            let mut full: Vec<&str> = sudo.to_vec();
-            full.push("apt-get");
-            full.extend_from_slice(args);
-            let mut cmd = Command::new(full[0]);
-            cmd.args(&full[1..]).env("DEBIAN_FRONTEND", "noninteractive");
-            run(&mut cmd)
-        };
-        apt(&["update", "-q"])?;
-        let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
-        install.extend(missing.iter().copied());
-        apt(&install)?;
+    if missing.is_empty() {
+        return Ok(());
     }
+    for (package, _, why) in &missing {
+        eprintln!("xtask: installing {package}: {why}");
+    }
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut full: Vec<&str> = sudo.to_vec();
+        full.push("apt-get");
+        full.extend_from_slice(args);
+        let mut cmd = Command::new(full[0]);
+        cmd.args(&full[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(missing.iter().map(|(package, _, _)| *package));
+    apt(&install)
+}
 
+/// Installs missing Debian packages and the openstack CLI; returns the CLI's path.
+fn setup() -> anyhow::Result<PathBuf> {
+    ensure_apt(APT_PACKAGES)?;
     let venv = workspace_root().join(".venv");
     let cli = venv.join("bin").join("openstack");
     if !cli.is_file() {
@@ -121,15 +116,44 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
-/// `cargo xtask test [ARGS]`: set up, then `cargo test --workspace ARGS`.
-fn test(extra: &[String]) -> anyhow::Result<()> {
+/// `cargo xtask test [--no-realstack] [ARGS]`: set up, bring the local real cloud up, run
+/// `cargo test --workspace ARGS` with `ISOHARNESS_REALSTACK_CLOUDS` naming its clouds.yaml, and take
+/// the cloud down again whatever the tests did. `--no-realstack` skips the cloud (its suites then
+/// report their trials as ignored).
+fn test(args: &[String]) -> anyhow::Result<()> {
+    let with_realstack = !args.iter().any(|a| a == "--no-realstack");
+    let extra: Vec<&String> = args.iter().filter(|a| *a != "--no-realstack").collect();
     let cli = setup()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .current_dir(workspace_root())
         .args(["test", "--workspace"])
         .args(extra)
-        .env("ISOHARNESS_OPENSTACK_CLI", cli))
+        .env("ISOHARNESS_OPENSTACK_CLI", cli);
+    if !with_realstack {
+        command.env_remove("ISOHARNESS_REALSTACK_CLOUDS");
+        return run(&mut command);
+    }
+    let layout = realstack::Layout::new(realstack::default_root());
+    let started = std::time::Instant::now();
+    let clouds = match realstack::up(&layout) {
+        Ok(clouds) => clouds,
+        Err(e) => {
+            let _ = realstack::down(&layout);
+            return Err(e.context("cannot bring the local real cloud up (`cargo xtask test --no-realstack` skips it)"));
+        }
+    };
+    eprintln!("xtask: the local real cloud came up in {:.0} s", started.elapsed().as_secs_f64());
+    let tests_started = std::time::Instant::now();
+    let result = run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds));
+    eprintln!("xtask: the tests took {:.0} s", tests_started.elapsed().as_secs_f64());
+    let stopped = realstack::down(&layout);
+    match (result, stopped) {
+        (Err(tests), _) => Err(tests),
+        (Ok(()), Err(down)) => Err(down.context("the tests passed but the local real cloud did not go down cleanly")),
+        (Ok(()), Ok(())) => Ok(()),
+    }
 }
 
 /// `cargo xtask ci`: the tests, then formatting, lints and docs, as `.ci/run` does.

@@ -1,0 +1,1014 @@
+//! `cargo xtask realstack up|down|status`: a real OpenStack (Keystone, Glance, Placement, Nova) on 127.0.0.1, owned by the project.
+//!
+//! Everything lives under one directory (`target/realstack/` by default): a virtualenv with the pinned
+//! services (`xtask/realstack/requirements.txt`, every dependency pinned by `constraints.txt`), the
+//! rendered configuration (`etc/`), databases and image files (`data/`), one log per process (`logs/`)
+//! and one pid file per process (`run/`). MariaDB and RabbitMQ are started by hand (no systemd), the
+//! APIs run under uWSGI, Nova's conductor, scheduler and compute run as one process each, and a
+//! Python stand-in answers for Neutron. The compute driver is `xtask/realstack/nova_virt_realstack.py`
+//! (installed as `nova/virt/realstack.py`): the fake driver with real image data.
+//!
+//! Every process is started in its own process group and `down` signals the whole group, so uWSGI
+//! workers and Erlang helpers go with their parent; `down` then checks that none of those groups has a
+//! live process and that every port is free again.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The first of the ports the local real cloud uses; it takes [`PORT_BASE`]..=`PORT_BASE + 9` on 127.0.0.1.
+pub const PORT_BASE: u16 = 45300;
+
+/// Keystone's region.
+const REGION: &str = "RegionOne";
+
+/// The name of the cloud in the clouds.yaml that `up` writes.
+pub const CLOUD_NAME: &str = "realstack";
+
+/// Debian packages the real cloud needs: (package, a binary it provides, why).
+pub const APT_PACKAGES: &[(&str, &str, &str)] = &[
+    ("mariadb-server", "mariadbd", "Nova's databases (several Nova processes would lock sqlite)"),
+    ("rabbitmq-server", "epmd", "Nova's message queue"),
+    ("qemu-utils", "qemu-img", "the compute driver writes snapshots as qcow2, as libvirt does"),
+    ("python3-venv", "", "the virtualenv holding the services"),
+];
+
+/// The ports, fixed so that `status` and `down` need no state to find them.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub keystone: u16,
+    pub glance: u16,
+    pub placement: u16,
+    pub nova: u16,
+    pub neutron: u16,
+    pub mysql: u16,
+    pub rabbit: u16,
+    pub epmd: u16,
+    pub rabbit_dist: u16,
+    /// Only written into the console URLs Nova hands out; nothing listens there.
+    pub novnc: u16,
+}
+
+impl Ports {
+    pub fn from_base(base: u16) -> Ports {
+        Ports {
+            keystone: base,
+            glance: base + 1,
+            placement: base + 2,
+            nova: base + 3,
+            neutron: base + 4,
+            mysql: base + 5,
+            rabbit: base + 6,
+            epmd: base + 7,
+            rabbit_dist: base + 8,
+            novnc: base + 9,
+        }
+    }
+
+    /// The ports something listens on, with who.
+    fn listening(&self) -> [(&'static str, u16); 9] {
+        [
+            ("keystone", self.keystone),
+            ("glance", self.glance),
+            ("placement", self.placement),
+            ("nova-api", self.nova),
+            ("neutron stand-in", self.neutron),
+            ("mariadb", self.mysql),
+            ("rabbitmq", self.rabbit),
+            ("epmd", self.epmd),
+            ("rabbitmq distribution", self.rabbit_dist),
+        ]
+    }
+}
+
+/// Where the pieces of one real cloud live.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+
+    pub fn venv(&self) -> PathBuf {
+        self.root.join("venv")
+    }
+    fn bin(&self, name: &str) -> PathBuf {
+        self.venv().join("bin").join(name)
+    }
+    pub fn etc(&self) -> PathBuf {
+        self.root.join("etc")
+    }
+    pub fn data(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn run(&self) -> PathBuf {
+        self.root.join("run")
+    }
+    pub fn clouds_yaml(&self) -> PathBuf {
+        self.root.join("clouds.yaml")
+    }
+    fn pid_file(&self, name: &str) -> PathBuf {
+        self.run().join(format!("{name}.pid"))
+    }
+    fn setup_log(&self) -> PathBuf {
+        self.logs().join("setup.log")
+    }
+}
+
+/// The files this module ships, from `xtask/realstack/`.
+fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("realstack")
+}
+
+/// The default home of the real cloud: `target/realstack` of the workspace.
+pub fn default_root() -> PathBuf {
+    crate::workspace_root().join("target").join("realstack")
+}
+
+/// The processes of one cloud, in start order (`down` stops them in reverse).
+const PROCESSES: &[&str] = &[
+    "mariadb",
+    "epmd",
+    "rabbitmq",
+    "neutron",
+    "keystone",
+    "glance",
+    "placement",
+    "nova-api",
+    "nova-conductor",
+    "nova-scheduler",
+    "nova-compute",
+];
+
+/// `cargo xtask realstack ARGS`.
+pub fn command(args: &[String]) -> anyhow::Result<()> {
+    let mut root = default_root();
+    let mut action = None;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--dir" => root = PathBuf::from(rest.next().context("--dir needs a directory")?),
+            "up" | "down" | "status" if action.is_none() => action = Some(arg.clone()),
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
+        }
+    }
+    let layout = Layout::new(root);
+    match action.as_deref() {
+        Some("up") => up(&layout).map(drop),
+        Some("down") => down(&layout),
+        Some("status") => {
+            if status(&layout)? {
+                Ok(())
+            } else {
+                bail!("the local real cloud is not (fully) running")
+            }
+        }
+        _ => bail!("{USAGE}"),
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask realstack [--dir DIR] up|down|status";
+
+/// Prints a progress line with the time since `started`.
+fn say(started: Instant, message: impl AsRef<str>) {
+    eprintln!("realstack [{:>5.1}s] {}", started.elapsed().as_secs_f64(), message.as_ref());
+}
+
+/// Brings the cloud up (or finds it running) and returns the path of its clouds.yaml.
+pub fn up(layout: &Layout) -> anyhow::Result<PathBuf> {
+    let started = Instant::now();
+    let ports = Ports::from_base(PORT_BASE);
+    let alive = alive_processes(layout);
+    if alive.len() == PROCESSES.len() && apis_answer(&ports) && layout.clouds_yaml().is_file() {
+        say(started, format!("already running ({} processes), nothing to do", alive.len()));
+        print_cloud_entry(layout)?;
+        return Ok(layout.clouds_yaml());
+    }
+    if !alive.is_empty() {
+        say(started, format!("partly running ({}): taking it down first", alive.join(", ")));
+        down(layout)?;
+    }
+    check_ports_free(&ports)?;
+    crate::ensure_apt(APT_PACKAGES)?;
+    for dir in [layout.logs(), layout.run(), layout.etc()] {
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    ensure_venv(layout, started)?;
+    install_driver(layout)?;
+
+    // A fresh cloud every time: stale databases from an earlier run would only hide bugs.
+    if layout.data().exists() {
+        fs::remove_dir_all(layout.data()).with_context(|| format!("cannot clear {}", layout.data().display()))?;
+    }
+    for sub in ["mysql", "rabbitmq", "glance-images", "glance-staging", "glance-tasks", "glance-cache", "locks", "nova"]
+    {
+        fs::create_dir_all(layout.data().join(sub))?;
+    }
+    let _ = fs::remove_file(layout.clouds_yaml());
+    let secrets = Secrets::generate()?;
+    let values = template_values(layout, &ports, &secrets);
+    render_configs(layout, &values)?;
+    let _ = fs::remove_file(layout.setup_log());
+
+    let result = start_all(layout, &ports, &secrets, started);
+    if let Err(e) = result {
+        eprintln!("realstack: start-up failed: {e:#}; taking down what was started");
+        let _ = down(layout);
+        return Err(e);
+    }
+    write_clouds_yaml(layout, &ports, &secrets)?;
+    say(started, format!("up: Keystone {}, logs in {}", identity_url(&ports), layout.logs().display()));
+    print_cloud_entry(layout)?;
+    Ok(layout.clouds_yaml())
+}
+
+fn start_all(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
+    // Databases and the message queue, while the Python services sync their schemas.
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let queue = scope.spawn(|| start_rabbitmq(layout, ports, started));
+        start_mariadb(layout, ports, secrets, started)?;
+        let nova_db = scope.spawn(|| sync_nova(layout, started));
+        let keystone = scope.spawn(|| setup_keystone(layout, ports, secrets, started));
+        let glance = scope
+            .spawn(|| setup_step(layout, "glance-manage", &["--config-file", "etc/glance/glance-api.conf", "db_sync"]));
+        setup_step(layout, "placement-manage", &["--config-file", "etc/placement/placement.conf", "db", "sync"])?;
+        say(started, "placement database synced");
+        join(glance, "glance db_sync")?;
+        say(started, "glance database synced");
+        join(keystone, "keystone")?;
+        join(queue, "rabbitmq")?;
+        join(nova_db, "nova databases")?;
+        Ok(())
+    })?;
+
+    let python = layout.bin("python");
+    let neutron = vec![source_dir().join("neutron_stub.py").into_os_string(), ports.neutron.to_string().into()];
+    spawn(layout, "neutron", &python, &neutron, &[])?;
+    start_api(layout, "glance", ports.glance, "glance.wsgi.api:application", "OS_GLANCE_CONFIG_DIR", true)?;
+    start_api(
+        layout,
+        "placement",
+        ports.placement,
+        "placement.wsgi.api:application",
+        "OS_PLACEMENT_CONFIG_DIR",
+        false,
+    )?;
+    start_api(layout, "nova-api", ports.nova, "nova.wsgi.osapi_compute:application", "OS_NOVA_CONFIG_DIR", false)?;
+    let nova_conf: OsString = layout.etc().join("nova/nova.conf").into();
+    for name in ["nova-conductor", "nova-scheduler", "nova-compute"] {
+        spawn(layout, name, &layout.bin(name), &["--config-file".into(), nova_conf.clone()], &[])?;
+    }
+    for (name, port) in
+        [("neutron", ports.neutron), ("glance", ports.glance), ("placement", ports.placement), ("nova-api", ports.nova)]
+    {
+        wait_http(layout, name, port, Duration::from_secs(120))?;
+    }
+    say(started, "glance, placement, nova-api and the neutron stand-in answer");
+    map_compute_host(layout, started)?;
+    Ok(())
+}
+
+fn join(handle: std::thread::ScopedJoinHandle<'_, anyhow::Result<()>>, what: &str) -> anyhow::Result<()> {
+    match handle.join() {
+        Ok(result) => result.with_context(|| format!("{what} failed")),
+        Err(_) => bail!("{what}: its thread panicked"),
+    }
+}
+
+/// Random passwords for one run of the cloud; never printed.
+#[derive(Clone)]
+pub struct Secrets {
+    admin: String,
+    service: String,
+    db: String,
+    rabbit: String,
+}
+
+impl Secrets {
+    fn generate() -> anyhow::Result<Secrets> {
+        let mut random = [0u8; 64];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut random))
+            .context("cannot read /dev/urandom")?;
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Ok(Secrets {
+            admin: hex(&random[0..16]),
+            service: hex(&random[16..32]),
+            db: hex(&random[32..48]),
+            rabbit: hex(&random[48..64]),
+        })
+    }
+}
+
+fn identity_url(ports: &Ports) -> String {
+    format!("http://127.0.0.1:{}/v3", ports.keystone)
+}
+
+fn template_values(layout: &Layout, ports: &Ports, secrets: &Secrets) -> BTreeMap<&'static str, String> {
+    let path = |p: PathBuf| p.display().to_string();
+    BTreeMap::from([
+        ("data", path(layout.data())),
+        ("etc", path(layout.etc())),
+        ("logs", path(layout.logs())),
+        ("identity_url", identity_url(ports)),
+        ("region", REGION.to_string()),
+        ("service_password", secrets.service.clone()),
+        ("db_password", secrets.db.clone()),
+        ("rabbit_password", secrets.rabbit.clone()),
+        ("mysql_port", ports.mysql.to_string()),
+        ("rabbit_port", ports.rabbit.to_string()),
+        ("novnc_port", ports.novnc.to_string()),
+        ("compute_driver", "realstack.RealstackDriver".to_string()),
+        ("libvirt_virt_type", "qemu".to_string()),
+    ])
+}
+
+/// Replaces every `{{name}}` in `template`; an unknown name is an error, so no placeholder slips through.
+pub fn render(template: &str, values: &BTreeMap<&str, String>, origin: &str) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").with_context(|| format!("{origin}: unclosed `{{{{`"))?;
+        let name = &after[..end];
+        let value = values.get(name).with_context(|| format!("{origin}: unknown placeholder `{{{{{name}}}}}`"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn render_configs(layout: &Layout, values: &BTreeMap<&'static str, String>) -> anyhow::Result<()> {
+    let templates = source_dir().join("templates");
+    let read = |name: &str| {
+        let path = templates.join(name);
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let authtoken = read("authtoken.inc")?;
+    let files = [
+        ("keystone", "keystone.conf", None),
+        ("glance", "glance-api.conf", Some("glance")),
+        ("placement", "placement.conf", Some("placement")),
+        ("nova", "nova.conf", Some("nova")),
+        ("rabbitmq", "rabbitmq.conf", None),
+    ];
+    for (dir, name, service_user) in files {
+        let mut values = values.clone();
+        if let Some(user) = service_user {
+            values.insert("service_user", user.to_string());
+            values.insert("authtoken", render(&authtoken, &values, "authtoken.inc")?);
+        }
+        let text = render(&read(name)?, &values, name)?;
+        let target = layout.etc().join(dir);
+        fs::create_dir_all(&target)?;
+        write_private(&target.join(name), &text)?;
+    }
+    // The paste pipelines ship with the packages, under the virtualenv's etc/.
+    for (dir, name) in [("glance", "glance-api-paste.ini"), ("nova", "api-paste.ini")] {
+        let from = layout.venv().join("etc").join(dir).join(name);
+        fs::copy(&from, layout.etc().join(dir).join(name))
+            .with_context(|| format!("cannot copy {}", from.display()))?;
+    }
+    fs::write(layout.etc().join("rabbitmq/enabled_plugins"), "[].\n")?;
+    Ok(())
+}
+
+/// Writes a file only its owner can read (it holds passwords).
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn check_ports_free(ports: &Ports) -> anyhow::Result<()> {
+    let busy: Vec<String> = ports
+        .listening()
+        .iter()
+        .filter(|(_, port)| TcpListener::bind(("127.0.0.1", *port)).is_err())
+        .map(|(who, port)| format!("{port} (for {who})"))
+        .collect();
+    if !busy.is_empty() {
+        bail!(
+            "ports in use on 127.0.0.1: {}. The local real cloud needs {}-{}; see `ss -ltnp` for who holds them",
+            busy.join(", "),
+            PORT_BASE,
+            PORT_BASE + 9
+        );
+    }
+    Ok(())
+}
+
+/// The virtualenv, rebuilt whenever requirements.txt or constraints.txt change.
+fn ensure_venv(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+    let requirements = source_dir().join("requirements.txt");
+    let constraints = source_dir().join("constraints.txt");
+    let wanted = format!("{}\n{}", fs::read_to_string(&requirements)?, fs::read_to_string(&constraints)?);
+    let stamp = layout.venv().join("realstack-stamp.txt");
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == wanted) && layout.bin("uwsgi").is_file() {
+        return Ok(());
+    }
+    say(started, format!("installing the pinned services into {} (pip, a few minutes)", layout.venv().display()));
+    if layout.venv().exists() {
+        fs::remove_dir_all(layout.venv())?;
+    }
+    let pip_started = Instant::now();
+    crate::run(Command::new("python3").arg("-m").arg("venv").arg(layout.venv()))?;
+    crate::run(
+        Command::new(layout.bin("pip"))
+            .args(["install", "-q", "--disable-pip-version-check", "-r"])
+            .arg(&requirements)
+            .arg("-c")
+            .arg(&constraints),
+    )?;
+    fs::write(&stamp, wanted)?;
+    say(started, format!("pip install took {:.0} s", pip_started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// Copies the compute driver into the virtualenv's `nova/virt/` package.
+fn install_driver(layout: &Layout) -> anyhow::Result<()> {
+    let lib = layout.venv().join("lib");
+    let site = fs::read_dir(&lib)
+        .with_context(|| format!("cannot list {}", lib.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("site-packages/nova/virt"))
+        .find(|p| p.is_dir())
+        .with_context(|| format!("no nova/virt package under {}", lib.display()))?;
+    fs::copy(source_dir().join("nova_virt_realstack.py"), site.join("realstack.py"))
+        .context("cannot install the compute driver")?;
+    Ok(())
+}
+
+/// Starts `program` in its own process group, output appended to `logs/<name>.log`, pid in `run/<name>.pid`.
+fn spawn(
+    layout: &Layout,
+    name: &str,
+    program: &Path,
+    args: &[OsString],
+    env: &[(&str, OsString)],
+) -> anyhow::Result<u32> {
+    let log_path = layout.logs().join(format!("{name}.log"));
+    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&layout.root)
+        .env("PATH", search_path(layout))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.spawn().with_context(|| format!("cannot start {name} ({})", program.display()))?;
+    let pid = child.id();
+    fs::write(layout.pid_file(name), format!("{pid}\n"))?;
+    eprintln!("realstack: started {name} (pid {pid}, log {})", log_path.display());
+    Ok(pid)
+}
+
+fn search_path(layout: &Layout) -> OsString {
+    let mut paths = vec![layout.venv().join("bin"), PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")];
+    if let Some(path) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+/// Runs one set-up command from the virtualenv, output appended to `logs/setup.log`; fails with its tail.
+fn setup_step(layout: &Layout, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    setup_command(layout, Command::new(layout.bin(program)).args(args), &[])
+}
+
+fn setup_command(layout: &Layout, command: &mut Command, stdin: &[u8]) -> anyhow::Result<()> {
+    let output = command
+        .current_dir(&layout.root)
+        .env("PATH", search_path(layout))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut input) = child.stdin.take() {
+                input.write_all(stdin)?;
+            }
+            child.wait_with_output()
+        })
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let mut log = fs::OpenOptions::new().create(true).append(true).open(layout.setup_log())?;
+    writeln!(log, "==> {:?} {:?}", command.get_program(), command.get_args().collect::<Vec<_>>())?;
+    log.write_all(&output.stdout)?;
+    log.write_all(&output.stderr)?;
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = text.lines().rev().take(15).collect::<Vec<_>>().into_iter().rev().collect();
+        bail!("{:?} failed with {}:\n{}", command.get_program(), output.status, tail.join("\n"));
+    }
+    Ok(())
+}
+
+fn start_mariadb(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
+    let datadir = layout.data().join("mysql");
+    let socket = layout.run().join("mysql.sock");
+    setup_command(
+        layout,
+        Command::new("mariadb-install-db").args([
+            "--no-defaults".into(),
+            format!("--datadir={}", datadir.display()),
+            "--user=root".into(),
+            "--auth-root-authentication-method=normal".into(),
+            "--skip-test-db".into(),
+        ]),
+        &[],
+    )?;
+    let args: Vec<OsString> = [
+        "--no-defaults".to_string(),
+        format!("--datadir={}", datadir.display()),
+        format!("--socket={}", socket.display()),
+        format!("--port={}", ports.mysql),
+        "--bind-address=127.0.0.1".into(),
+        format!("--pid-file={}", layout.run().join("mariadbd-own.pid").display()),
+        "--user=root".into(),
+        "--skip-log-bin".into(),
+        "--skip-name-resolve".into(),
+        "--innodb-buffer-pool-size=128M".into(),
+        "--innodb-flush-log-at-trx-commit=0".into(),
+        "--innodb-doublewrite=0".into(),
+        "--max-connections=300".into(),
+        "--character-set-server=utf8mb4".into(),
+    ]
+    .into_iter()
+    .map(OsString::from)
+    .collect();
+    spawn(layout, "mariadb", Path::new("/usr/sbin/mariadbd"), &args, &[])?;
+    wait_tcp(layout, "mariadb", ports.mysql, Duration::from_secs(60))?;
+    let db = &secrets.db;
+    let sql = format!(
+        "CREATE DATABASE nova_api; CREATE DATABASE nova; CREATE DATABASE nova_cell0;\n\
+         CREATE USER 'nova'@'127.0.0.1' IDENTIFIED BY '{db}';\n\
+         GRANT ALL PRIVILEGES ON nova_api.* TO 'nova'@'127.0.0.1';\n\
+         GRANT ALL PRIVILEGES ON nova.* TO 'nova'@'127.0.0.1';\n\
+         GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'127.0.0.1';\n"
+    );
+    setup_command(
+        layout,
+        Command::new("mariadb").args([
+            "--no-defaults".to_string(),
+            format!("--socket={}", socket.display()),
+            "-uroot".into(),
+        ]),
+        sql.as_bytes(),
+    )?;
+    say(started, format!("mariadb listens on 127.0.0.1:{}", ports.mysql));
+    Ok(())
+}
+
+fn start_rabbitmq(layout: &Layout, ports: &Ports, started: Instant) -> anyhow::Result<()> {
+    // epmd first, in our own process group: left to RabbitMQ it would daemonize out of reach of `down`.
+    let epmd_args: Vec<OsString> =
+        ["-port", &ports.epmd.to_string(), "-address", "127.0.0.1"].iter().map(OsString::from).collect();
+    spawn(layout, "epmd", Path::new("/usr/bin/epmd"), &epmd_args, &[("ERL_EPMD_ADDRESS", "127.0.0.1".into())])?;
+    wait_tcp(layout, "epmd", ports.epmd, Duration::from_secs(20))?;
+    let data = layout.data().join("rabbitmq");
+    let etc = layout.etc().join("rabbitmq");
+    let env: Vec<(&str, OsString)> = vec![
+        ("HOME", data.clone().into()),
+        ("RABBITMQ_NODENAME", "realstack@localhost".into()),
+        ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1".into()),
+        ("RABBITMQ_NODE_PORT", ports.rabbit.to_string().into()),
+        ("RABBITMQ_DIST_PORT", ports.rabbit_dist.to_string().into()),
+        ("ERL_EPMD_PORT", ports.epmd.to_string().into()),
+        ("ERL_EPMD_ADDRESS", "127.0.0.1".into()),
+        ("RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS", "-kernel inet_dist_use_interface {127,0,0,1}".into()),
+        ("RABBITMQ_CONFIG_FILE", etc.join("rabbitmq.conf").into()),
+        ("RABBITMQ_ADVANCED_CONFIG_FILE", etc.join("advanced.config").into()),
+        ("RABBITMQ_ENABLED_PLUGINS_FILE", etc.join("enabled_plugins").into()),
+        ("RABBITMQ_CONF_ENV_FILE", etc.join("rabbitmq-env.conf").into()),
+        ("RABBITMQ_MNESIA_BASE", data.join("mnesia").into()),
+        ("RABBITMQ_LOG_BASE", layout.logs().into()),
+        ("RABBITMQ_LOGS", "-".into()),
+        ("RABBITMQ_PID_FILE", layout.run().join("rabbitmq-own.pid").into()),
+    ];
+    spawn(layout, "rabbitmq", Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server"), &[], &env)?;
+    wait_tcp(layout, "rabbitmq", ports.rabbit, Duration::from_secs(90))?;
+    say(started, format!("rabbitmq listens on 127.0.0.1:{}", ports.rabbit));
+    Ok(())
+}
+
+fn setup_keystone(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
+    let conf = "etc/keystone/keystone.conf";
+    let (user, group) = (id("-un")?, id("-gn")?);
+    setup_step(layout, "keystone-manage", &["--config-file", conf, "db_sync"])?;
+    for repository in ["fernet_setup", "credential_setup"] {
+        setup_step(
+            layout,
+            "keystone-manage",
+            &["--config-file", conf, repository, "--keystone-user", &user, "--keystone-group", &group],
+        )?;
+    }
+    let url = format!("http://127.0.0.1:{}/v3", ports.keystone);
+    setup_command(
+        layout,
+        Command::new(layout.bin("keystone-manage"))
+            .args(["--config-file", conf, "bootstrap", "--bootstrap-region-id", REGION])
+            .args(["--bootstrap-admin-url", &url, "--bootstrap-public-url", &url, "--bootstrap-internal-url", &url])
+            .env("OS_BOOTSTRAP_PASSWORD", &secrets.admin),
+        &[],
+    )?;
+    say(started, "keystone bootstrapped");
+    start_api(layout, "keystone", ports.keystone, "keystone.wsgi.api:application", "OS_KEYSTONE_CONFIG_DIR", false)?;
+    wait_http(layout, "keystone", ports.keystone, Duration::from_secs(60))?;
+    let endpoints = endpoints_json(ports);
+    setup_command(
+        layout,
+        Command::new(layout.bin("python"))
+            .arg(source_dir().join("register.py"))
+            .env("REALSTACK_AUTH_URL", &url)
+            .env("REALSTACK_ADMIN_PASSWORD", &secrets.admin)
+            .env("REALSTACK_SERVICE_PASSWORD", &secrets.service)
+            .env("REALSTACK_REGION", REGION)
+            .env("REALSTACK_ENDPOINTS", endpoints),
+        &[],
+    )?;
+    say(started, "keystone serves; service users and the catalog are registered");
+    Ok(())
+}
+
+/// The catalog as the JSON object register.py reads.
+fn endpoints_json(ports: &Ports) -> String {
+    let entries = [
+        ("image", "glance", format!("http://127.0.0.1:{}", ports.glance)),
+        ("placement", "placement", format!("http://127.0.0.1:{}", ports.placement)),
+        ("compute", "nova", format!("http://127.0.0.1:{}/v2.1", ports.nova)),
+        ("network", "neutron", format!("http://127.0.0.1:{}", ports.neutron)),
+    ];
+    let body: Vec<String> =
+        entries.iter().map(|(kind, name, url)| format!("\"{kind}\": [\"{name}\", \"{url}\"]")).collect();
+    format!("{{{}}}", body.join(", "))
+}
+
+fn id(flag: &str) -> anyhow::Result<String> {
+    let out = Command::new("id").arg(flag).output().context("cannot run id")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn sync_nova(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+    let conf = "etc/nova/nova.conf";
+    setup_step(layout, "nova-manage", &["--config-file", conf, "api_db", "sync"])?;
+    setup_step(layout, "nova-manage", &["--config-file", conf, "cell_v2", "map_cell0"])?;
+    setup_step(layout, "nova-manage", &["--config-file", conf, "cell_v2", "create_cell", "--name", "cell1"])?;
+    setup_step(layout, "nova-manage", &["--config-file", conf, "db", "sync"])?;
+    say(started, "nova databases synced, cells mapped");
+    Ok(())
+}
+
+/// Starts one API under uWSGI with the flags REALSTACK-NOTES.md found necessary.
+fn start_api(
+    layout: &Layout,
+    name: &str,
+    port: u16,
+    module: &str,
+    config_env: &str,
+    chunked_uploads: bool,
+) -> anyhow::Result<()> {
+    let config_dir = layout.etc().join(name.trim_end_matches("-api"));
+    let mut args: Vec<OsString> = [
+        "--master",
+        "--processes",
+        "1",
+        "--threads",
+        "4",
+        "--enable-threads",
+        "--die-on-term",
+        "--need-app",
+        // Glance's exit handler waits for its image-cache thread, which never ends: give workers 3 s.
+        "--worker-reload-mercy",
+        "3",
+        "--buffer-size",
+        "65535",
+        "--add-header",
+        "Connection: close",
+        "--http-socket",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    args.push(format!("127.0.0.1:{port}").into());
+    args.extend(["--module".into(), module.into(), "--home".into(), layout.venv().into_os_string()]);
+    if chunked_uploads {
+        // Nova uploads snapshots chunked; without these Glance sees an empty body.
+        args.extend(
+            ["--http-auto-chunked", "--http-raw-body", "--chunked-input-limit", "10000000"].iter().map(OsString::from),
+        );
+    }
+    spawn(layout, name, &layout.bin("uwsgi"), &args, &[(config_env, config_dir.into())])?;
+    Ok(())
+}
+
+/// Waits for the compute node to register, then maps it into cell1 (discover_hosts).
+fn map_compute_host(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+    let socket = layout.run().join("mysql.sock");
+    let query = |sql: &str| -> anyhow::Result<String> {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults".to_string(), format!("--socket={}", socket.display()), "-uroot".into()])
+            .args(["-N", "-B", "-e", sql])
+            .output()
+            .context("cannot run mariadb")?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        ensure_alive(layout, "nova-compute")?;
+        if query("SELECT COUNT(*) FROM nova.compute_nodes WHERE deleted = 0")? != "0" {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "nova-compute did not register a compute node in 180 s (see {})",
+                layout.logs().join("nova-compute.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    setup_step(layout, "nova-manage", &["--config-file", "etc/nova/nova.conf", "cell_v2", "discover_hosts"])?;
+    if query("SELECT COUNT(*) FROM nova_api.host_mappings")? == "0" {
+        bail!("discover_hosts did not map the compute host (see {})", layout.setup_log().display());
+    }
+    say(started, "the compute host is registered and mapped into cell1");
+    Ok(())
+}
+
+/// Fails when `name` has died, quoting the end of its log.
+fn ensure_alive(layout: &Layout, name: &str) -> anyhow::Result<()> {
+    if read_pid(layout, name).is_some_and(pid_alive) {
+        return Ok(());
+    }
+    let log = layout.logs().join(format!("{name}.log"));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
+    bail!("{name} exited; the end of {}:\n{}", log.display(), tail.join("\n"))
+}
+
+fn wait_tcp(layout: &Layout, name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    loop {
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        ensure_alive(layout, name)?;
+        if Instant::now() > deadline {
+            bail!("{name} does not listen on 127.0.0.1:{port} after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The status code of `GET /` on 127.0.0.1:`port`, if anything answers HTTP there.
+fn http_status(port: u16) -> Option<u16> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream.write_all(format!("GET / HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes()).ok()?;
+    let mut head = [0u8; 16];
+    let n = stream.read(&mut head).ok()?;
+    let line = std::str::from_utf8(&head[..n]).ok()?;
+    line.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
+}
+
+fn wait_http(layout: &Layout, name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if http_status(port).is_some() {
+            return Ok(());
+        }
+        ensure_alive(layout, name)?;
+        if Instant::now() > deadline {
+            bail!("{name} does not answer HTTP on 127.0.0.1:{port} after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn apis_answer(ports: &Ports) -> bool {
+    [ports.keystone, ports.glance, ports.placement, ports.nova, ports.neutron].iter().all(|p| http_status(*p).is_some())
+}
+
+fn read_pid(layout: &Layout, name: &str) -> Option<u32> {
+    fs::read_to_string(layout.pid_file(name)).ok()?.trim().parse().ok()
+}
+
+/// `/proc/<pid>/stat`: (state, process group).
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields start after the last `)`.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    Some((fields.first()?.chars().next()?, fields.get(2)?.parse().ok()?))
+}
+
+fn pid_alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// Live processes (not zombies) whose process group is `group`.
+fn group_members(group: u32) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| proc_stat(*pid).is_some_and(|(state, pgrp)| pgrp == group && state != 'Z' && state != 'X'))
+        .collect()
+}
+
+/// The names of the cloud's processes that are alive.
+fn alive_processes(layout: &Layout) -> Vec<String> {
+    PROCESSES.iter().filter(|n| read_pid(layout, n).is_some_and(pid_alive)).map(|n| n.to_string()).collect()
+}
+
+/// Stops every process `up` started (their whole process groups), then checks nothing is left.
+///
+/// All groups are signalled at once, services before the databases they use; uWSGI gets SIGINT
+/// (its immediate shutdown: on SIGTERM Glance waits for its worker threads), the rest SIGTERM.
+/// Whatever is still there after 15 s gets SIGKILL.
+pub fn down(layout: &Layout) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut running: Vec<(&str, u32)> = Vec::new();
+    for name in PROCESSES.iter().rev() {
+        let Some(group) = read_pid(layout, name) else { continue };
+        let members = group_members(group);
+        if members.is_empty() {
+            let _ = fs::remove_file(layout.pid_file(name));
+            continue;
+        }
+        let signal = if is_uwsgi(name) { "INT" } else { "TERM" };
+        eprintln!("realstack: stopping {name} (SIG{signal} to process group {group}: {} processes)", members.len());
+        signal_group(group, signal);
+        running.push((name, group));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while running.iter().any(|(_, group)| !group_members(*group).is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (name, group) in &running {
+        if !group_members(*group).is_empty() {
+            eprintln!("realstack: {name} still runs 15 s after the signal: SIGKILL");
+            signal_group(*group, "KILL");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    for (name, group) in &running {
+        let left = group_members(*group);
+        if !left.is_empty() {
+            bail!("{name}: processes {left:?} of group {group} survive SIGKILL");
+        }
+        let _ = fs::remove_file(layout.pid_file(name));
+    }
+    let ports = Ports::from_base(PORT_BASE);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while check_ports_free(&ports).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check_ports_free(&ports).context("after stopping every process")?;
+    say(
+        started,
+        format!("down: stopped {} processes, every port of {PORT_BASE}-{} is free", running.len(), PORT_BASE + 9),
+    );
+    Ok(())
+}
+
+fn is_uwsgi(name: &str) -> bool {
+    matches!(name, "keystone" | "glance" | "placement" | "nova-api")
+}
+
+fn signal_group(group: u32, signal: &str) {
+    let _ = Command::new("kill").args([format!("-{signal}"), "--".into(), format!("-{group}")]).status();
+}
+
+/// Prints each process and API; true when all are up.
+pub fn status(layout: &Layout) -> anyhow::Result<bool> {
+    let ports = Ports::from_base(PORT_BASE);
+    let mut all = true;
+    for name in PROCESSES {
+        let state = match read_pid(layout, name) {
+            Some(pid) if pid_alive(pid) => format!("running (pid {pid})"),
+            Some(pid) => {
+                all = false;
+                format!("dead (pid {pid})")
+            }
+            None => {
+                all = false;
+                "not started".to_string()
+            }
+        };
+        println!("{name:<16} {state}");
+    }
+    for (name, port) in [
+        ("keystone", ports.keystone),
+        ("glance", ports.glance),
+        ("placement", ports.placement),
+        ("nova-api", ports.nova),
+        ("neutron", ports.neutron),
+    ] {
+        let answer = http_status(port).map(|s| format!("HTTP {s}")).unwrap_or_else(|| "no answer".into());
+        all &= answer != "no answer";
+        println!("{name:<16} http://127.0.0.1:{port}/ {answer}");
+    }
+    println!("logs in {}", layout.logs().display());
+    Ok(all)
+}
+
+fn write_clouds_yaml(layout: &Layout, ports: &Ports, secrets: &Secrets) -> anyhow::Result<()> {
+    write_private(&layout.clouds_yaml(), &clouds_entry(ports, &secrets.admin))
+}
+
+fn clouds_entry(ports: &Ports, password: &str) -> String {
+    format!(
+        "clouds:\n  {CLOUD_NAME}:\n    auth:\n      auth_url: {}\n      username: admin\n      password: {password}\n      \
+         project_name: admin\n      user_domain_name: Default\n      project_domain_name: Default\n    \
+         region_name: {REGION}\n    identity_api_version: 3\n    interface: public\n",
+        identity_url(ports)
+    )
+}
+
+/// Prints the clouds.yaml entry, the password left in the file only.
+fn print_cloud_entry(layout: &Layout) -> anyhow::Result<()> {
+    let ports = Ports::from_base(PORT_BASE);
+    let redacted = clouds_entry(&ports, &format!("<in {}>", layout.clouds_yaml().display()));
+    println!("# clouds.yaml entry (written to {}):\n{redacted}", layout.clouds_yaml().display());
+    println!("# use: OS_CLIENT_CONFIG_FILE={} openstack --os-cloud {CLOUD_NAME} ...", layout.clouds_yaml().display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_replaces_every_placeholder_and_rejects_unknown_ones() {
+        let values = BTreeMap::from([("a", "1".to_string()), ("b", "two".to_string())]);
+        assert_eq!(render("x={{a}} y={{b}}{{a}}", &values, "t").unwrap(), "x=1 y=two1");
+        let err = render("{{c}}", &values, "file.conf").unwrap_err().to_string();
+        assert_eq!(err, "file.conf: unknown placeholder `{{c}}`");
+        assert!(render("{{a", &values, "f").unwrap_err().to_string().contains("unclosed"));
+    }
+
+    #[test]
+    fn every_template_renders_with_the_values_up_uses() {
+        let layout = Layout::new("/tmp/realstack-test");
+        let ports = Ports::from_base(PORT_BASE);
+        let secrets = Secrets { admin: "a".into(), service: "s".into(), db: "d".into(), rabbit: "r".into() };
+        let mut values = template_values(&layout, &ports, &secrets);
+        values.insert("service_user", "nova".into());
+        let authtoken = fs::read_to_string(source_dir().join("templates/authtoken.inc")).unwrap();
+        values.insert("authtoken", render(&authtoken, &values, "authtoken.inc").unwrap());
+        for entry in fs::read_dir(source_dir().join("templates")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = fs::read_to_string(&path).unwrap();
+            let rendered = render(&text, &values, &path.display().to_string()).unwrap();
+            assert!(!rendered.contains("{{"), "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn ports_are_distinct_and_inside_the_documented_range() {
+        let ports = Ports::from_base(PORT_BASE);
+        let mut all: Vec<u16> = ports.listening().iter().map(|(_, p)| *p).collect();
+        all.push(ports.novnc);
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 10);
+        assert!(all.iter().all(|p| (PORT_BASE..=PORT_BASE + 9).contains(p)));
+    }
+
+    #[test]
+    fn proc_stat_reads_this_process() {
+        let (state, group) = proc_stat(std::process::id()).expect("own stat");
+        assert!(state != 'Z');
+        assert!(group > 0);
+        assert!(group_members(group).contains(&std::process::id()) || group != std::process::id());
+    }
+}
