@@ -110,9 +110,19 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<u8> {
     options.boot_test = !args.no_boot;
     let real = wants_real_cloud(&args.cloud);
     let media = media_for(&scenario, !real, scratch.path())?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    options.on_step = Some(match args.format {
+        // One JSON event per finished step on stdout, then the report.
+        OutputFormat::Json => std::sync::Arc::new(|step: &crate::workflow::StepReport| {
+            println!("{}", serde_json::json!({ "event": "step", "step": step }));
+        }),
+        OutputFormat::Human => std::sync::Arc::new(|step: &crate::workflow::StepReport| {
+            eprintln!("  {:<13} {:<7} {}", step.step, format!("{:?}", step.status).to_lowercase(), step.detail);
+        }),
+    });
     let embedded;
     let driver = if real {
-        connect_real(&args.cloud).await?
+        connect_real(&args.cloud).await?.with_progress(terminal)
     } else {
         options.poll_min = std::time::Duration::from_secs(5);
         options.poll_max = std::time::Duration::from_secs(60);
@@ -137,7 +147,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<u8> {
 
 fn print_build(report: &BuildReport, format: OutputFormat) {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(report).expect("reports serialize")),
+        OutputFormat::Json => println!("{}", serde_json::json!({ "event": "report", "report": report })),
         OutputFormat::Human => {
             for step in &report.steps {
                 println!(

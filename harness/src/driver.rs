@@ -44,13 +44,38 @@ pub struct HttpDriver {
     describe: String,
     clock: Clock,
     domain_xml: DomainXmlSource,
+    /// Show a progress bar on stderr for uploads and downloads.
+    progress: bool,
 }
 
 impl HttpDriver {
     pub fn new(cloud: Cloud, clock: Clock, domain_xml: DomainXmlSource) -> HttpDriver {
         let config = cloud.config();
         let describe = format!("{} ({})", config.name, config.auth_url);
-        HttpDriver { cloud, describe, clock, domain_xml }
+        HttpDriver { cloud, describe, clock, domain_xml, progress: false }
+    }
+
+    /// Shows transfer progress bars on stderr (for a terminal).
+    pub fn with_progress(mut self, progress: bool) -> HttpDriver {
+        self.progress = progress;
+        self
+    }
+
+    fn progress_bar(&self, what: String) -> (Option<indicatif::ProgressBar>, Option<cloud::transfer::Progress>) {
+        if !self.progress {
+            return (None, None);
+        }
+        let bar = indicatif::ProgressBar::new(0).with_message(what);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+                .expect("a valid template"),
+        );
+        let handle = bar.clone();
+        let callback: cloud::transfer::Progress = Arc::new(move |done, total| {
+            handle.set_length(total);
+            handle.set_position(done);
+        });
+        (Some(bar), Some(callback))
     }
 
     pub fn cloud(&self) -> &Cloud {
@@ -181,13 +206,24 @@ impl Driver for HttpDriver {
 
     async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
         let glance = self.cloud.glance().await.map_err(convert)?;
-        let d = glance.upload_file(id, file, None).await.map_err(convert)?;
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (bar, progress) = self.progress_bar(format!("upload {name}"));
+        let result = glance.upload_file(id, file, progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let d = result.map_err(convert)?;
         Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
     }
 
     async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
         let glance = self.cloud.glance().await.map_err(convert)?;
-        let d = glance.download_to_path(id, to, None).await.map_err(convert)?;
+        let (bar, progress) = self.progress_bar(format!("download {id}"));
+        let result = glance.download_to_path(id, to, progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let d = result.map_err(convert)?;
         Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
     }
 

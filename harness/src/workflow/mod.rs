@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use run::{
-    BuildOptions, BuildReport, MediaFiles, StepReport, StepStatus, cleanup_live, delete_live as run_delete_live,
-    run_build,
+    BuildOptions, BuildReport, MediaFiles, StepListener, StepReport, StepStatus, cleanup_live,
+    delete_live as run_delete_live, run_build,
 };
 
 /// A Glance image as the engine needs to see it.

@@ -13,8 +13,11 @@ use super::{CloudError, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, Ne
 use crate::scenario::{Outcome, Scenario};
 use crate::validate::{self, ValidationReport};
 
+/// Called as each step finishes, for progress output (a terminal line, a JSON event).
+pub type StepListener = std::sync::Arc<dyn Fn(&StepReport) + Send + Sync>;
+
 /// How one build runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BuildOptions {
     /// Prefix of every resource name this run creates, e.g. `ih-3f2a9c1d`.
     pub run_id: String,
@@ -26,6 +29,20 @@ pub struct BuildOptions {
     pub boot_test: bool,
     /// Where downloads of the snapshot go while it is inspected.
     pub scratch_dir: PathBuf,
+    pub on_step: Option<StepListener>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("run_id", &self.run_id)
+            .field("keep", &self.keep)
+            .field("poll_min", &self.poll_min)
+            .field("poll_max", &self.poll_max)
+            .field("boot_test", &self.boot_test)
+            .field("scratch_dir", &self.scratch_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl BuildOptions {
@@ -37,6 +54,7 @@ impl BuildOptions {
             poll_max: Duration::from_secs(30),
             boot_test: true,
             scratch_dir: scratch_dir.to_path_buf(),
+            on_step: None,
         }
     }
 }
@@ -188,7 +206,11 @@ impl<C: Driver> Build<'_, C> {
 
     fn step(&mut self, step: &'static str, status: StepStatus, detail: impl Into<String>, started: Duration) {
         let seconds = (self.cloud.elapsed().saturating_sub(started)).as_secs_f64();
-        self.report.steps.push(StepReport { step, status, detail: detail.into(), seconds });
+        let report = StepReport { step, status, detail: detail.into(), seconds };
+        if let Some(listener) = &self.options.on_step {
+            listener(&report);
+        }
+        self.report.steps.push(report);
     }
 
     fn entry(&self, kind: ResourceKind, name: &str, id: Option<&str>, event: Event) -> Entry {
