@@ -46,11 +46,15 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<u8> {
         let driver = crate::target::connect_real(&args.cloud).await?;
         let ledger = crate::workflow::ledger::Ledger::open(&crate::workflow::ledger::Ledger::default_path())?;
         let jobs = args.jobs.min(4);
+        let run_ids = std::sync::Mutex::new(Vec::new());
         let report = tokio::select! {
-            r = run::run_real(&driver, &ledger, &scenarios, layout, jobs) => r?,
+            r = run::run_real(&driver, &ledger, &scenarios, layout, jobs, &run_ids) => r?,
             _ = tokio::signal::ctrl_c() => {
-                for line in crate::workflow::cleanup_live(&driver, &ledger, None, false).await? {
-                    eprintln!("cleanup: {line}");
+                let runs = run_ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                for run in runs {
+                    for line in crate::workflow::cleanup_live(&driver, &ledger, Some(&run), false).await? {
+                        eprintln!("cleanup: {line}");
+                    }
                 }
                 return Ok(exit::INTERRUPTED);
             }

@@ -26,8 +26,11 @@ pub struct CloudArgs {
     pub os_region_name: Option<String>,
     /// Fetch domain XML with this command on a real cloud; `{host}` and `{instance}` are replaced
     /// (e.g. `ssh {host} sudo virsh dumpxml {instance}`).
-    #[arg(long, value_name = "CMD")]
+    #[arg(long, value_name = "CMD", conflicts_with = "domain_xml_file")]
     pub domain_xml_command: Option<String>,
+    /// Check this saved `virsh dumpxml` output as the install server's domain XML.
+    #[arg(long, value_name = "FILE")]
+    pub domain_xml_file: Option<PathBuf>,
 }
 
 /// A running embedded mockstack and the admin connection to it.
@@ -94,9 +97,10 @@ pub async fn connect_real(args: &CloudArgs) -> anyhow::Result<HttpDriver> {
         crate::cloud::ConfigRequest { cloud: args.os_cloud.clone(), region_name: args.os_region_name.clone() };
     let config = crate::cloud::config::load(&request)?;
     let cloud = Cloud::connect(config, ClientOptions::default()).await?;
-    let source = match &args.domain_xml_command {
-        Some(cmd) => DomainXmlSource::Command(cmd.clone()),
-        None => DomainXmlSource::None,
+    let source = match (&args.domain_xml_command, &args.domain_xml_file) {
+        (Some(cmd), _) => DomainXmlSource::Command(cmd.clone()),
+        (None, Some(file)) => DomainXmlSource::File(file.clone()),
+        (None, None) => DomainXmlSource::None,
     };
     Ok(HttpDriver::new(cloud, Clock::Real(Instant::now()), source))
 }

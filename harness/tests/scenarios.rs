@@ -75,7 +75,15 @@ fn run_embedded(scenario: &Scenario, layout: Layout) -> Result<(), Failed> {
         // A generous wall-clock bound: on the virtual clock a whole cell takes milliseconds.
         let cell = tokio::time::timeout(
             Duration::from_secs(120),
-            run_cell(&driver, &ledger, scenario, layout, dir.path(), true),
+            run_cell(
+                &driver,
+                &ledger,
+                scenario,
+                layout,
+                dir.path(),
+                true,
+                &format!("{}-{layout}", harness::build_cmd::new_run_id()),
+            ),
         )
         .await
         .map_err(|_| format!("{}::{layout} did not finish within 120 s", scenario.name))?;
@@ -125,13 +133,25 @@ fn run_real(scenario: &Scenario, layout: Layout, cloud: &str) -> Result<(), Fail
     let deadline =
         Duration::from_secs(scenario.completion.install_timeout_s + scenario.completion.boot_timeout_s + 1800);
     let cell = runtime().block_on(async {
-        let args = CloudArgs { os_cloud: Some(cloud.to_string()), os_region_name: None, domain_xml_command: None };
+        let args = CloudArgs {
+            os_cloud: Some(cloud.to_string()),
+            os_region_name: None,
+            domain_xml_command: None,
+            domain_xml_file: None,
+        };
         let driver = connect_real(&args).await.map_err(|e| format!("{e:#}"))?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let ledger = Ledger::open(&Ledger::default_path()).map_err(|e| e.to_string())?;
-        tokio::time::timeout(deadline, run_cell(&driver, &ledger, scenario, layout, dir.path(), false))
-            .await
-            .map_err(|_| format!("did not finish within {}s", deadline.as_secs()))
+        let run_id = harness::build_cmd::new_run_id();
+        let cell = run_cell(&driver, &ledger, scenario, layout, dir.path(), false, &run_id);
+        match tokio::time::timeout(deadline, cell).await {
+            Ok(cell) => Ok(cell),
+            Err(_) => {
+                // The cell's own cleanup never ran: settle what its ledger entries name.
+                let cleaned = harness::workflow::cleanup_live(&driver, &ledger, Some(&run_id), false).await;
+                Err(format!("did not finish within {}s (cleanup: {cleaned:?})", deadline.as_secs()))
+            }
+        }
     })?;
     cell.problem().map_or(Ok(()), |p| Err(p.into()))
 }

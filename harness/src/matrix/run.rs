@@ -141,7 +141,8 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
     let mut cells: Vec<Cell> = futures_util::stream::iter(work)
         .map(|(group, driver, layout, scenario)| async move {
             let dir = scratch_path.join(format!("{group}-{}", scenario.name));
-            run_cell(driver, ledger, scenario, layout, &dir, true).await
+            let run_id = format!("{}-{layout}", crate::build_cmd::new_run_id());
+            run_cell(driver, ledger, scenario, layout, &dir, true, &run_id).await
         })
         .buffer_unordered(jobs.max(1))
         .collect()
@@ -191,6 +192,7 @@ pub async fn run_cell<D: Driver>(
     layout: Layout,
     dir: &std::path::Path,
     embedded: bool,
+    run_id: &str,
 ) -> Cell {
     let wall = Instant::now();
     let (expected, expected_reason) = expected(scenario, layout);
@@ -222,7 +224,6 @@ pub async fn run_cell<D: Driver>(
             return cell;
         }
     };
-    let run_id = format!("{}-{}", crate::build_cmd::new_run_id(), layout);
     let options = BuildOptions {
         poll_min: std::time::Duration::from_secs(5),
         poll_max: std::time::Duration::from_secs(120),
@@ -258,13 +259,16 @@ pub async fn run_cell<D: Driver>(
     cell
 }
 
-/// Runs every scenario on a real cloud whose libvirt driver behaves as `layout`, `jobs` at a time.
+/// Runs every scenario on a real cloud whose libvirt driver behaves as `layout`, `jobs` at a
+/// time. `run_ids` receives each cell's run id before it starts, so that an interrupted matrix
+/// cleans up exactly its own resources.
 pub async fn run_real<D: Driver>(
     driver: &D,
     ledger: &Ledger,
     scenarios: &[Scenario],
     layout: Layout,
     jobs: usize,
+    run_ids: &std::sync::Mutex<Vec<String>>,
 ) -> anyhow::Result<MatrixReport> {
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
@@ -272,7 +276,9 @@ pub async fn run_real<D: Driver>(
     let mut cells: Vec<Cell> = futures_util::stream::iter(scenarios)
         .map(|scenario| async move {
             let dir = scratch_path.join(&scenario.name);
-            run_cell(driver, ledger, scenario, layout, &dir, false).await
+            let run_id = crate::build_cmd::new_run_id();
+            run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
+            run_cell(driver, ledger, scenario, layout, &dir, false, &run_id).await
         })
         .buffer_unordered(jobs.max(1))
         .collect()
