@@ -214,12 +214,9 @@ struct ScenarioFile {
 /// A scenario that cannot be used, with where the problem is.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The io error is part of the message, not a `source`: anyhow's chain would repeat it.
+    #[error("{path}: cannot read: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{}", located(path, *line, *column, key, message))]
     Invalid { path: PathBuf, line: usize, column: usize, key: String, message: String },
     #[error("{dir}: no scenario files (*.toml) found")]
@@ -245,7 +242,7 @@ impl Scenario {
     /// Reads and validates one scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text =
-            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.to_path_buf(), source })?;
+            std::fs::read_to_string(path).map_err(|error| ScenarioError::Read { path: path.to_path_buf(), error })?;
         Scenario::parse(path, &text)
     }
 
@@ -335,7 +332,7 @@ impl Scenario {
     /// Loads every `*.toml` in `dir`, sorted by name; all errors are returned, not just the first.
     pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
         let entries =
-            std::fs::read_dir(dir).map_err(|source| vec![ScenarioError::Read { path: dir.to_path_buf(), source }])?;
+            std::fs::read_dir(dir).map_err(|error| vec![ScenarioError::Read { path: dir.to_path_buf(), error }])?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))

@@ -55,13 +55,13 @@ pub struct Entry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("cannot write the ledger {path}: {source}")]
+    #[error("cannot write the ledger {path}")]
     Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot read the ledger {path}: {source}")]
+    #[error("cannot read the ledger {path}")]
     Read {
         path: PathBuf,
         #[source]

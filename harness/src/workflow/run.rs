@@ -130,7 +130,10 @@ impl From<CloudError> for Stop {
 
 impl From<LedgerError> for Stop {
     fn from(e: LedgerError) -> Stop {
-        Stop::Error(e.to_string())
+        match std::error::Error::source(&e) {
+            Some(cause) => Stop::Error(format!("{e}: {cause}")),
+            None => Stop::Error(e.to_string()),
+        }
     }
 }
 
