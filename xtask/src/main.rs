@@ -1,4 +1,4 @@
-//! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv), brings up the local real cloud and runs the tests; `cargo xtask realstack up|down|status` manages that cloud.
+//! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv), brings up the local real cloud and runs the tests; `cargo xtask realstack up|down|status` manages that cloud; `cargo xtask bench` runs the benchmarks.
 
 mod realstack;
 
@@ -28,9 +28,11 @@ fn main() -> ExitCode {
         Some("setup") => setup().map(|_| ()),
         Some("ci") => ci(),
         Some("realstack") => realstack::command(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <test [--no-realstack] [cargo test args]|setup|ci|realstack [--dir DIR] up|down|status>"
+                "usage: cargo xtask <test [--no-realstack] [cargo test args]|setup|ci|realstack [--dir DIR] up|down|status\
+                 |bench [--realstack] [--quick] [--json FILE] [--only PART]...>"
             );
             return ExitCode::from(2);
         }
@@ -152,6 +154,41 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     match (result, stopped) {
         (Err(tests), _) => Err(tests),
         (Ok(()), Err(down)) => Err(down.context("the tests passed but the local real cloud did not go down cleanly")),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// `cargo xtask bench [--realstack] [BENCH ARGS]`: the benchmark binary (`bench/`), built in release mode, run from
+/// the workspace root. The real-service columns are measured when `ISOHARNESS_REALSTACK_CLOUDS` names a real cloud's
+/// clouds.yaml; `--realstack` brings the local real cloud up for the run (and down again if it was not running).
+fn bench(args: &[String]) -> anyhow::Result<()> {
+    let with_realstack = args.iter().any(|a| a == "--realstack");
+    let extra: Vec<&String> = args.iter().filter(|a| *a != "--realstack").collect();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(workspace_root()).args(["run", "--release", "-q", "-p", "bench", "--"]).args(extra);
+    if !with_realstack || std::env::var_os("ISOHARNESS_REALSTACK_CLOUDS").is_some() {
+        return run(&mut command);
+    }
+    let layout = realstack::Layout::new(realstack::default_root());
+    let was_running = realstack::status(&layout).unwrap_or(false);
+    let clouds = match realstack::up(&layout) {
+        Ok(clouds) => clouds,
+        Err(e) => {
+            if !was_running {
+                let _ = realstack::down(&layout);
+            }
+            return Err(e.context("cannot bring the local real cloud up (run without --realstack to skip it)"));
+        }
+    };
+    let result = run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds));
+    if was_running {
+        return result;
+    }
+    let stopped = realstack::down(&layout);
+    match (result, stopped) {
+        (Err(bench), _) => Err(bench),
+        (Ok(()), Err(down)) => Err(down.context("the benchmark ran but the local real cloud did not go down cleanly")),
         (Ok(()), Ok(())) => Ok(()),
     }
 }

@@ -1,0 +1,125 @@
+//! The machine's own limits for image data: md5 and sha512 rates on one core each, both digests on two threads at
+//! once, and both on one thread, measured with the same crates Glance uploads use in mockstack.
+
+use std::time::Instant;
+
+use md5::{Digest, Md5};
+use serde::Serialize;
+use sha2::Sha512;
+
+/// Hash rates in MB/s (10^6 bytes per second).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HashRates {
+    pub md5: f64,
+    pub sha512: f64,
+    /// md5 and sha512 of the same data on two threads at the same time.
+    pub both_parallel: f64,
+    /// md5 then sha512 of each block on one thread.
+    pub both_one_thread: f64,
+}
+
+impl HashRates {
+    /// The slower of the two digests: what a pipeline computing both in parallel can reach at best.
+    pub fn slower(&self) -> f64 {
+        self.md5.min(self.sha512)
+    }
+}
+
+/// A deterministic, incompressible-looking block of `len` bytes.
+pub fn generated_block(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            // xorshift64*: cheap, and no byte pattern a digest or a disk could shortcut.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+fn md5_of(block: &[u8], rounds: usize) {
+    let mut h = Md5::new();
+    for _ in 0..rounds {
+        h.update(block);
+    }
+    std::hint::black_box(h.finalize());
+}
+
+fn sha512_of(block: &[u8], rounds: usize) {
+    let mut h = Sha512::new();
+    for _ in 0..rounds {
+        h.update(block);
+    }
+    std::hint::black_box(h.finalize());
+}
+
+fn both_one_thread(block: &[u8], rounds: usize) {
+    let (mut m, mut s) = (Md5::new(), Sha512::new());
+    // Blocks of 1 MiB, as a streaming reader would see them.
+    for _ in 0..rounds {
+        for piece in block.chunks(1 << 20) {
+            m.update(piece);
+            s.update(piece);
+        }
+    }
+    std::hint::black_box((m.finalize(), s.finalize()));
+}
+
+fn both_parallel(block: &[u8], rounds: usize) {
+    std::thread::scope(|scope| {
+        let sha = scope.spawn(|| sha512_of(block, rounds));
+        md5_of(block, rounds);
+        let _ = sha.join();
+    });
+}
+
+/// Runs each measure `trials` times, interleaved so that a burst of load elsewhere hits them alike, over
+/// `total` bytes per trial; returns the median of each.
+pub fn measure(total: usize, trials: usize) -> HashRates {
+    let block = generated_block(8 << 20);
+    let rounds = total.div_ceil(block.len()).max(1);
+    let bytes = (rounds * block.len()) as f64;
+    let mut samples: [Vec<f64>; 4] = Default::default();
+    let measures: [fn(&[u8], usize); 4] = [md5_of, sha512_of, both_parallel, both_one_thread];
+    for _ in 0..trials.max(1) {
+        for (i, f) in measures.iter().enumerate() {
+            let started = Instant::now();
+            f(&block, rounds);
+            samples[i].push(bytes / started.elapsed().as_secs_f64() / 1e6);
+        }
+    }
+    let [md5, sha512, both_parallel, both_one_thread] = samples.map(|s| median(s).unwrap_or(0.0));
+    HashRates { md5, sha512, both_parallel, both_one_thread }
+}
+
+/// The median of some samples (the mean of the middle two for an even count).
+pub fn median(mut samples: Vec<f64>) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by(f64::total_cmp);
+    let mid = samples.len() / 2;
+    Some(if samples.len() % 2 == 1 { samples[mid] } else { (samples[mid - 1] + samples[mid]) / 2.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn the_generated_block_is_deterministic_and_varied() {
+        let a = generated_block(4096);
+        assert_eq!(a, generated_block(4096));
+        let distinct: std::collections::BTreeSet<u8> = a.iter().copied().collect();
+        assert!(distinct.len() > 200, "{} distinct byte values", distinct.len());
+    }
+}

@@ -1,0 +1,232 @@
+//! Streamed upload: an N GiB image through `PUT /v2/images/{id}/file` of a mockstack in a child process, with the
+//! real client (`harness::cloud`), against the machine's md5/sha512 rates measured in the same run and against real
+//! Glance; plus the resident-memory growth of the mockstack process over the upload.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use harness::cloud::config::CloudConfig;
+use harness::cloud::glance::NewImage;
+use harness::cloud::{ClientOptions, Cloud};
+
+use crate::child::{MockChild, RssSampler, mock_admin_config};
+use crate::hashing::{self, HashRates, generated_block};
+use crate::real::RealCloud;
+use crate::report::{Figure, Part, RatioKind, Target};
+
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+
+/// How the upload part runs.
+#[derive(Debug, Clone)]
+pub struct UploadPlan {
+    /// Image size in bytes.
+    pub size: u64,
+    /// Bytes hashed per trial when measuring the hash rates, and the number of trials.
+    pub hash_bytes: usize,
+    pub hash_trials: usize,
+    /// Where the generated image and mockstack's image store go.
+    pub work_dir: PathBuf,
+}
+
+/// What one upload measured.
+struct Uploaded {
+    mb_per_s: f64,
+    /// Resident-memory growth of the mockstack process over the upload (peak − before), bytes.
+    rss_growth: Option<u64>,
+}
+
+/// Writes the image the client uploads: `size` bytes, a generated first MiB and the rest a hole, so that an 8 GiB
+/// image costs no disk space and reading it costs no disk time (md5 and sha512 take as long for any data).
+pub fn generate_image(path: &Path, size: u64) -> anyhow::Result<()> {
+    let mut file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let head = generated_block(MIB.min(size) as usize);
+    file.write_all(&head)?;
+    file.set_len(size)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(())
+}
+
+fn rate(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e6
+}
+
+/// Uploads `image` with the harness client into a new image, checks Glance's checksum and os_hash_value against
+/// the client's digests, and deletes the image again.
+async fn upload_with_harness(
+    cloud: &Cloud,
+    image: &Path,
+    size: u64,
+    memory_of: Option<&MockChild>,
+) -> anyhow::Result<Uploaded> {
+    let glance = cloud.glance().await?;
+    let created = glance
+        .create_image(&NewImage {
+            name: "bench-upload".into(),
+            disk_format: Some("raw".into()),
+            container_format: Some("bare".into()),
+            ..NewImage::default()
+        })
+        .await?;
+    let before = memory_of.and_then(MockChild::rss);
+    let sampler = memory_of.map(|c| RssSampler::start(c.pid()));
+    let started = Instant::now();
+    let result = glance.upload_file(&created.id, image, None).await;
+    let secs = started.elapsed().as_secs_f64();
+    let peak = sampler.map(RssSampler::finish);
+    let check = async {
+        let digest = result?;
+        let stored = glance.get_image(&created.id).await?;
+        anyhow::ensure!(stored.status == "active", "the uploaded image is {}, not active", stored.status);
+        anyhow::ensure!(
+            stored.checksum.as_deref() == Some(digest.md5.as_str())
+                && stored.os_hash_value.as_deref() == Some(digest.sha512.as_str())
+                && stored.size == Some(size),
+            "the stored image's size and digests differ from what the client sent"
+        );
+        Ok(())
+    };
+    let checked = check.await;
+    glance.delete_image(&created.id).await?;
+    checked?;
+    let rss_growth = before.zip(peak).map(|(b, p)| p.saturating_sub(b));
+    Ok(Uploaded { mb_per_s: rate(size, secs), rss_growth })
+}
+
+/// Uploads generated data (one block repeated, no digests on the client side) with a plain streaming request:
+/// what mockstack's side alone can take.
+async fn upload_raw_stream(cloud: &Cloud, size: u64, child: &MockChild) -> anyhow::Result<Uploaded> {
+    let glance = cloud.glance().await?;
+    let created = glance
+        .create_image(&NewImage {
+            name: "bench-upload-raw".into(),
+            disk_format: Some("raw".into()),
+            container_format: Some("bare".into()),
+            ..NewImage::default()
+        })
+        .await?;
+    let token = cloud.token().await?;
+    let block = Bytes::from(generated_block(MIB as usize));
+    let chunks = size.div_ceil(MIB);
+    let stream = futures_util::stream::iter((0..chunks).map(move |i| {
+        let len = (size - i * MIB).min(MIB) as usize;
+        Ok::<Bytes, std::io::Error>(block.slice(..len))
+    }));
+    let before = child.rss();
+    let sampler = RssSampler::start(child.pid());
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .put(format!("{}/v2/images/{}/file", glance.root_url(), created.id))
+        .header("x-auth-token", token.value.expose())
+        .header("content-type", "application/octet-stream")
+        .header("content-length", size)
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await;
+    let secs = started.elapsed().as_secs_f64();
+    let peak = sampler.finish();
+    let status = response.map(|r| r.status());
+    glance.delete_image(&created.id).await?;
+    let status = status.context("the streaming upload failed")?;
+    anyhow::ensure!(status.is_success(), "the streaming upload was answered {status}");
+    Ok(Uploaded { mb_per_s: rate(size, secs), rss_growth: before.map(|b| peak.saturating_sub(b)) })
+}
+
+async fn upload_to_real(config: &CloudConfig, image: &Path, size: u64) -> anyhow::Result<Uploaded> {
+    let cloud = Cloud::connect(config.clone(), ClientOptions::default()).await?;
+    let uploaded = upload_with_harness(&cloud, image, size, None).await;
+    let _ = cloud.revoke_token().await;
+    uploaded
+}
+
+fn size_name(size: u64) -> String {
+    if size >= GIB && size.is_multiple_of(GIB) { format!("{} GiB", size / GIB) } else { format!("{} MiB", size / MIB) }
+}
+
+/// Runs the part and returns its figures.
+pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figure>> {
+    eprintln!("bench upload: hash rates ...");
+    let hashes: HashRates = hashing::measure(plan.hash_bytes, plan.hash_trials);
+    let scratch = tempfile::Builder::new().prefix("isoharness-bench-upload-").tempdir_in(&plan.work_dir)?;
+    let image = scratch.path().join("image.raw");
+    generate_image(&image, plan.size)?;
+    let size = size_name(plan.size);
+
+    eprintln!("bench upload: {size} to mockstack (child process) ...");
+    let child = MockChild::spawn(&scratch.path().join("mockstack"))?;
+    let cloud = Cloud::connect(mock_admin_config(&child.ready.url), ClientOptions::default()).await?;
+    let harness = upload_with_harness(&cloud, &image, plan.size, Some(&child)).await.context("harness upload")?;
+    eprintln!("bench upload: {size} to mockstack without client digests ...");
+    let raw = upload_raw_stream(&cloud, plan.size, &child).await.context("streaming upload")?;
+    drop(cloud);
+    child.stop()?;
+
+    let real_upload = match real.config() {
+        Ok(config) => {
+            eprintln!("bench upload: {size} to real Glance ...");
+            Ok(upload_to_real(config, &image, plan.size).await.context("upload to real Glance")?)
+        }
+        Err(why) => Err(why),
+    };
+
+    let slower = hashes.slower();
+    let slower_name = if hashes.md5 <= hashes.sha512 { "md5, one thread" } else { "sha512, one thread" };
+    let p = Part::Upload;
+    let mut figures = vec![
+        Figure::new(p, "md5, one thread", hashes.md5, "MB/s"),
+        Figure::new(p, "sha512, one thread", hashes.sha512, "MB/s"),
+        Figure::new(p, "md5 ∥ sha512 on two threads", hashes.both_parallel, "MB/s").against(
+            slower_name,
+            Some(slower),
+            "MB/s",
+            RatioKind::Fraction,
+        ),
+        Figure::new(p, "md5 + sha512 on one thread", hashes.both_one_thread, "MB/s")
+            .against(slower_name, Some(slower), "MB/s", RatioKind::Fraction)
+            .note("also the 2-core ceiling when client and server both compute both digests"),
+        Figure::new(p, format!("upload {size} to mockstack, harness client"), harness.mb_per_s, "MB/s")
+            .against(slower_name, Some(slower), "MB/s", RatioKind::Fraction)
+            .target(Target::RatioAtLeast(0.8))
+            .note("the client hashes md5+sha512 too: four digests per byte on the same cores"),
+        Figure::new(p, format!("upload {size} to mockstack, harness client"), harness.mb_per_s, "MB/s").against(
+            "2-core ceiling for four digests (md5 + sha512 on one thread)",
+            Some(hashes.both_one_thread),
+            "MB/s",
+            RatioKind::Fraction,
+        ),
+        Figure::new(p, format!("upload {size} to mockstack, streaming client without digests"), raw.mb_per_s, "MB/s")
+            .against(slower_name, Some(slower), "MB/s", RatioKind::Fraction)
+            .target(Target::RatioAtLeast(0.8))
+            .note("only mockstack hashes: its own pipeline against the machine"),
+    ];
+    for (what, uploaded) in [("harness client", &harness), ("streaming client", &raw)] {
+        let growth = uploaded.rss_growth.map(|b| b as f64 / MIB as f64).ok_or_else(|| "no /proc".to_string());
+        figures.push(
+            Figure::maybe(p, format!("mockstack resident memory growth, {what}"), growth, "MiB")
+                .against("image size", Some(plan.size as f64 / MIB as f64), "MiB", RatioKind::Fraction)
+                .target(Target::ValueBelow(64.0))
+                .note("peak VmRSS of the mockstack process during the upload − VmRSS before it"),
+        );
+    }
+    let real_rate = real_upload.as_ref().map(|u| u.mb_per_s).map_err(Clone::clone);
+    figures.push(
+        Figure::maybe(p, format!("upload {size} to real Glance, harness client"), real_rate.clone(), "MB/s").against(
+            slower_name,
+            Some(slower),
+            "MB/s",
+            RatioKind::Fraction,
+        ),
+    );
+    figures.push(
+        Figure::new(p, format!("upload {size} to mockstack, harness client"), harness.mb_per_s, "MB/s").against(
+            "real Glance, same client and image",
+            real_rate.ok(),
+            "MB/s",
+            RatioKind::Times,
+        ),
+    );
+    Ok(figures)
+}
