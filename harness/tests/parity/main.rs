@@ -158,6 +158,12 @@ fn comparator_trials() -> Vec<Trial> {
             ],
         ),
         (
+            "elements with the same name compare by value",
+            recorded(200, json!({"flavors": [{"name": "m1.tiny", "disk": 1}, {"name": "f", "disk": 1, "ram": 512}]})),
+            recorded(200, json!({"flavors": [{"name": "f", "disk": 2, "ram": 512}]})),
+            vec!["body.flavors[].disk"],
+        ),
+        (
             "value types and array element shapes differ",
             recorded(200, json!({"images": [{"size": 1, "tags": []}], "n": 1})),
             recorded(200, json!({"images": [{"size": "1", "tags": ["a"]}, {"size": 2}], "n": 1.5})),

@@ -191,15 +191,7 @@ fn compare_value(path: &str, mock: &Value, real: &Value, values: bool, out: &mut
                     let named = |items: &[Value], name: &Value| items.iter().find(|i| &i["name"] == name).cloned();
                     for item in m.iter().filter(|i| i["name"].is_string()) {
                         if let Some(other) = named(r, &item["name"]) {
-                            let mut inner = Comparison::default();
-                            compare_value(&child, item, &other, values, &mut inner);
-                            // Only value differences: the shapes were compared above.
-                            out.differences.extend(
-                                inner
-                                    .differences
-                                    .into_iter()
-                                    .filter(|d| !d.mock.starts_with("present") && !d.real.starts_with("present")),
-                            );
+                            compare_named_values(&child, item, &other, out);
                         }
                     }
                 }
@@ -210,6 +202,27 @@ fn compare_value(path: &str, mock: &Value, real: &Value, values: bool, out: &mut
             let (km, kr) = (kind(m), kind(r));
             let by_value = values && (matches!(m, Value::Bool(_)) || VALUE_FIELDS.contains(&last_key(path)));
             if km != kr || (by_value && m != r) {
+                out.differ(path.to_string(), describe(m), describe(r));
+            }
+        }
+    }
+}
+
+/// The value differences (enum fields, booleans) between two elements that name the same thing;
+/// their shapes were compared through the unions already.
+fn compare_named_values(path: &str, mock: &Value, real: &Value, out: &mut Comparison) {
+    match (mock, real) {
+        (Value::Object(m), Value::Object(r)) => {
+            for (key, mv) in m {
+                if let Some(rv) = r.get(key) {
+                    compare_named_values(&format!("{path}.{key}"), mv, rv, out);
+                }
+            }
+        }
+        (Value::Array(_), _) | (_, Value::Array(_)) => {}
+        (m, r) => {
+            let by_value = matches!(m, Value::Bool(_)) || VALUE_FIELDS.contains(&last_key(path));
+            if kind(m) == kind(r) && by_value && m != r {
                 out.differ(path.to_string(), describe(m), describe(r));
             }
         }
