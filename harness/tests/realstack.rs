@@ -166,8 +166,13 @@ fn build_trial(clouds: &Path) -> Result<(), Failed> {
         ],
     )?;
     println!("realstack: isoharness build took {:.0} s", started.elapsed().as_secs_f64());
-    let report: Value =
-        serde_json::from_str(&stdout).map_err(|e| format!("build printed no JSON report ({e}); stderr:\n{stderr}"))?;
+    // `build --format json` prints JSON lines: one `step` event per finished step, then the `report`.
+    let report: Value = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["event"] == "report")
+        .map(|event| event["report"].clone())
+        .ok_or_else(|| format!("build printed no JSON report; stdout:\n{stdout}\nstderr:\n{stderr}"))?;
     let summary = |report: &Value| {
         let steps: Vec<String> = report["steps"]
             .as_array()
