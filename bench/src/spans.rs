@@ -24,7 +24,7 @@ impl Spans {
     /// One line per call kind, slowest first.
     pub fn lines(&self, whole: Duration) -> Vec<String> {
         let mut rows: Vec<_> = self.by_call.iter().collect();
-        rows.sort_by(|a, b| b.1.1.cmp(&a.1.1));
+        rows.sort_by_key(|(_, (_, time))| std::cmp::Reverse(*time));
         let mut lines: Vec<String> = rows
             .into_iter()
             .map(|(name, (count, time))| {
