@@ -106,7 +106,7 @@ fn driver_floppy(arch: FloppyArch) -> &'static FloppyImage {
 pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usize) -> anyhow::Result<MatrixReport> {
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
-    let ledger = Ledger::open(&scratch.path().join("ledger.jsonl"))?;
+    let ledger = Ledger::open_scratch(&scratch.path().join("ledger.jsonl"))?;
     let media_dir = scratch.path().join("media");
     std::fs::create_dir_all(&media_dir)?;
     let media = MediaCache::new(&media_dir);
