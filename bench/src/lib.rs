@@ -9,6 +9,7 @@ pub mod child;
 pub mod hashing;
 pub mod real;
 pub mod report;
+pub mod spans;
 pub mod upload;
 pub mod waiting;
 pub mod workflow;

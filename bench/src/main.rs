@@ -26,6 +26,17 @@ enum Mode {
         #[arg(long, default_value = "real")]
         clock: mockstack::ClockMode,
     },
+    /// Time every driver call of repeated builds on one embedded mockstack (a profile of the build).
+    ProfileBuild {
+        #[arg(long, default_value = bench::workflow::BUILD_SCENARIO)]
+        scenario: String,
+        #[arg(long, default_value = "patched")]
+        layout: mockstack::Layout,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[arg(long, default_value = "scenarios")]
+        scenarios: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -41,6 +52,10 @@ fn main() -> ExitCode {
         match cli.mode {
             Some(Mode::ServeMock { state_dir, clock }) => {
                 bench::child::serve(state_dir, clock, mockstack::Layout::Patched).await
+            }
+            Some(Mode::ProfileBuild { scenario, layout, runs, scenarios }) => {
+                print!("{}", bench::workflow::profile_build(&scenarios, &scenario, layout, runs).await?);
+                Ok(())
             }
             None => {
                 let plan = bench::Plan::resolve(&cli.run)?;

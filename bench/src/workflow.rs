@@ -105,6 +105,46 @@ fn outcome_text(report: &BuildReport) -> String {
     report.outcome.map(|o| o.to_string()).unwrap_or_else(|| format!("none: {}", report.reason))
 }
 
+/// `bench profile-build`: `runs` builds on one started embedded mockstack with every driver call timed; prints
+/// where the wall time goes (the timing-span profile of the build).
+pub async fn profile_build(scenarios: &Path, name: &str, layout: Layout, runs: usize) -> anyhow::Result<String> {
+    let scenario = scenario_named(scenarios, name)?;
+    let scratch = tempfile::Builder::new().prefix("isoharness-bench-profile-").tempdir()?;
+    let media_started = Instant::now();
+    let media = media_for(&scenario, true, scratch.path())?;
+    let media_time = media_started.elapsed();
+    let start_started = Instant::now();
+    let embedded = Embedded::start(layout, &scenario.media.virtio_win_image).await?;
+    let driver = crate::spans::Timed::new(embedded.driver().await?);
+    let start_time = start_started.elapsed();
+    let ledger = Ledger::open(&scratch.path().join("ledger.jsonl"))?;
+    let started = Instant::now();
+    let mut outcome = String::new();
+    for _ in 0..runs.max(1) {
+        let mut options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch.path());
+        options.poll_min = Duration::from_secs(5);
+        options.poll_max = Duration::from_secs(60);
+        let report = harness::workflow::run_build(&driver, &ledger, &scenario, &media, &options).await;
+        outcome = outcome_text(&report);
+    }
+    let whole = started.elapsed();
+    embedded.mock.shutdown().await?;
+    let mut out = format!(
+        "{} on {layout}: {runs} build(s) in {:.1} ms ({:.2} ms each), outcome {outcome}\n\
+         media generation {:.2} ms, mockstack start-up and login {:.2} ms (once)\n",
+        scenario.name,
+        whole.as_secs_f64() * 1e3,
+        whole.as_secs_f64() * 1e3 / runs.max(1) as f64,
+        media_time.as_secs_f64() * 1e3,
+        start_time.as_secs_f64() * 1e3,
+    );
+    for line in driver.spans().lines(whole) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// The build part.
 pub async fn run_build(plan: &WorkflowPlan, real: &RealCloud) -> anyhow::Result<Vec<Figure>> {
     let scenario = scenario_named(&plan.scenarios, BUILD_SCENARIO)?;

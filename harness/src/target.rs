@@ -1,7 +1,9 @@
 //! Where a command runs: a real cloud named by `--os-cloud`/`OS_CLOUD` (or `OS_*`), or an
 //! embedded mockstack started in-process with a virtual clock.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -113,26 +115,13 @@ pub fn wants_real_cloud(args: &CloudArgs) -> bool {
 /// The media files for a build: generated for mockstack into `dir`, the scenario's own files
 /// (relative to the scenario file) for a real cloud.
 pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Result<MediaFiles> {
+    if embedded {
+        return MediaCache::new(dir).embedded_media(scenario);
+    }
     let mut files = MediaFiles {
         driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
         ..MediaFiles::default()
     };
-    if embedded {
-        let iso = dir.join(format!("{}.iso", scenario.name));
-        generate_installer(scenario, &iso)?;
-        files.os_iso = Some(iso);
-        // The article's prerequisite: the cloud offers the driver media to every guest, so an
-        // embedded mockstack gets them whatever the guest; the compute host decides from them.
-        let path = dir.join(format!("virtio-win-{:?}.iso", scenario.media.virtio_win).to_lowercase());
-        generate_virtio_win(scenario.media.virtio_win, &path)?;
-        files.virtio_iso = Some(path);
-        if FloppyArch::for_guest(scenario.guest.arch).is_some() {
-            let path = dir.join("virtio-win-floppy.vfd");
-            generate_floppy(scenario, &path)?;
-            files.driver_floppy = Some(path);
-        }
-        return Ok(files);
-    }
     let base = scenario.path.parent().unwrap_or(Path::new("."));
     let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
     files.os_iso = scenario.media.iso.as_ref().map(resolve);
@@ -145,6 +134,50 @@ pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Res
         );
     }
     Ok(files)
+}
+
+/// The generated media of the builds of one run, each distinct file written once into `dir`: media are
+/// deterministic, so the cells of a matrix share one VirtIO-win ISO per build, one floppy per architecture and one
+/// installer ISO per scenario instead of writing megabytes per cell. Safe to share between concurrent cells.
+pub struct MediaCache {
+    dir: PathBuf,
+    written: Mutex<HashSet<PathBuf>>,
+}
+
+impl MediaCache {
+    pub fn new(dir: &Path) -> MediaCache {
+        MediaCache { dir: dir.to_path_buf(), written: Mutex::new(HashSet::new()) }
+    }
+
+    /// `dir/name`, written by `generate` the first time it is asked for.
+    fn file(&self, name: &str, generate: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join(name);
+        let mut written = self.written.lock().map_err(|_| anyhow::anyhow!("a media generation panicked"))?;
+        if !written.contains(&path) {
+            generate(&path)?;
+            written.insert(path.clone());
+        }
+        Ok(path)
+    }
+
+    /// The media of a build on an embedded mockstack: the scenario's installer ISO and the driver media.
+    pub fn embedded_media(&self, scenario: &Scenario) -> anyhow::Result<MediaFiles> {
+        let mut files = MediaFiles {
+            driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
+            ..MediaFiles::default()
+        };
+        files.os_iso = Some(self.file(&format!("{}.iso", scenario.name), |p| generate_installer(scenario, p))?);
+        // The article's prerequisite: the cloud offers the driver media to every guest, so an
+        // embedded mockstack gets them whatever the guest; the compute host decides from them.
+        let build = scenario.media.virtio_win;
+        let name = format!("virtio-win-{build:?}.iso").to_lowercase();
+        files.virtio_iso = Some(self.file(&name, |p| generate_virtio_win(build, p))?);
+        if let Some(arch) = FloppyArch::for_guest(scenario.guest.arch) {
+            let name = format!("virtio-win-floppy-{arch:?}.vfd").to_lowercase();
+            files.driver_floppy = Some(self.file(&name, |p| generate_floppy(scenario, p))?);
+        }
+        Ok(files)
+    }
 }
 
 fn generate_installer(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
@@ -167,4 +200,34 @@ fn generate_floppy(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
     let arch = FloppyArch::for_guest(scenario.guest.arch)
         .with_context(|| format!("no driver floppy exists for {:?} guests", scenario.guest.arch))?;
     driver_floppy_to_file(&DriverFloppySpec::for_arch(arch), path).context("cannot generate the driver floppy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(name: &str) -> Scenario {
+        Scenario::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml")))
+            .expect("a scenario of the repository")
+    }
+
+    #[test]
+    fn the_media_cache_writes_each_medium_once_and_shares_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = MediaCache::new(dir.path());
+        let (ubuntu, windows) = (scenario("ubuntu-24.04"), scenario("windows-server-2022"));
+        let first = cache.embedded_media(&ubuntu).unwrap();
+        let virtio = first.virtio_iso.clone().unwrap();
+        let written = std::fs::metadata(&virtio).unwrap().modified().unwrap();
+        let second = cache.embedded_media(&windows).unwrap();
+        assert_eq!(second.virtio_iso.as_ref(), Some(&virtio), "one VirtIO-win ISO per build");
+        assert_eq!(std::fs::metadata(&virtio).unwrap().modified().unwrap(), written, "not written again");
+        assert_ne!(first.os_iso, second.os_iso, "one installer ISO per scenario");
+        // The cached files are exactly what a fresh generation writes.
+        std::fs::create_dir(dir.path().join("fresh")).unwrap();
+        let fresh = media_for(&windows, true, &dir.path().join("fresh")).unwrap_or_else(|e| panic!("{e:#}"));
+        for (cached, fresh) in [(second.os_iso, fresh.os_iso), (second.virtio_iso, fresh.virtio_iso)] {
+            assert_eq!(std::fs::read(cached.unwrap()).unwrap(), std::fs::read(fresh.unwrap()).unwrap());
+        }
+    }
 }

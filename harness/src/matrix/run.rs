@@ -19,7 +19,8 @@ use mockstack::media::virtio_win::{
 use super::report::{Cell, MatrixReport};
 use crate::domxml;
 use crate::scenario::{Outcome, Scenario, VirtioWinBuild};
-use crate::target::{Embedded, media_for};
+use crate::target::{Embedded, MediaCache, media_for};
+use crate::workflow::MediaFiles;
 use crate::workflow::ledger::Ledger;
 use crate::workflow::{BuildOptions, Driver, NewImage, run_build};
 
@@ -105,7 +106,10 @@ fn driver_floppy(arch: FloppyArch) -> &'static FloppyImage {
 pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usize) -> anyhow::Result<MatrixReport> {
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
-    let ledger = Ledger::open(&scratch.path().join("ledger.jsonl"))?;
+    let ledger = Ledger::open_scratch(&scratch.path().join("ledger.jsonl"))?;
+    let media_dir = scratch.path().join("media");
+    std::fs::create_dir_all(&media_dir)?;
+    let media = MediaCache::new(&media_dir);
     // One cloud per (layout, driver ISO build, floppy architecture): a compute host attaches
     // the one VirtIO ISO and the one floppy its operator configured.
     let mut keys: Vec<(Layout, VirtioWinBuild, Option<FloppyArch>)> = Vec::new();
@@ -118,16 +122,14 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
         }
     }
     let mut groups = Vec::new();
-    for (index, key @ (layout, build, floppy)) in keys.into_iter().enumerate() {
+    for key @ (layout, build, floppy) in keys {
         let members: Vec<&Scenario> = scenarios
             .iter()
             .filter(|s| (s.media.virtio_win, FloppyArch::for_guest(s.guest.arch)) == (build, floppy))
             .collect();
         let embedded = Embedded::start(layout, &members[0].media.virtio_win_image).await?;
         let driver = embedded.driver().await?;
-        let shared = scratch.path().join(format!("shared-{index}"));
-        std::fs::create_dir_all(&shared)?;
-        offer_driver_media(&driver, members[0], &shared).await?;
+        offer_driver_media(&driver, members[0], &media.embedded_media(members[0])?).await?;
         groups.push((embedded, driver, key.0, members));
     }
     let mut work = Vec::new();
@@ -137,12 +139,14 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
         }
     }
     let ledger = &ledger;
+    let media = &media;
     let scratch_path = scratch.path();
     let mut cells: Vec<Cell> = futures_util::stream::iter(work)
         .map(|(group, driver, layout, scenario)| async move {
             let dir = scratch_path.join(format!("{group}-{}", scenario.name));
             let run_id = format!("{}-{layout}", crate::build_cmd::new_run_id());
-            run_cell(driver, ledger, scenario, layout, &dir, true, &run_id).await
+            let files = media.embedded_media(scenario);
+            run_cell_with_media(driver, ledger, scenario, layout, &dir, files, &run_id).await
         })
         .buffer_unordered(jobs.max(1))
         .collect()
@@ -161,8 +165,8 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
 
 /// Uploads the driver media a scenario's cloud offers every guest (public, like the article's
 /// prerequisite), so that parallel cells share them instead of racing to upload their own.
-async fn offer_driver_media<D: Driver>(driver: &D, scenario: &Scenario, dir: &std::path::Path) -> anyhow::Result<()> {
-    let media = media_for(scenario, true, dir)?;
+async fn offer_driver_media<D: Driver>(driver: &D, scenario: &Scenario, media: &MediaFiles) -> anyhow::Result<()> {
+    let media = media.clone();
     let wanted = [
         (scenario.media.virtio_win_image.clone(), media.virtio_iso, "iso"),
         (media.driver_floppy_image.unwrap_or_default(), media.driver_floppy, "raw"),
@@ -194,6 +198,21 @@ pub async fn run_cell<D: Driver>(
     embedded: bool,
     run_id: &str,
 ) -> Cell {
+    let media =
+        std::fs::create_dir_all(dir).map_err(anyhow::Error::from).and_then(|()| media_for(scenario, embedded, dir));
+    run_cell_with_media(driver, ledger, scenario, layout, dir, media, run_id).await
+}
+
+/// One cell with its media already prepared (or the reason they could not be).
+pub async fn run_cell_with_media<D: Driver>(
+    driver: &D,
+    ledger: &Ledger,
+    scenario: &Scenario,
+    layout: Layout,
+    dir: &std::path::Path,
+    media: anyhow::Result<MediaFiles>,
+    run_id: &str,
+) -> Cell {
     let wall = Instant::now();
     let (expected, expected_reason) = expected(scenario, layout);
     let mut cell = Cell {
@@ -217,7 +236,7 @@ pub async fn run_cell<D: Driver>(
         cell.reason = format!("cannot create {}: {e}", dir.display());
         return cell;
     }
-    let media = match media_for(scenario, embedded, dir) {
+    let media = match media {
         Ok(m) => m,
         Err(e) => {
             cell.reason = format!("{e:#}");

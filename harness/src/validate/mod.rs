@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::scenario::Scenario;
 use crate::workflow::decide::{Poller, ServerVerdict, server_verdict};
 use crate::workflow::ledger::{Entry, Event, Ledger, Live, ResourceKind};
-use crate::workflow::{Driver, ImageInfo, NewServer};
+use crate::workflow::{Driver, FlavorInfo, ImageInfo, NewServer};
 use inspect::Content;
 
 /// What the operator expects of the image.
@@ -370,7 +370,7 @@ async fn boot_test<C: Driver>(
         report.checks.push(check("boot", CheckStatus::Skip, true, "the image is not active"));
         return;
     }
-    let flavor = match pick_flavor(cloud, image, data, request).await {
+    let flavor = match pick_flavor(cloud, run_id, image, data, request).await {
         Ok(f) => f,
         Err(message) => {
             report.checks.push(check("boot", CheckStatus::Fail, true, message));
@@ -459,6 +459,7 @@ async fn watch_boot<C: Driver>(cloud: &C, id: &str, request: &Request) -> Check 
 /// The smallest flavor whose disk and RAM fit the image.
 async fn pick_flavor<C: Driver>(
     cloud: &C,
+    run_id: &str,
     image: &ImageInfo,
     data: Option<&inspect::Inspection>,
     request: &Request,
@@ -473,12 +474,18 @@ async fn pick_flavor<C: Driver>(
     }
     let virtual_gb = data.map(|d| d.virtual_size.div_ceil(1 << 30)).unwrap_or(0);
     let disk_needed = image.min_disk.max(virtual_gb);
-    flavors
-        .into_iter()
-        .filter(|f| u64::from(f.disk_gb) >= disk_needed && u64::from(f.ram_mb) >= image.min_ram)
-        .min_by_key(|f| (f.disk_gb, f.ram_mb, f.vcpus))
-        .map(|f| f.id)
+    smallest_fitting(&flavors, disk_needed, image.min_ram, run_id)
+        .map(|f| f.id.clone())
         .ok_or_else(|| format!("no flavor with at least {disk_needed} GB disk and {} MB RAM", image.min_ram))
+}
+
+/// The smallest flavor with `disk_gb` and `ram_mb`, preferring flavors no other run created: runs sharing a cloud
+/// (the cells of a matrix) delete their own flavors when they finish, possibly under a boot test that chose one.
+fn smallest_fitting<'a>(flavors: &'a [FlavorInfo], disk_gb: u64, ram_mb: u64, run_id: &str) -> Option<&'a FlavorInfo> {
+    let other_runs = |f: &FlavorInfo| f.name.starts_with("ih-") && !f.name.starts_with(&format!("{run_id}-"));
+    let fitting = || flavors.iter().filter(|f| u64::from(f.disk_gb) >= disk_gb && u64::from(f.ram_mb) >= ram_mb);
+    let size = |f: &&FlavorInfo| (f.disk_gb, f.ram_mb, f.vcpus);
+    fitting().filter(|f| !other_runs(f)).min_by_key(size).or_else(|| fitting().min_by_key(size))
 }
 
 /// md5 of a local file, streamed.
@@ -494,4 +501,33 @@ pub fn md5_file(path: &Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flavor(name: &str, disk_gb: u32, ram_mb: u32) -> FlavorInfo {
+        FlavorInfo { id: name.into(), name: name.into(), vcpus: 1, ram_mb, disk_gb, ..FlavorInfo::default() }
+    }
+
+    #[test]
+    fn the_boot_flavor_is_the_smallest_fit_avoiding_other_runs_flavors() {
+        let flavors = [
+            flavor("m1.large", 80, 8192),
+            flavor("m1.small", 20, 2048),
+            flavor("ih-aaaaaaaa-rhel-flavor", 10, 1024),
+            flavor("ih-bbbbbbbb-sles-flavor", 12, 1024),
+        ];
+        let pick = |disk, ram, run| smallest_fitting(&flavors, disk, ram, run).map(|f| f.name.as_str());
+        assert_eq!(pick(10, 512, "ih-cccccccc"), Some("m1.small"), "another run's flavor may vanish");
+        assert_eq!(pick(10, 512, "ih-bbbbbbbb"), Some("ih-bbbbbbbb-sles-flavor"), "this run's own is fine");
+        assert_eq!(pick(30, 512, "ih-cccccccc"), Some("m1.large"));
+        assert_eq!(pick(100, 512, "ih-cccccccc"), None);
+        let only_theirs = [flavor("ih-aaaaaaaa-rhel-flavor", 10, 1024)];
+        assert_eq!(
+            smallest_fitting(&only_theirs, 1, 1, "ih-cccccccc").map(|f| f.id.as_str()),
+            Some("ih-aaaaaaaa-rhel-flavor")
+        );
+    }
 }

@@ -19,9 +19,11 @@
 //! power-off time has come. [`Host::snapshot_root`] is Nova's snapshot: the first disk of the
 //! domain, written as a compact qcow2.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -133,6 +135,16 @@ pub struct SnapshotInfo {
 pub struct Host {
     base: PathBuf,
     opener: Arc<MediumOpener>,
+    /// Read-only media already converted to qcow2 under `<base>/_base/`, by the data file they came from.
+    converted: Arc<Mutex<HashMap<SourceFile, PathBuf>>>,
+}
+
+/// A Glance data file as it was when converted: a file replaced or rewritten under the same name is a new source.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct SourceFile {
+    path: PathBuf,
+    len: u64,
+    modified: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for Host {
@@ -144,7 +156,7 @@ impl std::fmt::Debug for Host {
 impl Host {
     /// A host keeping instance directories under `base`, reading media with `opener`.
     pub fn new(base: impl Into<PathBuf>, opener: Arc<MediumOpener>) -> Host {
-        Host { base: base.into(), opener }
+        Host { base: base.into(), opener, converted: Arc::default() }
     }
 
     /// The instances directory.
@@ -188,6 +200,9 @@ impl Host {
                                 path.display()
                             )))?;
                         }
+                        ImageFormat::Raw { .. } if matches!(disk.device, DeviceType::Cdrom | DeviceType::Floppy) => {
+                            self.link_converted(&image.path, &path)?;
+                        }
                         ImageFormat::Raw { .. } => {
                             qcow2::convert_raw_file(&image.path, &path)?;
                         }
@@ -196,6 +211,44 @@ impl Host {
             }
         }
         Ok(instance)
+    }
+
+    /// A read-only medium's qcow2 file: converted once per data file into `<base>/_base/` and hard-linked into the
+    /// instance directory, as Nova keeps one `_base` copy per image (a copy where links are not possible). Nothing
+    /// writes to a CD-ROM or a floppy, so instances can share the file; a matrix boots the same VirtIO ISO and
+    /// floppy in every cell.
+    fn link_converted(&self, source: &Path, dest: &Path) -> Result<(), HostError> {
+        let meta = fs::metadata(source).map_err(io_err(format!("cannot read {}", source.display())))?;
+        let key = SourceFile { path: source.to_path_buf(), len: meta.len(), modified: meta.modified().ok() };
+        let mut converted = self.converted.lock().unwrap_or_else(|p| p.into_inner());
+        let cached = match converted.get(&key) {
+            Some(cached) if cached.is_file() => cached.clone(),
+            _ => {
+                // Images deleted from Glance take their converted copies with them.
+                converted.retain(|source, cached| {
+                    let keep = source.path.is_file();
+                    if !keep {
+                        let _ = fs::remove_file(cached);
+                    }
+                    keep
+                });
+                let dir = self.base.join("_base");
+                fs::create_dir_all(&dir).map_err(io_err(format!("cannot create {}", dir.display())))?;
+                let cached = dir.join(format!("{}.qcow2", uuid::Uuid::new_v4()));
+                qcow2::convert_raw_file(source, &cached)?;
+                converted.insert(key, cached.clone());
+                cached
+            }
+        };
+        drop(converted);
+        if fs::hard_link(&cached, dest).is_err() {
+            fs::copy(&cached, dest).map_err(io_err(format!(
+                "cannot copy {} to {}",
+                cached.display(),
+                dest.display()
+            )))?;
+        }
+        Ok(())
     }
 
     /// Powers the instance on: reads what every device holds, runs the guest, writes its console

@@ -208,3 +208,30 @@ fn bad_input_gives_clear_errors() {
     assert_eq!(run.result, GuestResult::NoBootableDevice);
     assert_eq!(AttachedMediaSummary::default(), AttachedMediaSummary::default());
 }
+
+#[test]
+fn read_only_media_are_converted_once_and_shared() {
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture();
+    let (facts, _) = os_table().into_iter().find(|(f, _)| f.name == "RHEL 9").unwrap();
+    let iso = os_iso(&f, &facts, "rhel9.iso");
+    let m = mapping(Layout::Patched, "iso", &[], FlavorDisks { root_gb: 10, ephemeral_gb: 0, swap_mb: 0 });
+    let floppy = floppy_for(&f, &facts);
+    let a = f.host.create_instance("a1", m.clone(), sources(&f, &iso, "iso", floppy.clone())).unwrap();
+    let b = f.host.create_instance("b2", m.clone(), sources(&f, &iso, "iso", floppy.clone())).unwrap();
+    let virtio = |i: &Instance| i.dir.join("disk.virtio");
+    assert_eq!(fs::metadata(virtio(&a)).unwrap().ino(), fs::metadata(virtio(&b)).unwrap().ino(), "one shared file");
+    let fresh = f.images.join("fresh.qcow2");
+    qcow2::convert_raw_file(&f.images.join("virtio-win.iso"), &fresh).unwrap();
+    assert_eq!(fs::read(virtio(&a)).unwrap(), fs::read(&fresh).unwrap(), "the same bytes a conversion writes");
+    // Deleting one instance leaves the other's media intact.
+    f.host.delete(&a).unwrap();
+    assert_eq!(fs::read(virtio(&b)).unwrap(), fs::read(&fresh).unwrap());
+    // A data file rewritten under the same name is converted again.
+    let other = VirtioWinSpec::rhel_style();
+    crate::media::virtio_win_iso_to_file(&other, &f.images.join("virtio-win.iso")).unwrap();
+    let c = f.host.create_instance("c3", m, sources(&f, &iso, "iso", floppy)).unwrap();
+    assert_ne!(fs::metadata(virtio(&c)).unwrap().ino(), fs::metadata(virtio(&b)).unwrap().ino());
+    qcow2::convert_raw_file(&f.images.join("virtio-win.iso"), &fresh).unwrap();
+    assert_eq!(fs::read(virtio(&c)).unwrap(), fs::read(&fresh).unwrap());
+}
