@@ -95,6 +95,11 @@ impl MockChild {
         self.child.id()
     }
 
+    /// CPU seconds the child has used so far.
+    pub fn cpu(&self) -> Option<f64> {
+        cpu_seconds(self.pid())
+    }
+
     /// Resident memory now, in bytes.
     pub fn rss(&self) -> Option<u64> {
         status_field(self.pid(), "VmRSS:")
@@ -120,6 +125,17 @@ impl Drop for MockChild {
             let _ = self.child.wait();
         }
     }
+}
+
+/// CPU time (user + system, all threads) a process has used so far, in seconds: unlike wall time, it hardly changes
+/// when other work shares the machine.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after its closing parenthesis are plain numbers.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux whatever the kernel's own tick rate.
+    Some(ticks as f64 / 100.0)
 }
 
 /// A `/proc/<pid>/status` field given in kB, in bytes.

@@ -35,6 +35,8 @@ pub struct UploadPlan {
 /// What one upload measured.
 struct Uploaded {
     mb_per_s: f64,
+    /// CPU seconds the mockstack process used for the upload.
+    server_cpu: Option<f64>,
     /// Resident-memory growth of the mockstack process over the upload (peak − before), bytes.
     rss_growth: Option<u64>,
 }
@@ -72,11 +74,13 @@ async fn upload_with_harness(
         })
         .await?;
     let before = memory_of.and_then(MockChild::rss);
+    let cpu_before = memory_of.and_then(MockChild::cpu);
     let sampler = memory_of.map(|c| RssSampler::start(c.pid()));
     let started = Instant::now();
     let result = glance.upload_file(&created.id, image, None).await;
     let secs = started.elapsed().as_secs_f64();
     let peak = sampler.map(RssSampler::finish);
+    let server_cpu = cpu_before.zip(memory_of.and_then(MockChild::cpu)).map(|(b, a)| a - b);
     let check = async {
         let digest = result?;
         let stored = glance.get_image(&created.id).await?;
@@ -93,7 +97,7 @@ async fn upload_with_harness(
     glance.delete_image(&created.id).await?;
     checked?;
     let rss_growth = before.zip(peak).map(|(b, p)| p.saturating_sub(b));
-    Ok(Uploaded { mb_per_s: rate(size, secs), rss_growth })
+    Ok(Uploaded { mb_per_s: rate(size, secs), server_cpu, rss_growth })
 }
 
 /// Uploads generated data (one block repeated, no digests on the client side) with a plain streaming request:
@@ -116,6 +120,7 @@ async fn upload_raw_stream(cloud: &Cloud, size: u64, child: &MockChild) -> anyho
         Ok::<Bytes, std::io::Error>(block.slice(..len))
     }));
     let before = child.rss();
+    let cpu_before = child.cpu();
     let sampler = RssSampler::start(child.pid());
     let started = Instant::now();
     let response = reqwest::Client::new()
@@ -128,11 +133,12 @@ async fn upload_raw_stream(cloud: &Cloud, size: u64, child: &MockChild) -> anyho
         .await;
     let secs = started.elapsed().as_secs_f64();
     let peak = sampler.finish();
+    let server_cpu = cpu_before.zip(child.cpu()).map(|(b, a)| a - b);
     let status = response.map(|r| r.status());
     glance.delete_image(&created.id).await?;
     let status = status.context("the streaming upload failed")?;
     anyhow::ensure!(status.is_success(), "the streaming upload was answered {status}");
-    Ok(Uploaded { mb_per_s: rate(size, secs), rss_growth: before.map(|b| peak.saturating_sub(b)) })
+    Ok(Uploaded { mb_per_s: rate(size, secs), server_cpu, rss_growth: before.map(|b| peak.saturating_sub(b)) })
 }
 
 async fn upload_to_real(config: &CloudConfig, image: &Path, size: u64) -> anyhow::Result<Uploaded> {
@@ -202,6 +208,23 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
             .target(Target::RatioAtLeast(0.8))
             .note("only mockstack hashes: its own pipeline against the machine"),
     ];
+    // CPU time hardly depends on what else the machine runs: the server's CPU per GiB against what the two
+    // digests alone cost at this machine's single-thread rates.
+    let digest_cpu_per_gib = GIB as f64 / 1e6 * (1.0 / hashes.md5 + 1.0 / hashes.sha512);
+    for (what, uploaded) in [("harness client", &harness), ("streaming client", &raw)] {
+        let per_gib =
+            uploaded.server_cpu.map(|c| c / (plan.size as f64 / GIB as f64)).ok_or_else(|| "no /proc".to_string());
+        figures.push(
+            Figure::maybe(p, format!("mockstack CPU per GiB uploaded, {what}"), per_gib, "CPU s")
+                .against(
+                    "md5 + sha512 of a GiB, one thread each",
+                    Some(digest_cpu_per_gib),
+                    "CPU s",
+                    RatioKind::TimesLess,
+                )
+                .note("user + system time of the mockstack process; the ratio is the share spent on the digests"),
+        );
+    }
     for (what, uploaded) in [("harness client", &harness), ("streaming client", &raw)] {
         let growth = uploaded.rss_growth.map(|b| b as f64 / MIB as f64).ok_or_else(|| "no /proc".to_string());
         figures.push(

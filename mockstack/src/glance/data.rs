@@ -3,6 +3,11 @@
 //! The writer thread writes each chunk and feeds md5; a second thread computes sha512 from the
 //! same (reference-counted) chunks, so on a machine with two cores both digests cost about as
 //! much as the slower one. Bounded channels give backpressure all the way to the socket.
+//!
+//! The socket delivers the body in pieces of a few KiB; they are gathered into [`BATCH`]-sized
+//! chunks before they cross to the threads, so that an upload costs a few thousand channel
+//! hand-offs per GiB instead of a hundred thousand (each one a thread wake-up): one memory copy,
+//! which the buffered file writer made anyway.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
@@ -16,6 +21,8 @@ use sha2::Sha512;
 
 /// How many chunks may wait for each thread before the producer blocks.
 const QUEUE_DEPTH: usize = 16;
+/// The size of the chunks handed to the writer and hashing threads.
+pub const BATCH: usize = 1 << 20;
 /// Read size when importing from a local file.
 const FILE_CHUNK: usize = 1 << 20;
 
@@ -103,6 +110,8 @@ pub struct DataSink {
     tx: tokio::sync::mpsc::Sender<Bytes>,
     writer: JoinHandle<io::Result<Digests>>,
     size: u64,
+    /// Pieces gathered until a [`BATCH`] is full.
+    pending: BytesMut,
 }
 
 impl DataSink {
@@ -116,7 +125,7 @@ impl DataSink {
             }
             pipeline.finish()
         })?;
-        Ok(DataSink { path: path.to_path_buf(), tx, writer, size: 0 })
+        Ok(DataSink { path: path.to_path_buf(), tx, writer, size: 0, pending: BytesMut::new() })
     }
 
     /// Bytes accepted so far.
@@ -128,15 +137,34 @@ impl DataSink {
         &self.path
     }
 
-    /// Queues one chunk, waiting while the writer is behind.
+    /// Queues one piece of data, waiting while the writer is behind.
     pub async fn push(&mut self, chunk: Bytes) -> io::Result<()> {
         self.size += chunk.len() as u64;
+        if self.pending.is_empty() && chunk.len() >= BATCH {
+            return self.send(chunk).await;
+        }
+        if self.pending.capacity() == 0 {
+            self.pending.reserve(BATCH);
+        }
+        self.pending.extend_from_slice(&chunk);
+        if self.pending.len() >= BATCH {
+            let batch = self.pending.split().freeze();
+            self.send(batch).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, chunk: Bytes) -> io::Result<()> {
         // The writer only stops early when a write failed; `finish` then reports that error.
         self.tx.send(chunk).await.map_err(|_| io::Error::other("the image writer stopped: writing the data failed"))
     }
 
     /// Waits for every chunk to be written and both digests to be computed.
-    pub async fn finish(self) -> io::Result<Digests> {
+    pub async fn finish(mut self) -> io::Result<Digests> {
+        if !self.pending.is_empty() {
+            let rest = self.pending.split().freeze();
+            self.send(rest).await?;
+        }
         let DataSink { tx, writer, .. } = self;
         drop(tx);
         tokio::task::spawn_blocking(move || writer.join())
@@ -180,6 +208,23 @@ mod tests {
             sink.push(Bytes::from(chunk)).await.unwrap();
         }
         assert_eq!(sink.size(), all.len() as u64);
+        let got = sink.finish().await.unwrap();
+        assert_eq!(got, digests_of(&all));
+        assert_eq!(std::fs::read(&path).unwrap(), all);
+    }
+
+    #[tokio::test]
+    async fn pieces_around_the_batch_size_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img");
+        let mut sink = DataSink::create(&path).unwrap();
+        let mut all = Vec::new();
+        let sizes = [BATCH / 3, BATCH / 3, BATCH / 3, BATCH / 3, BATCH + 5, 17, 2 * BATCH, 1, BATCH - 1];
+        for (i, size) in sizes.into_iter().enumerate() {
+            let piece: Vec<u8> = (0..size).map(|j| (j * 7 + i * 13) as u8).collect();
+            all.extend_from_slice(&piece);
+            sink.push(Bytes::from(piece)).await.unwrap();
+        }
         let got = sink.finish().await.unwrap();
         assert_eq!(got, digests_of(&all));
         assert_eq!(std::fs::read(&path).unwrap(), all);
