@@ -257,24 +257,39 @@ fn start_all(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant
     let python = layout.bin("python");
     let neutron = vec![source_dir().join("neutron_stub.py").into_os_string(), ports.neutron.to_string().into()];
     spawn(layout, "neutron", &python, &neutron, &[])?;
-    start_api(layout, "glance", ports.glance, "glance.wsgi.api:application", "OS_GLANCE_CONFIG_DIR", true)?;
-    start_api(
-        layout,
-        "placement",
-        ports.placement,
-        "placement.wsgi.api:application",
-        "OS_PLACEMENT_CONFIG_DIR",
-        false,
-    )?;
-    start_api(layout, "nova-api", ports.nova, "nova.wsgi.osapi_compute:application", "OS_NOVA_CONFIG_DIR", false)?;
+    let apis = [
+        Api {
+            name: "glance",
+            port: ports.glance,
+            module: "glance.wsgi.api:application",
+            config_env: "OS_GLANCE_CONFIG_DIR",
+            chunked_uploads: true,
+        },
+        Api {
+            name: "placement",
+            port: ports.placement,
+            module: "placement.wsgi.api:application",
+            config_env: "OS_PLACEMENT_CONFIG_DIR",
+            chunked_uploads: false,
+        },
+        Api {
+            name: "nova-api",
+            port: ports.nova,
+            module: "nova.wsgi.osapi_compute:application",
+            config_env: "OS_NOVA_CONFIG_DIR",
+            chunked_uploads: false,
+        },
+    ];
+    for api in &apis {
+        api.start(layout)?;
+    }
     let nova_conf: OsString = layout.etc().join("nova/nova.conf").into();
     for name in ["nova-conductor", "nova-scheduler", "nova-compute"] {
         spawn(layout, name, &layout.bin(name), &["--config-file".into(), nova_conf.clone()], &[])?;
     }
-    for (name, port) in
-        [("neutron", ports.neutron), ("glance", ports.glance), ("placement", ports.placement), ("nova-api", ports.nova)]
-    {
-        wait_http(layout, name, port, Duration::from_secs(120))?;
+    wait_http(layout, "neutron", ports.neutron, Duration::from_secs(60))?;
+    for api in &apis {
+        api.wait(layout, Duration::from_secs(90))?;
     }
     say(started, "glance, placement, nova-api and the neutron stand-in answer");
     map_compute_host(layout, started)?;
@@ -639,8 +654,15 @@ fn setup_keystone(layout: &Layout, ports: &Ports, secrets: &Secrets, started: In
         &[],
     )?;
     say(started, "keystone bootstrapped");
-    start_api(layout, "keystone", ports.keystone, "keystone.wsgi.api:application", "OS_KEYSTONE_CONFIG_DIR", false)?;
-    wait_http(layout, "keystone", ports.keystone, Duration::from_secs(60))?;
+    let keystone = Api {
+        name: "keystone",
+        port: ports.keystone,
+        module: "keystone.wsgi.api:application",
+        config_env: "OS_KEYSTONE_CONFIG_DIR",
+        chunked_uploads: false,
+    };
+    keystone.start(layout)?;
+    keystone.wait(layout, Duration::from_secs(60))?;
     let endpoints = endpoints_json(ports);
     setup_command(
         layout,
@@ -685,47 +707,76 @@ fn sync_nova(layout: &Layout, started: Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts one API under uWSGI with the flags REALSTACK-NOTES.md found necessary.
-fn start_api(
-    layout: &Layout,
-    name: &str,
+/// One API served under uWSGI.
+struct Api {
+    name: &'static str,
     port: u16,
-    module: &str,
-    config_env: &str,
+    module: &'static str,
+    config_env: &'static str,
+    /// Nova uploads snapshots chunked; without uWSGI's chunked-input flags Glance sees an empty body.
     chunked_uploads: bool,
-) -> anyhow::Result<()> {
-    let config_dir = layout.etc().join(name.trim_end_matches("-api"));
-    let mut args: Vec<OsString> = [
-        "--master",
-        "--processes",
-        "1",
-        "--threads",
-        "4",
-        "--enable-threads",
-        "--die-on-term",
-        "--need-app",
-        // Glance's exit handler waits for its image-cache thread, which never ends: give workers 3 s.
-        "--worker-reload-mercy",
-        "3",
-        "--buffer-size",
-        "65535",
-        "--add-header",
-        "Connection: close",
-        "--http-socket",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    args.push(format!("127.0.0.1:{port}").into());
-    args.extend(["--module".into(), module.into(), "--home".into(), layout.venv().into_os_string()]);
-    if chunked_uploads {
-        // Nova uploads snapshots chunked; without these Glance sees an empty body.
-        args.extend(
-            ["--http-auto-chunked", "--http-raw-body", "--chunked-input-limit", "10000000"].iter().map(OsString::from),
-        );
+}
+
+impl Api {
+    /// Starts the API under uWSGI with the flags REALSTACK-NOTES.md found necessary.
+    fn start(&self, layout: &Layout) -> anyhow::Result<()> {
+        let config_dir = layout.etc().join(self.name.trim_end_matches("-api"));
+        let mut args: Vec<OsString> = [
+            "--master",
+            "--processes",
+            "1",
+            "--threads",
+            "4",
+            "--enable-threads",
+            // The application is loaded in the worker, after the fork: loaded in the master, its
+            // threads (Nova's cell worker pool, oslo.messaging's heartbeat) do not survive the fork
+            // while the locks they held do, and the worker could hang on its first log line.
+            "--lazy-apps",
+            "--die-on-term",
+            "--need-app",
+            // Glance's exit handler waits for its image-cache thread, which never ends: give workers 3 s.
+            "--worker-reload-mercy",
+            "3",
+            "--buffer-size",
+            "65535",
+            "--add-header",
+            "Connection: close",
+            "--http-socket",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        args.push(format!("127.0.0.1:{}", self.port).into());
+        args.extend(["--module".into(), self.module.into(), "--home".into(), layout.venv().into_os_string()]);
+        if self.chunked_uploads {
+            args.extend(
+                ["--http-auto-chunked", "--http-raw-body", "--chunked-input-limit", "10000000"]
+                    .iter()
+                    .map(OsString::from),
+            );
+        }
+        spawn(layout, self.name, &layout.bin("uwsgi"), &args, &[(self.config_env, config_dir.into())])?;
+        Ok(())
     }
-    spawn(layout, name, &layout.bin("uwsgi"), &args, &[(config_env, config_dir.into())])?;
-    Ok(())
+
+    /// Waits for the API to answer HTTP; one that does not answer in `timeout` is killed and started
+    /// once more (a Python service can wedge while starting on a loaded machine), then waited for again.
+    fn wait(&self, layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
+        let Err(first) = wait_http(layout, self.name, self.port, timeout) else { return Ok(()) };
+        eprintln!("realstack: {first:#}; the end of its log:\n{}", log_tail(layout, self.name, 30));
+        eprintln!("realstack: restarting {} once", self.name);
+        if let Some(group) = read_pid(layout, self.name) {
+            signal_group(group, "KILL");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !group_members(group).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        self.start(layout)?;
+        wait_http(layout, self.name, self.port, timeout).map_err(|second| {
+            anyhow::anyhow!("{second:#} (after a restart); the end of its log:\n{}", log_tail(layout, self.name, 40))
+        })
+    }
 }
 
 /// Waits for the compute node to register, then maps it into cell1 (discover_hosts).
@@ -766,10 +817,18 @@ fn ensure_alive(layout: &Layout, name: &str) -> anyhow::Result<()> {
     if read_pid(layout, name).is_some_and(pid_alive) {
         return Ok(());
     }
-    let log = layout.logs().join(format!("{name}.log"));
-    let text = fs::read_to_string(&log).unwrap_or_default();
-    let tail: Vec<&str> = text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect();
-    bail!("{name} exited; the end of {}:\n{}", log.display(), tail.join("\n"))
+    bail!(
+        "{name} exited; the end of {}:\n{}",
+        layout.logs().join(format!("{name}.log")).display(),
+        log_tail(layout, name, 20)
+    )
+}
+
+/// The last `lines` lines of `logs/<name>.log`, so that a failure in CI shows its cause.
+fn log_tail(layout: &Layout, name: &str, lines: usize) -> String {
+    let text = fs::read_to_string(layout.logs().join(format!("{name}.log"))).unwrap_or_default();
+    let tail: Vec<&str> = text.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev().collect();
+    tail.join("\n")
 }
 
 fn wait_tcp(layout: &Layout, name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
