@@ -11,3 +11,6 @@ mod floppy;
 
 #[path = "media/generated.rs"]
 mod generated;
+
+#[path = "media/real_boot.rs"]
+mod real_boot;

@@ -15,6 +15,7 @@ const APT_PACKAGES: &[(&str, &str, &str)] = &[
     ("mtools", "mdir", "mdir: cross-checks the FAT driver floppies"),
     ("libvirt-clients", "virt-xml-validate", "virt-xml-validate: libvirt's own schema check of domain XML"),
     ("libxml2-utils", "xmllint", "xmllint: what virt-xml-validate runs the schema with"),
+    ("qemu-system-x86", "qemu-system-x86_64", "boots the generated installer ISOs on a real (emulated) PC"),
     ("python3-venv", "", "the virtualenv for the openstack CLI"),
 ];
 

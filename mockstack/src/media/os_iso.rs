@@ -125,10 +125,21 @@ impl Layout {
     }
 
     fn boot_image(&mut self, platform: BootPlatform, path: &str, load_sectors: Option<u16>, facts: &GuestFacts) {
-        // A boot image fills whole 512-byte sectors, as firmware loads it by sector count.
-        let mut image =
-            format!("isoharness {platform:?} boot image for {} {}\n", facts.name, facts.release).into_bytes();
-        image.resize(2048, 0);
+        let image = match platform {
+            // A real program, so that the ISO installs something when a real BIOS boots it.
+            BootPlatform::Bios => super::tiny_installer::BOOT_IMAGE.to_vec(),
+            // A boot image fills whole 512-byte sectors, as firmware loads it by sector count.
+            BootPlatform::Efi => {
+                let mut image =
+                    format!("isoharness {platform:?} boot image for {} {}\n", facts.name, facts.release).into_bytes();
+                image.resize(2048, 0);
+                image
+            }
+        };
+        let load_sectors = match platform {
+            BootPlatform::Bios => load_sectors.map(|n| n.max(super::tiny_installer::LOAD_SECTORS)),
+            BootPlatform::Efi => load_sectors,
+        };
         self.add(path, image);
         self.boot.push(BootEntry { platform, image: path.to_owned(), load_sectors });
     }

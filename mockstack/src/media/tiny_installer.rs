@@ -1,0 +1,64 @@
+//! The tiny installer: the real x86 boot program every generated installer ISO carries as its BIOS El Torito image.
+//!
+//! Under mockstack the simulated guest reads the ISO's `/.isoharness/guest.toml` and never runs
+//! this code. On a real hypervisor (the local real cloud's libvirt mode, or `qemu-system-x86_64
+//! -cdrom`) the firmware runs it: it prints `Starting installer` on COM1, writes an installed
+//! system (an MBR with boot code, one Linux partition spanning the disk and the boot signature)
+//! onto the first hard disk the BIOS knows, and powers the machine off through ACPI; with no hard
+//! disk it prints `No disks found` and waits, as real installers do. Booted from the disk, the
+//! installed MBR prints a login prompt and idles. It does not model drivers: any disk the BIOS
+//! can reach is a target, as for an OS with virtio built in.
+//!
+//! The source is `tiny_installer/boot.asm`; `boot.bin` is its nasm output, committed so that
+//! building media needs nothing beyond the Rust toolchain.
+
+/// The boot image: 2048 bytes (four 512-byte sectors, one CD sector), loaded at 0000:7C00.
+pub const BOOT_IMAGE: &[u8; 2048] = include_bytes!("tiny_installer/boot.bin");
+
+/// How many 512-byte sectors the El Torito entry must load: the installer keeps the MBR it
+/// writes in its second sector.
+pub const LOAD_SECTORS: u16 = 4;
+
+/// What the installer prints when it starts: a second occurrence on a booted image means the
+/// installer started again.
+pub const STARTED: &str = "Starting installer";
+/// What it prints when the install is written, before it powers off.
+pub const FINISHED: &str = "Installation complete: powering off";
+/// What it prints when there is no hard disk to install to.
+pub const NO_DISK: &str = "No disks found";
+/// What the installed system prints once booted.
+pub const BOOTED: &str = "isoharness-guest login:";
+
+/// The MBR the installer writes, as it sits in the boot image (its partition still 2048 sectors long).
+pub fn installed_mbr() -> &'static [u8] {
+    &BOOT_IMAGE[512..1024]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn the_boot_program_and_the_mbr_carry_boot_signatures_and_their_messages() {
+        assert_eq!(&BOOT_IMAGE[510..512], &[0x55, 0xaa]);
+        let mbr = installed_mbr();
+        assert_eq!(&mbr[510..512], &[0x55, 0xaa]);
+        for message in [STARTED, FINISHED, NO_DISK] {
+            assert!(contains(&BOOT_IMAGE[..512], message), "{message}");
+        }
+        assert!(contains(mbr, BOOTED));
+    }
+
+    #[test]
+    fn the_installed_mbr_has_one_active_linux_partition_from_sector_2048() {
+        let entry = &installed_mbr()[446..462];
+        assert_eq!(entry[0], 0x80, "active");
+        assert_eq!(entry[4], 0x83, "Linux");
+        assert_eq!(u32::from_le_bytes(entry[8..12].try_into().unwrap()), 2048);
+        assert!(installed_mbr()[462..510].iter().all(|b| *b == 0), "one partition only");
+    }
+}
