@@ -140,7 +140,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     }
     let layout = realstack::Layout::new(realstack::default_root());
     let started = std::time::Instant::now();
-    let clouds = match realstack::up(&layout) {
+    let clouds = match realstack::up(&layout, realstack::Compute::Fake) {
         Ok(clouds) => clouds,
         Err(e) => {
             let _ = realstack::down(&layout);
@@ -173,7 +173,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     }
     let layout = realstack::Layout::new(realstack::default_root());
     let was_running = realstack::status(&layout).unwrap_or(false);
-    let clouds = match realstack::up(&layout) {
+    let clouds = match realstack::up(&layout, realstack::Compute::Fake) {
         Ok(clouds) => clouds,
         Err(e) => {
             if !was_running {

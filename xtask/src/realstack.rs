@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+mod libvirt;
+
 /// The first of the ports the local real cloud uses; it takes [`PORT_BASE`]..=`PORT_BASE + 9` on 127.0.0.1.
 pub const PORT_BASE: u16 = 45300;
 
@@ -139,12 +141,50 @@ pub fn default_root() -> PathBuf {
     crate::workspace_root().join("target").join("realstack")
 }
 
+/// The compute driver behind Nova.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compute {
+    /// `xtask/realstack/nova_virt_realstack.py`: the fake driver with real image data, guests that
+    /// power off after `install_seconds`.
+    Fake,
+    /// Nova's libvirt driver on libvirtd and QEMU (KVM where it can): the guests really run.
+    Libvirt,
+}
+
+impl Compute {
+    pub fn parse(name: &str) -> anyhow::Result<Compute> {
+        match name {
+            "fake" => Ok(Compute::Fake),
+            "libvirt" => Ok(Compute::Libvirt),
+            other => bail!("unknown compute mode `{other}`: fake or libvirt"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compute::Fake => "fake",
+            Compute::Libvirt => "libvirt",
+        }
+    }
+
+    /// The processes this mode runs, in start order.
+    fn processes(self) -> Vec<&'static str> {
+        PROCESSES.iter().copied().filter(|p| self == Compute::Libvirt || *p != "libvirtd").collect()
+    }
+}
+
+/// The compute mode the cloud under `layout` was last brought up with.
+pub fn running_compute(layout: &Layout) -> Option<Compute> {
+    Compute::parse(fs::read_to_string(layout.run().join("compute")).ok()?.trim()).ok()
+}
+
 /// The processes of one cloud, in start order (`down` stops them in reverse).
 const PROCESSES: &[&str] = &[
     "mariadb",
     "epmd",
     "rabbitmq",
     "neutron",
+    "libvirtd",
     "keystone",
     "glance",
     "placement",
@@ -158,17 +198,19 @@ const PROCESSES: &[&str] = &[
 pub fn command(args: &[String]) -> anyhow::Result<()> {
     let mut root = default_root();
     let mut action = None;
+    let mut compute = Compute::Fake;
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         match arg.as_str() {
             "--dir" => root = PathBuf::from(rest.next().context("--dir needs a directory")?),
+            "--compute" => compute = Compute::parse(rest.next().context("--compute needs fake or libvirt")?)?,
             "up" | "down" | "status" if action.is_none() => action = Some(arg.clone()),
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
     let layout = Layout::new(root);
     match action.as_deref() {
-        Some("up") => up(&layout).map(drop),
+        Some("up") => up(&layout, compute).map(drop),
         Some("down") => down(&layout),
         Some("status") => {
             if status(&layout)? {
@@ -181,19 +223,23 @@ pub fn command(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask realstack [--dir DIR] up|down|status";
+const USAGE: &str = "usage: cargo xtask realstack [--dir DIR] [--compute fake|libvirt] up|down|status";
 
 /// Prints a progress line with the time since `started`.
 fn say(started: Instant, message: impl AsRef<str>) {
     eprintln!("realstack [{:>5.1}s] {}", started.elapsed().as_secs_f64(), message.as_ref());
 }
 
-/// Brings the cloud up (or finds it running) and returns the path of its clouds.yaml.
-pub fn up(layout: &Layout) -> anyhow::Result<PathBuf> {
+/// Brings the cloud up with `compute` behind Nova (or finds it so running) and returns the path of its clouds.yaml.
+pub fn up(layout: &Layout, compute: Compute) -> anyhow::Result<PathBuf> {
     let started = Instant::now();
     let ports = Ports::from_base(PORT_BASE);
     let alive = alive_processes(layout);
-    if alive.len() == PROCESSES.len() && apis_answer(&ports) && layout.clouds_yaml().is_file() {
+    if alive.len() == compute.processes().len()
+        && running_compute(layout) == Some(compute)
+        && apis_answer(&ports)
+        && layout.clouds_yaml().is_file()
+    {
         say(started, format!("already running ({} processes), nothing to do", alive.len()));
         print_cloud_entry(layout)?;
         return Ok(layout.clouds_yaml());
@@ -209,33 +255,51 @@ pub fn up(layout: &Layout) -> anyhow::Result<PathBuf> {
     }
     ensure_venv(layout, started)?;
     install_driver(layout)?;
+    if compute == Compute::Libvirt {
+        libvirt::prepare(layout, started)?;
+    }
 
     // A fresh cloud every time: stale databases from an earlier run would only hide bugs.
     if layout.data().exists() {
         fs::remove_dir_all(layout.data()).with_context(|| format!("cannot clear {}", layout.data().display()))?;
     }
-    for sub in ["mysql", "rabbitmq", "glance-images", "glance-staging", "locks", "nova"] {
+    for sub in ["mysql", "rabbitmq", "glance-images", "glance-staging", "locks", "nova/instances"] {
         fs::create_dir_all(layout.data().join(sub))?;
     }
     let _ = fs::remove_file(layout.clouds_yaml());
     let secrets = Secrets::generate()?;
-    let values = template_values(layout, &ports, &secrets);
+    let values = template_values(layout, &ports, &secrets, compute);
     render_configs(layout, &values)?;
     let _ = fs::remove_file(layout.setup_log());
+    fs::write(layout.run().join("compute"), compute.name())?;
 
-    let result = start_all(layout, &ports, &secrets, started);
+    let result = start_all(layout, &ports, &secrets, compute, started);
     if let Err(e) = result {
         eprintln!("realstack: start-up failed: {e:#}; taking down what was started");
         let _ = down(layout);
         return Err(e);
     }
     write_clouds_yaml(layout, &ports, &secrets)?;
-    say(started, format!("up: Keystone {}, logs in {}", identity_url(&ports), layout.logs().display()));
+    say(
+        started,
+        format!(
+            "up ({} compute): Keystone {}, logs in {}",
+            compute.name(),
+            identity_url(&ports),
+            layout.logs().display()
+        ),
+    );
     print_cloud_entry(layout)?;
     Ok(layout.clouds_yaml())
 }
 
-fn start_all(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
+fn start_all(
+    layout: &Layout,
+    ports: &Ports,
+    secrets: &Secrets,
+    compute: Compute,
+    started: Instant,
+) -> anyhow::Result<()> {
     // Databases and the message queue, while the Python services sync their schemas.
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let queue = scope.spawn(|| start_rabbitmq(layout, ports, started));
@@ -257,6 +321,9 @@ fn start_all(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant
     let python = layout.bin("python");
     let neutron = vec![source_dir().join("neutron_stub.py").into_os_string(), ports.neutron.to_string().into()];
     spawn(layout, "neutron", &python, &neutron, &[])?;
+    if compute == Compute::Libvirt {
+        libvirt::start(layout, started)?;
+    }
     let apis = [
         Api {
             name: "glance",
@@ -332,7 +399,12 @@ fn identity_url(ports: &Ports) -> String {
     format!("http://127.0.0.1:{}/v3", ports.keystone)
 }
 
-fn template_values(layout: &Layout, ports: &Ports, secrets: &Secrets) -> BTreeMap<&'static str, String> {
+fn template_values(
+    layout: &Layout,
+    ports: &Ports,
+    secrets: &Secrets,
+    compute: Compute,
+) -> BTreeMap<&'static str, String> {
     let path = |p: PathBuf| p.display().to_string();
     BTreeMap::from([
         ("data", path(layout.data())),
@@ -346,8 +418,24 @@ fn template_values(layout: &Layout, ports: &Ports, secrets: &Secrets) -> BTreeMa
         ("mysql_port", ports.mysql.to_string()),
         ("rabbit_port", ports.rabbit.to_string()),
         ("novnc_port", ports.novnc.to_string()),
-        ("compute_driver", "realstack.RealstackDriver".to_string()),
-        ("libvirt_virt_type", "qemu".to_string()),
+        (
+            "compute_driver",
+            match compute {
+                Compute::Fake => "realstack.RealstackDriver",
+                Compute::Libvirt => "libvirt.LibvirtDriver",
+            }
+            .to_string(),
+        ),
+        ("libvirt_virt_type", libvirt::virt_type().to_string()),
+        ("libvirt_uri", libvirt::uri(layout)),
+        (
+            "privsep_helper",
+            format!(
+                "{} --config-file {}",
+                layout.bin("privsep-helper").display(),
+                layout.etc().join("nova/nova.conf").display()
+            ),
+        ),
     ])
 }
 
@@ -914,6 +1002,9 @@ fn alive_processes(layout: &Layout) -> Vec<String> {
 /// Whatever is still there after 15 s gets SIGKILL.
 pub fn down(layout: &Layout) -> anyhow::Result<()> {
     let started = Instant::now();
+    if read_pid(layout, "libvirtd").is_some_and(pid_alive) {
+        libvirt::remove_domains(layout);
+    }
     let mut running: Vec<(&str, u32)> = Vec::new();
     for name in PROCESSES.iter().rev() {
         let Some(group) = read_pid(layout, name) else { continue };
@@ -938,6 +1029,10 @@ pub fn down(layout: &Layout) -> anyhow::Result<()> {
         }
     }
     std::thread::sleep(Duration::from_millis(200));
+    for guest in libvirt::stray_guests(layout) {
+        eprintln!("realstack: a QEMU guest (pid {guest}) outlived libvirtd: SIGKILL");
+        let _ = Command::new("kill").args(["-KILL", &guest.to_string()]).status();
+    }
     for (name, group) in &running {
         let left = group_members(*group);
         if !left.is_empty() {
@@ -970,7 +1065,9 @@ fn signal_group(group: u32, signal: &str) {
 pub fn status(layout: &Layout) -> anyhow::Result<bool> {
     let ports = Ports::from_base(PORT_BASE);
     let mut all = true;
-    for name in PROCESSES {
+    let compute = running_compute(layout).unwrap_or(Compute::Fake);
+    println!("compute          {}", compute.name());
+    for name in compute.processes() {
         let state = match read_pid(layout, name) {
             Some(pid) if pid_alive(pid) => format!("running (pid {pid})"),
             Some(pid) => {
@@ -1039,7 +1136,7 @@ mod tests {
         let layout = Layout::new("/tmp/realstack-test");
         let ports = Ports::from_base(PORT_BASE);
         let secrets = Secrets { admin: "a".into(), service: "s".into(), db: "d".into(), rabbit: "r".into() };
-        let mut values = template_values(&layout, &ports, &secrets);
+        let mut values = template_values(&layout, &ports, &secrets, Compute::Libvirt);
         values.insert("service_user", "nova".into());
         let authtoken = fs::read_to_string(source_dir().join("templates/authtoken.inc")).unwrap();
         values.insert("authtoken", render(&authtoken, &values, "authtoken.inc").unwrap());

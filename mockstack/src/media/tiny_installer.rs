@@ -4,10 +4,12 @@
 //! this code. On a real hypervisor (the local real cloud's libvirt mode, or `qemu-system-x86_64
 //! -cdrom`) the firmware runs it: it prints `Starting installer` on COM1, writes an installed
 //! system (an MBR with boot code, one Linux partition spanning the disk and the boot signature)
-//! onto the first hard disk the BIOS knows, and powers the machine off through ACPI; with no hard
+//! onto the first hard disk the BIOS knows or, failing that, onto the first virtio-blk device,
+//! which it drives itself (libvirt's `-boot strict=on` hides disks outside the boot order from
+//! the BIOS, as Nova's ephemeral disk is), and powers the machine off through ACPI; with no hard
 //! disk it prints `No disks found` and waits, as real installers do. Booted from the disk, the
-//! installed MBR prints a login prompt and idles. It does not model drivers: any disk the BIOS
-//! can reach is a target, as for an OS with virtio built in.
+//! installed MBR prints a login prompt and idles. It does not model missing drivers: every disk
+//! it can reach is a target, as for an OS with virtio built in.
 //!
 //! The source is `tiny_installer/boot.asm`; `boot.bin` is its nasm output, committed so that
 //! building media needs nothing beyond the Rust toolchain.
@@ -31,7 +33,7 @@ pub const BOOTED: &str = "isoharness-guest login:";
 
 /// The MBR the installer writes, as it sits in the boot image (its partition still 2048 sectors long).
 pub fn installed_mbr() -> &'static [u8] {
-    &BOOT_IMAGE[512..1024]
+    &BOOT_IMAGE[1024..1536]
 }
 
 #[cfg(test)]
@@ -43,12 +45,11 @@ mod tests {
     }
 
     #[test]
-    fn the_boot_program_and_the_mbr_carry_boot_signatures_and_their_messages() {
-        assert_eq!(&BOOT_IMAGE[510..512], &[0x55, 0xaa]);
+    fn the_boot_program_and_the_mbr_carry_their_messages_and_the_mbr_its_boot_signature() {
         let mbr = installed_mbr();
         assert_eq!(&mbr[510..512], &[0x55, 0xaa]);
         for message in [STARTED, FINISHED, NO_DISK] {
-            assert!(contains(&BOOT_IMAGE[..512], message), "{message}");
+            assert!(contains(&BOOT_IMAGE[..1024], message), "{message}");
         }
         assert!(contains(mbr, BOOTED));
     }

@@ -116,6 +116,42 @@ fn the_installer_iso_installs_onto_a_virtio_disk_and_the_disk_boots() {
 }
 
 #[test]
+fn the_installer_drives_a_virtio_disk_the_bios_does_not_map() {
+    // libvirt's command line: the CD-ROM alone in the boot order, and `-boot strict=on`, so that
+    // SeaBIOS gives the virtio disk no drive number (Nova's ephemeral disk on a stock ISO boot).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let iso = dir.path().join("ubuntu.iso");
+    os_installer_iso_to_file(&ubuntu_2404(), &OsIsoOptions::default(), &iso).expect("writes");
+    let disk = dir.path().join("disk.qcow2");
+    run("qemu-img", &["create", "-q", "-f", "qcow2", path_str(&disk), "32M"]);
+    let cdrom = format!("file={},if=none,id=cd0,media=cdrom,format=raw", iso.display());
+    let drive = format!("file={},if=none,id=disk0,format=qcow2", disk.display());
+    let mut install = Machine::start(
+        dir.path(),
+        "strict",
+        &[
+            "-drive",
+            &cdrom,
+            "-device",
+            "ide-cd,drive=cd0,bootindex=1",
+            "-drive",
+            &drive,
+            "-device",
+            "virtio-blk-pci,drive=disk0",
+            "-boot",
+            "strict=on",
+        ],
+    );
+    install.wait_powered_off(Duration::from_secs(120));
+    let serial = install.serial();
+    assert!(serial.contains("first virtio disk") && serial.contains(FINISHED), "{serial}");
+    let mbr = first_sector(&disk, dir.path());
+    assert_eq!(&mbr[..446], &installed_mbr()[..446]);
+    let sectors = u32::from_le_bytes(mbr[446 + 12..446 + 16].try_into().expect("4 bytes"));
+    assert_eq!(sectors, 32 * 2048 - 2048, "sized from the device's capacity");
+}
+
+#[test]
 fn without_a_hard_disk_the_installer_says_so_and_waits() {
     let dir = tempfile::tempdir().expect("temp dir");
     let iso = dir.path().join("windows.iso");

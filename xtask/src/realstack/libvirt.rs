@@ -1,0 +1,169 @@
+//! The local real cloud's libvirt mode: Nova's own libvirt driver, with libvirtd and QEMU started by hand.
+//!
+//! libvirtd keeps its configuration, state, sockets and logs in fixed system paths (`/etc/libvirt`,
+//! `/var/lib/libvirt`, `/run/libvirt`, ...). So that everything stays under the cloud's directory,
+//! libvirtd runs in a private mount namespace in which those paths are bind mounts of
+//! `data/libvirt/*`; the namespace, and its mounts, end with libvirtd and its guests. Nova reaches
+//! the daemon through the socket's path outside the namespace. QEMU uses KVM where `/dev/kvm`
+//! opens, software emulation otherwise.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::{Layout, say, spawn};
+
+/// Debian packages the libvirt mode needs on top of the cloud's own.
+pub const APT_PACKAGES: &[(&str, &str, &str)] = &[
+    ("qemu-system-x86", "qemu-system-x86_64", "the guests' PC, under KVM or software emulation"),
+    ("libvirt-daemon", "libvirtd", "Nova's libvirt driver talks to libvirtd"),
+    ("libvirt-daemon-driver-qemu", "", "libvirtd's QEMU driver"),
+    ("libvirt-clients", "virsh", "virsh: the domain XML of a guest, and clean-up of left-over domains"),
+    ("libvirt-dev", "", "libvirt-python is built against the system's libvirt"),
+    ("pkg-config", "pkg-config", "finds the system libvirt's version for libvirt-python"),
+];
+
+/// The system paths libvirtd uses, each bind-mounted from `data/libvirt/<name>`.
+const MOUNTS: &[(&str, &str)] = &[
+    ("etc", "/etc/libvirt"),
+    ("lib", "/var/lib/libvirt"),
+    ("run", "/run/libvirt"),
+    ("cache", "/var/cache/libvirt"),
+    ("log", "/var/log/libvirt"),
+];
+
+/// libvirtd runs guests as root, unconfined, without cgroups (there is no systemd here), and
+/// writes each guest's serial console straight to the file Nova names (no virtlogd).
+const QEMU_CONF: &str = "# Written by `cargo xtask realstack up --compute libvirt`.\n\
+user = \"root\"\n\
+group = \"root\"\n\
+security_driver = \"none\"\n\
+dynamic_ownership = 0\n\
+remember_owner = 0\n\
+cgroup_controllers = [ ]\n\
+stdio_handler = \"file\"\n";
+
+const LIBVIRTD_CONF: &str = "# Written by `cargo xtask realstack up --compute libvirt`.\n\
+listen_tls = 0\n\
+listen_tcp = 0\n\
+unix_sock_rw_perms = \"0700\"\n\
+log_outputs = \"3:stderr\"\n";
+
+fn root(layout: &Layout) -> PathBuf {
+    layout.data().join("libvirt")
+}
+
+/// The libvirtd socket, seen from outside the namespace.
+pub fn socket(layout: &Layout) -> PathBuf {
+    root(layout).join("run").join("libvirt-sock")
+}
+
+/// The URI Nova and virsh connect with.
+pub fn uri(layout: &Layout) -> String {
+    format!("qemu+unix:///system?socket={}", socket(layout).display())
+}
+
+/// `kvm` when /dev/kvm can be opened for reading and writing, `qemu` (software emulation) otherwise.
+pub fn virt_type() -> &'static str {
+    if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() { "kvm" } else { "qemu" }
+}
+
+/// What the libvirt mode needs beyond the packages: libvirt-python in the virtualenv, matching the
+/// system's libvirt, and the `libvirt-qemu` user the QEMU driver resolves before it reads qemu.conf.
+pub fn prepare(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+    crate::ensure_apt(APT_PACKAGES)?;
+    if Command::new("getent").args(["passwd", "libvirt-qemu"]).output().map(|o| !o.status.success()).unwrap_or(true) {
+        crate::run(
+            Command::new("useradd")
+                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"])
+                .arg("libvirt-qemu"),
+        )?;
+    }
+    let python = layout.venv().join("bin/python");
+    if Command::new(&python).args(["-c", "import libvirt"]).output().is_ok_and(|o| o.status.success()) {
+        return Ok(());
+    }
+    let version =
+        Command::new("pkg-config").args(["--modversion", "libvirt"]).output().context("cannot run pkg-config")?;
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    if version.is_empty() {
+        bail!("pkg-config does not know libvirt: is libvirt-dev installed?");
+    }
+    say(started, format!("building libvirt-python {version} against the system's libvirt"));
+    crate::run(Command::new(layout.venv().join("bin/pip")).args([
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        &format!("libvirt-python=={version}"),
+    ]))
+}
+
+/// Starts libvirtd in its private mount namespace and waits for it to answer.
+pub fn start(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+    let root = root(layout);
+    for (name, _) in MOUNTS {
+        fs::create_dir_all(root.join(name))?;
+    }
+    fs::write(root.join("etc/qemu.conf"), QEMU_CONF)?;
+    fs::write(root.join("etc/libvirtd.conf"), LIBVIRTD_CONF)?;
+    let mut script = String::from("set -e\n");
+    for (name, target) in MOUNTS {
+        script.push_str(&format!("mkdir -p {target}\nmount --bind '{}' {target}\n", root.join(name).display()));
+    }
+    script.push_str("exec libvirtd\n");
+    let args: Vec<OsString> =
+        ["--mount", "--propagation", "private", "--", "sh", "-c", &script].iter().map(OsString::from).collect();
+    spawn(layout, "libvirtd", Path::new("unshare"), &args, &[])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if virsh(layout, &["version"]).is_ok() {
+            break;
+        }
+        super::ensure_alive(layout, "libvirtd")?;
+        if Instant::now() > deadline {
+            bail!("libvirtd does not answer on {} after 60 s", socket(layout).display());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    say(started, format!("libvirtd answers ({} guests)", virt_type()));
+    Ok(())
+}
+
+/// Runs virsh against the cloud's libvirtd; its stdout, or an error with its stderr.
+pub fn virsh(layout: &Layout, args: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("virsh").args(["-c", &uri(layout)]).args(args).output().context("cannot run virsh")?;
+    if !output.status.success() {
+        bail!("virsh {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Destroys and undefines every domain libvirtd knows, so that no guest outlives the cloud
+/// (libvirtd leaves running guests alone when it stops).
+pub fn remove_domains(layout: &Layout) {
+    let Ok(names) = virsh(layout, &["list", "--all", "--name"]) else { return };
+    for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+        eprintln!("realstack: removing the left-over libvirt domain {name}");
+        let _ = virsh(layout, &["destroy", name]);
+        let _ = virsh(layout, &["undefine", name, "--nvram"]).or_else(|_| virsh(layout, &["undefine", name]));
+    }
+}
+
+/// QEMU processes whose command line names a file of this cloud: guests that escaped `remove_domains`.
+pub fn stray_guests(layout: &Layout) -> Vec<u32> {
+    let needle = layout.data().display().to_string();
+    let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            cmdline.starts_with("/usr/bin/qemu-system") && cmdline.contains(&needle)
+        })
+        .collect()
+}
