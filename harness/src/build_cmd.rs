@@ -56,6 +56,9 @@ pub struct ValidateArgs {
     /// Skip the boot test.
     #[arg(long)]
     pub no_boot: bool,
+    /// How long the boot test waits for the console to show a booted OS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..))]
+    pub boot_timeout: u64,
     /// Flavor for the boot test (default: the smallest that fits).
     #[arg(long)]
     pub flavor: Option<String>,
@@ -198,7 +201,7 @@ pub async fn validate_image(args: ValidateArgs) -> anyhow::Result<u8> {
         visibility: args.visibility.clone(),
         require_image_type_image: true,
         boot_test: !args.no_boot,
-        boot_timeout: std::time::Duration::from_secs(900),
+        boot_timeout: std::time::Duration::from_secs(args.boot_timeout),
         flavor: args.flavor.clone(),
         scratch_dir: scratch.path().to_path_buf(),
         name_prefix: format!("{run_id}-validate"),

@@ -1,10 +1,15 @@
 //! `isoharness build` and `isoharness validate-image` against the local real cloud (`cargo xtask realstack up`): the workflow completes, the verdict fits what the compute driver does, and nothing is left behind.
 //!
-//! The real cloud runs stock Nova with the project's compute driver, which behaves like the
-//! libvirt driver for an ISO boot: the installer powers the guest off, the snapshot is the ISO
-//! (as qcow2), and a server booted from that snapshot finds no bootable device. So the right
-//! verdict is `iso-copy`. Without `ISOHARNESS_REALSTACK_CLOUDS` (a clouds.yaml with the cloud
-//! `realstack`) the trials are listed as ignored, with the reason printed.
+//! The real cloud runs stock Nova with one of two compute drivers (`ISOHARNESS_REALSTACK_COMPUTE`):
+//! `fake`, the project's driver that behaves like the libvirt driver for an ISO boot, or `libvirt`,
+//! Nova's own libvirt driver on libvirtd and QEMU, where the ISO's tiny installer really runs,
+//! installs onto the flavor's ephemeral disk and powers the guest off. Either way the snapshot is
+//! the ISO (as qcow2), so the right verdict is `iso-copy`, and a server booted from it shows no
+//! booted OS. With libvirt the build also fetches the real domain XML (`virsh dumpxml`, through
+//! `ISOHARNESS_REALSTACK_LIBVIRT_URI`), which the validator must recognise as stock Nova's, and
+//! validate-image must pass a disk the tiny installer installed. Without
+//! `ISOHARNESS_REALSTACK_CLOUDS` (a clouds.yaml with the cloud `realstack`) the trials are listed
+//! as ignored, with the reason printed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -17,7 +22,42 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
 const ENV: &str = "ISOHARNESS_REALSTACK_CLOUDS";
+const COMPUTE_ENV: &str = "ISOHARNESS_REALSTACK_COMPUTE";
+const LIBVIRT_URI_ENV: &str = "ISOHARNESS_REALSTACK_LIBVIRT_URI";
 const CLOUD: &str = "realstack";
+
+/// The compute driver behind the real cloud's Nova.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compute {
+    Fake,
+    Libvirt,
+}
+
+impl Compute {
+    fn from_env() -> Result<Compute, String> {
+        match std::env::var(COMPUTE_ENV).as_deref() {
+            Err(_) | Ok("fake") => Ok(Compute::Fake),
+            Ok("libvirt") => Ok(Compute::Libvirt),
+            Ok(other) => Err(format!("{COMPUTE_ENV}={other}: fake or libvirt")),
+        }
+    }
+
+    /// What the boot test reports for a disk holding only the ISO. The fake driver writes
+    /// SeaBIOS's `No bootable device.` to the console log; real SeaBIOS prints it on the VGA
+    /// screen only, so on libvirt the serial console stays silent until the boot test gives up.
+    fn unbootable_detail(self) -> &'static str {
+        match self {
+            Compute::Fake => "no bootable device",
+            Compute::Libvirt => "no sign of a booted OS",
+        }
+    }
+}
+
+/// `--domain-xml-command` for the libvirt mode: virsh against the cloud's own libvirtd.
+fn domain_xml_command() -> Result<String, String> {
+    let uri = std::env::var(LIBVIRT_URI_ENV).map_err(|_| format!("{COMPUTE_ENV}=libvirt needs {LIBVIRT_URI_ENV}"))?;
+    Ok(format!("virsh -c '{uri}' dumpxml {{instance}}"))
+}
 
 /// The guest whose installer ISO `isoharness media` writes.
 const GUEST: &str = "name=\"Realstack Linux\"; family=\"linux\"; release=\"1\"; distro=\"ubuntu\"; arch=\"x86_64\"; \
@@ -61,7 +101,7 @@ hw_disk_bus = "virtio"
 [completion]
 install_timeout_s = 600
 inactivity_timeout_s = 0
-boot_timeout_s = 120
+boot_timeout_s = 60
 "#;
 
 fn isoharness(clouds: &Path, args: &[&str]) -> Result<(i32, String, String), String> {
@@ -143,6 +183,7 @@ fn media(dir: &Path, clouds: &Path) -> Result<PathBuf, Failed> {
 }
 
 fn build_trial(clouds: &Path) -> Result<(), Failed> {
+    let compute = Compute::from_env()?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     media(dir.path(), clouds)?;
@@ -151,20 +192,14 @@ fn build_trial(clouds: &Path) -> Result<(), Failed> {
     let ledger = dir.path().join("ledger.jsonl");
     let before = runtime.block_on(inventory(clouds))?;
     let started = std::time::Instant::now();
-    let (code, stdout, stderr) = isoharness(
-        clouds,
-        &[
-            "build",
-            "--os-cloud",
-            CLOUD,
-            "--scenario",
-            &scenario.display().to_string(),
-            "--ledger",
-            &ledger.display().to_string(),
-            "--format",
-            "json",
-        ],
-    )?;
+    let scenario = scenario.display().to_string();
+    let ledger = ledger.display().to_string();
+    let mut args = vec!["build", "--os-cloud", CLOUD, "--scenario", &scenario, "--ledger", &ledger, "--format", "json"];
+    let xml_command = if compute == Compute::Libvirt { Some(domain_xml_command()?) } else { None };
+    if let Some(command) = &xml_command {
+        args.extend(["--domain-xml-command", command]);
+    }
+    let (code, stdout, stderr) = isoharness(clouds, &args)?;
     println!("realstack: isoharness build took {:.0} s", started.elapsed().as_secs_f64());
     // `build --format json` prints JSON lines: one `step` event per finished step, then the `report`.
     let report: Value = stdout
@@ -200,8 +235,14 @@ fn build_trial(clouds: &Path) -> Result<(), Failed> {
         return Err(format!("the snapshot should hold the ISO: {content}").into());
     }
     let boot = report["validation"]["checks"].as_array().and_then(|c| c.iter().find(|c| c["id"] == "boot")).cloned();
-    if boot.as_ref().map(|b| &b["detail"]) != Some(&Value::from("no bootable device")) {
-        return Err(format!("booting the snapshot should find no bootable device: {boot:?}").into());
+    let boot_failed = boot.as_ref().is_some_and(|b| {
+        b["status"] == "fail" && b["detail"].as_str().is_some_and(|d| d.starts_with(compute.unbootable_detail()))
+    });
+    if !boot_failed {
+        return Err(format!("booting the snapshot should show `{}`: {boot:?}", compute.unbootable_detail()).into());
+    }
+    if compute == Compute::Libvirt {
+        check_real_domain_xml(clouds, &report, dir.path())?;
     }
     let cleanup = report["cleanup"].as_array().cloned().unwrap_or_default();
     if cleanup.iter().any(|l| l.as_str().is_some_and(|l| l.starts_with("could not"))) {
@@ -210,22 +251,39 @@ fn build_trial(clouds: &Path) -> Result<(), Failed> {
     nothing_left(&runtime, clouds, &before)
 }
 
-fn validate_trial(clouds: &Path) -> Result<(), Failed> {
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let iso = media(dir.path(), clouds)?;
-    let before = runtime.block_on(inventory(clouds))?;
-    // What the stock snapshot of an ISO boot is: the ISO as qcow2, turned into an image (step 7).
-    let qcow2 = dir.path().join("iso-copy.qcow2");
-    let status = Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(&iso)
-        .arg(&qcow2)
-        .status()
-        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
-    if !status.success() {
-        return Err(format!("qemu-img convert failed: {status}").into());
+/// The domain XML the build fetched from libvirtd is what stock Nova writes for an ISO boot, and
+/// the validator, told nothing, recognises it as such.
+fn check_real_domain_xml(clouds: &Path, report: &Value, dir: &Path) -> Result<(), Failed> {
+    let xml = report["domain_xml"].as_str().ok_or("the build fetched no domain XML")?;
+    if !xml.contains("<nova:instance") || !xml.contains("device='cdrom'") {
+        return Err(format!("not the domain of a Nova ISO boot:\n{xml}").into());
     }
+    let path = dir.join("domain.xml");
+    std::fs::write(&path, xml).map_err(|e| e.to_string())?;
+    let (code, stdout, stderr) =
+        isoharness(clouds, &["check-xml", &path.display().to_string(), "--expect", "auto", "--format", "json"])?;
+    let checked: Value =
+        serde_json::from_str(&stdout).map_err(|e| format!("check-xml printed no JSON ({e}): {stdout}{stderr}"))?;
+    let file = &checked["files"][0];
+    let says_iso = file["findings"].as_array().is_some_and(|f| f.iter().any(|f| f["rule"] == "DX031"));
+    if code != 0 || file["layout_detected"] != "stock" || file["counts"]["error"] != 0 || !says_iso {
+        return Err(format!(
+            "check-xml should detect stock Nova, find no error and say the snapshot takes the ISO (DX031); \
+             got exit {code}: {checked}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Uploads `qcow2` as a private Linux image, runs `validate-image` on it with a flavor made for
+/// the purpose, deletes both, and returns the exit code and the JSON report.
+fn validate_image_file(
+    runtime: &tokio::runtime::Runtime,
+    clouds: &Path,
+    qcow2: &Path,
+    ledger: &Path,
+) -> Result<(i32, Value), Failed> {
     let image_id = runtime.block_on(async {
         let cloud = connect(clouds).await?;
         let glance = cloud.glance().await.map_err(|e| e.to_string())?;
@@ -244,10 +302,9 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
             ..Default::default()
         };
         let image = glance.create_image(&new).await.map_err(|e| e.to_string())?;
-        glance.upload_file(&image.id, &qcow2, None).await.map_err(|e| e.to_string())?;
+        glance.upload_file(&image.id, qcow2, None).await.map_err(|e| e.to_string())?;
         Ok::<_, String>(image.id)
     })?;
-    let ledger = dir.path().join("ledger.jsonl");
     // The boot test needs a flavor; the cloud has none of its own.
     let flavor = runtime.block_on(async {
         let cloud = connect(clouds).await?;
@@ -274,6 +331,9 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
                 &image_id,
                 "--expect-os",
                 "linux",
+                // The scenario's boot timeout: an ISO copy never shows a booted OS on real libvirt.
+                "--boot-timeout",
+                "60",
                 "--ledger",
                 &ledger.display().to_string(),
                 "--format",
@@ -293,6 +353,28 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
     let (code, stdout, stderr) = result?;
     let report: Value = serde_json::from_str(&stdout)
         .map_err(|e| format!("validate-image printed no JSON report ({e}); stderr:\n{stderr}"))?;
+    Ok((code, report))
+}
+
+fn validate_trial(clouds: &Path) -> Result<(), Failed> {
+    let compute = Compute::from_env()?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let iso = media(dir.path(), clouds)?;
+    let before = runtime.block_on(inventory(clouds))?;
+    // What the stock snapshot of an ISO boot is: the ISO as qcow2, turned into an image (step 7).
+    let qcow2 = dir.path().join("iso-copy.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&iso)
+        .arg(&qcow2)
+        .status()
+        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    if !status.success() {
+        return Err(format!("qemu-img convert failed: {status}").into());
+    }
+    let ledger = dir.path().join("ledger.jsonl");
+    let (code, report) = validate_image_file(&runtime, clouds, &qcow2, &ledger)?;
     let check = |id: &str| report["checks"].as_array().and_then(|c| c.iter().find(|c| c["id"] == id)).cloned();
     let failed: Vec<String> = report["checks"]
         .as_array()
@@ -307,12 +389,73 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
         .into());
     }
     for (id, wanted) in
-        [("content", "ISO 9660"), ("boot", "no bootable device"), ("real-format", "qcow2"), ("checksum", "md5")]
+        [("content", "ISO 9660"), ("boot", compute.unbootable_detail()), ("real-format", "qcow2"), ("checksum", "md5")]
     {
         let detail = check(id).map(|c| c["detail"].as_str().unwrap_or("").to_string()).unwrap_or_default();
         if !detail.contains(wanted) {
             return Err(format!("check `{id}` should mention `{wanted}`: {detail:?}").into());
         }
+    }
+    nothing_left(&runtime, clouds, &before)
+}
+
+/// A disk the ISO's tiny installer installed, under QEMU on this machine, passes every check, the
+/// boot test on the cloud's real hypervisor included.
+fn installed_disk_trial(clouds: &Path) -> Result<(), Failed> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let iso = media(dir.path(), clouds)?;
+    let before = runtime.block_on(inventory(clouds))?;
+    let disk = dir.path().join("installed.qcow2");
+    let created = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&disk)
+        .arg("1G")
+        .status()
+        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    if !created.success() {
+        return Err(format!("qemu-img create failed: {created}").into());
+    }
+    let mut install = Command::new("qemu-system-x86_64")
+        .args(["-accel", "kvm", "-accel", "tcg", "-m", "64", "-display", "none", "-nic", "none", "-no-reboot"])
+        .args(["-serial", "null", "-boot", "d", "-drive"])
+        .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
+        .arg("-drive")
+        .arg(format!("file={},media=cdrom,format=raw", iso.display()))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = install.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = install.kill();
+            let _ = install.wait();
+            return Err("the tiny installer did not power the machine off in 120 s".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    if !status.success() {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = install.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        return Err(format!("qemu exited with {status} during the install: {stderr}").into());
+    }
+    let ledger = dir.path().join("ledger.jsonl");
+    let (code, report) = validate_image_file(&runtime, clouds, &disk, &ledger)?;
+    let failed: Vec<&Value> =
+        report["checks"].as_array().map(|c| c.iter().filter(|c| c["status"] == "fail").collect()).unwrap_or_default();
+    if code != 0 || !failed.is_empty() {
+        return Err(format!("an installed disk passes validate-image (exit 0); got exit {code}: {report}").into());
+    }
+    let boot = report["checks"].as_array().and_then(|c| c.iter().find(|c| c["id"] == "boot")).cloned();
+    let evidence = boot.as_ref().map(|b| b["evidence"].to_string()).unwrap_or_default();
+    if boot.as_ref().map(|b| &b["status"]) != Some(&Value::from("pass")) || !evidence.contains("login:") {
+        return Err(format!("the boot test should see the installed system's login prompt: {boot:?}").into());
     }
     nothing_left(&runtime, clouds, &before)
 }
@@ -337,9 +480,17 @@ fn main() -> std::process::ExitCode {
         });
         if ignored { trial.with_kind(format!("needs {ENV}")).with_ignored_flag(true) } else { trial }
     };
-    let trials = vec![
+    let mut trials = vec![
         trial("realstack: isoharness build of a Linux ISO gives iso-copy and leaves nothing behind", build_trial),
         trial("realstack: isoharness validate-image finds the ISO copy", validate_trial),
     ];
+    let libvirt = Compute::from_env() == Ok(Compute::Libvirt);
+    let installed =
+        trial("realstack: validate-image passes an installed disk on the real hypervisor", installed_disk_trial);
+    trials.push(if libvirt || clouds.is_none() {
+        installed
+    } else {
+        installed.with_kind(format!("needs {COMPUTE_ENV}=libvirt")).with_ignored_flag(true)
+    });
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -119,13 +119,19 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
 }
 
-/// `cargo xtask test [--no-realstack] [ARGS]`: set up, bring the local real cloud up, run
-/// `cargo test --workspace ARGS` with `ISOHARNESS_REALSTACK_CLOUDS` naming its clouds.yaml, and take
-/// the cloud down again whatever the tests did. `--no-realstack` skips the cloud (its suites then
-/// report their trials as ignored).
+/// `cargo xtask test [--no-realstack] [--no-libvirt] [ARGS]`: set up, bring the local real cloud up
+/// with the fake compute driver, run `cargo test --workspace ARGS` with `ISOHARNESS_REALSTACK_CLOUDS`
+/// naming its clouds.yaml, and take the cloud down again whatever the tests did. Then, for a whole
+/// run (no ARGS), bring it up again on Nova's libvirt driver and run the real-cloud suite
+/// (`harness/tests/realstack.rs`) there. `--no-realstack` skips the cloud (its suites then report
+/// their trials as ignored), `--no-libvirt` the second round; a machine where libvirtd cannot run
+/// skips the second round with a warning.
 fn test(args: &[String]) -> anyhow::Result<()> {
+    let flags = ["--no-realstack", "--no-libvirt"];
     let with_realstack = !args.iter().any(|a| a == "--no-realstack");
-    let extra: Vec<&String> = args.iter().filter(|a| *a != "--no-realstack").collect();
+    let with_libvirt = !args.iter().any(|a| a == "--no-libvirt");
+    let extra: Vec<&String> = args.iter().filter(|a| !flags.contains(&a.as_str())).collect();
+    let whole_run = extra.is_empty();
     let cli = setup()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
@@ -139,19 +145,49 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         return run(&mut command);
     }
     let layout = realstack::Layout::new(realstack::default_root());
+    test_on_realstack(&layout, realstack::Compute::Fake, &mut command)?;
+    if !(whole_run && with_libvirt) {
+        return Ok(());
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut suite = Command::new(cargo);
+    suite
+        .current_dir(workspace_root())
+        .args(["test", "-p", "harness", "--test", "realstack"])
+        .env("ISOHARNESS_REALSTACK_COMPUTE", "libvirt")
+        .env("ISOHARNESS_REALSTACK_LIBVIRT_URI", realstack::libvirt_uri(&layout));
+    match test_on_realstack(&layout, realstack::Compute::Libvirt, &mut suite) {
+        Err(e) if e.downcast_ref::<realstack::LibvirtUnavailable>().is_some() => {
+            eprintln!("xtask: WARNING: the libvirt round is skipped: {e:#}");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Brings the local real cloud up with `compute`, runs `command` against it and takes it down.
+fn test_on_realstack(
+    layout: &realstack::Layout,
+    compute: realstack::Compute,
+    command: &mut Command,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let clouds = match realstack::up(&layout, realstack::Compute::Fake) {
+    let clouds = match realstack::up(layout, compute) {
         Ok(clouds) => clouds,
         Err(e) => {
-            let _ = realstack::down(&layout);
-            return Err(e.context("cannot bring the local real cloud up (`cargo xtask test --no-realstack` skips it)"));
+            let _ = realstack::down(layout);
+            return Err(e.context(format!(
+                "cannot bring the local real cloud up with the {} compute driver (`cargo xtask test --no-realstack` \
+                 skips it)",
+                compute.name()
+            )));
         }
     };
-    eprintln!("xtask: the local real cloud came up in {:.0} s", started.elapsed().as_secs_f64());
+    eprintln!("xtask: the local real cloud ({}) came up in {:.0} s", compute.name(), started.elapsed().as_secs_f64());
     let tests_started = std::time::Instant::now();
     let result = run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds));
     eprintln!("xtask: the tests took {:.0} s", tests_started.elapsed().as_secs_f64());
-    let stopped = realstack::down(&layout);
+    let stopped = realstack::down(layout);
     match (result, stopped) {
         (Err(tests), _) => Err(tests),
         (Ok(()), Err(down)) => Err(down.context("the tests passed but the local real cloud did not go down cleanly")),

@@ -26,6 +26,8 @@ use anyhow::{Context, bail};
 
 mod libvirt;
 
+pub use libvirt::{Unavailable as LibvirtUnavailable, uri as libvirt_uri};
+
 /// The first of the ports the local real cloud uses; it takes [`PORT_BASE`]..=`PORT_BASE + 9` on 127.0.0.1.
 pub const PORT_BASE: u16 = 45300;
 

@@ -102,8 +102,25 @@ pub fn prepare(layout: &Layout, started: Instant) -> anyhow::Result<()> {
     ]))
 }
 
+/// libvirtd cannot run on this machine (no mount namespaces, no QEMU driver, ...): the libvirt
+/// mode is then skipped, not failed, as its issue asks for it only where libvirt/QEMU can run.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "libvirt cannot run here: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
 /// Starts libvirtd in its private mount namespace and waits for it to answer.
 pub fn start(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+    start_daemon(layout, started).map_err(|e| Unavailable(format!("{e:#}")).into())
+}
+
+fn start_daemon(layout: &Layout, started: Instant) -> anyhow::Result<()> {
     let root = root(layout);
     for (name, _) in MOUNTS {
         fs::create_dir_all(root.join(name))?;
