@@ -19,8 +19,9 @@ use bytes::{Bytes, BytesMut};
 use md5::{Digest, Md5};
 use sha2::Sha512;
 
-/// How many chunks may wait for each thread before the producer blocks.
-const QUEUE_DEPTH: usize = 16;
+/// How many chunks may wait for each thread before the producer blocks: with [`BATCH`]-sized chunks, a few MiB
+/// of slack between the socket, the disk and the two digests, and a bounded memory whatever the image size.
+const QUEUE_DEPTH: usize = 4;
 /// The size of the chunks handed to the writer and hashing threads.
 pub const BATCH: usize = 1 << 20;
 /// Read size when importing from a local file.
