@@ -78,7 +78,7 @@ impl Load {
             format!("p50 {} ms, p99 {} ms, {} ops", q(self.quantile_ms(0.5)), q(self.quantile_ms(0.99)), self.ok);
         if self.errors > 0 {
             let first = self.first_error.as_deref().unwrap_or_default();
-            let first: String = first.chars().take(120).collect();
+            let first: String = first.chars().take(60).collect();
             text.push_str(&format!(", {} errors, the first: {first}", self.errors));
         }
         text

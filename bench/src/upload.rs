@@ -160,6 +160,23 @@ fn size_name(size: u64) -> String {
     if size >= GIB && size.is_multiple_of(GIB) { format!("{} GiB", size / GIB) } else { format!("{} MiB", size / MIB) }
 }
 
+/// The sequential write rate of the file system holding `dir`, in MB/s: `size` bytes of generated data written in
+/// 1 MiB blocks and synced, as an image store must eventually put them on disk.
+fn disk_write_rate(dir: &Path, size: u64) -> anyhow::Result<f64> {
+    let file = tempfile::Builder::new().prefix("isoharness-bench-disk-").tempfile_in(dir)?;
+    let block = generated_block(MIB as usize);
+    let started = Instant::now();
+    let mut out = file.as_file();
+    let mut written = 0;
+    while written < size {
+        let n = (size - written).min(MIB) as usize;
+        out.write_all(&block[..n])?;
+        written += n as u64;
+    }
+    out.sync_data()?;
+    Ok(rate(size, started.elapsed().as_secs_f64()))
+}
+
 /// Free bytes on the file system holding `dir`, as `df` reports them.
 fn free_bytes(dir: &Path) -> Option<u64> {
     let output = std::process::Command::new("df").args(["-B1", "--output=avail"]).arg(dir).output().ok()?;
@@ -180,6 +197,8 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
     }
     eprintln!("bench upload: hash rates ...");
     let hashes: HashRates = hashing::measure(plan.hash_bytes, plan.hash_trials);
+    eprintln!("bench upload: disk write rate ...");
+    let disk = disk_write_rate(&plan.work_dir, plan.size)?;
     let scratch = tempfile::Builder::new().prefix("isoharness-bench-upload-").tempdir_in(&plan.work_dir)?;
     let shm = Path::new("/dev/shm");
     let image_dir = if shm.is_dir() {
@@ -220,6 +239,8 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
             "MB/s",
             RatioKind::Fraction,
         ),
+        Figure::new(p, format!("disk: write {size} in 1 MiB blocks, then sync"), disk, "MB/s")
+            .note(format!("the file system of {}", plan.work_dir.display())),
         Figure::new(p, "md5 + sha512 on one thread", hashes.both_one_thread, "MB/s")
             .against(slower_name, Some(slower), "MB/s", RatioKind::Fraction)
             .note("also the 2-core ceiling when client and server both compute both digests"),
@@ -237,6 +258,14 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
             .against(slower_name, Some(slower), "MB/s", RatioKind::Fraction)
             .target(Target::RatioAtLeast(0.8))
             .note("only mockstack hashes: its own pipeline against the machine"),
+        Figure::new(p, format!("upload {size} to mockstack, streaming client without digests"), raw.mb_per_s, "MB/s")
+            .against(
+                if disk < slower { "the disk's write rate" } else { slower_name },
+                Some(disk.min(slower)),
+                "MB/s",
+                RatioKind::Fraction,
+            )
+            .note("against the slower of the digests and the disk the image store is on"),
     ];
     // CPU time hardly depends on what else the machine runs: the server's CPU per GiB against what the two
     // digests alone cost at this machine's single-thread rates.
