@@ -91,7 +91,7 @@ pub async fn run(plan: &WaitingPlan) -> anyhow::Result<Vec<Figure>> {
     Ok(vec![
         Figure::new(
             p,
-            format!("polling calls per minute of build, {policy}"),
+            format!("polling calls per minute of cloud time, {policy}"),
             per_minute(&adaptive, adaptive.polls),
             "calls/min",
         )
