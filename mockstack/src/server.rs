@@ -48,9 +48,11 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
 
     let headers = response.headers_mut();
     let id_value = HeaderValue::from_str(&request_id).expect("request ids are ascii");
-    headers.insert("x-openstack-request-id", id_value.clone());
-    if service == Some(Service::Compute) {
-        headers.insert("x-compute-request-id", id_value);
+    if !answered_before_request_id(service, path) {
+        headers.insert("x-openstack-request-id", id_value.clone());
+        if service == Some(Service::Compute) {
+            headers.insert("x-compute-request-id", id_value);
+        }
     }
     let microversion = headers.get("openstack-api-version").and_then(|v| v.to_str().ok()).map(String::from);
     state.journal().record(JournalEntry {
@@ -65,6 +67,16 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         microversion,
     });
     response
+}
+
+/// Glance's and Nova's version documents come from middleware that answers before the request-id
+/// middleware runs, so the real services send them without `x-openstack-request-id`.
+fn answered_before_request_id(service: Option<Service>, path: &str) -> bool {
+    match service {
+        Some(Service::Image) => matches!(path, "/" | "/versions"),
+        Some(Service::Compute) => path == "/",
+        _ => false,
+    }
 }
 
 /// The `x-openstack-request-id` of the request being answered (Nova records it in instance actions).

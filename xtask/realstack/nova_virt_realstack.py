@@ -47,7 +47,7 @@ CONF.register_opts(
     [
         cfg.FloatOpt(
             "install_seconds",
-            default=4.0,
+            default=12.0,
             help="How long the simulated installer runs before the guest powers itself off.",
         ),
     ],

@@ -214,8 +214,7 @@ pub fn up(layout: &Layout) -> anyhow::Result<PathBuf> {
     if layout.data().exists() {
         fs::remove_dir_all(layout.data()).with_context(|| format!("cannot clear {}", layout.data().display()))?;
     }
-    for sub in ["mysql", "rabbitmq", "glance-images", "glance-staging", "glance-tasks", "glance-cache", "locks", "nova"]
-    {
+    for sub in ["mysql", "rabbitmq", "glance-images", "glance-staging", "locks", "nova"] {
         fs::create_dir_all(layout.data().join(sub))?;
     }
     let _ = fs::remove_file(layout.clouds_yaml());

@@ -67,6 +67,11 @@ async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::image(StatusCode::METHOD_NOT_ALLOWED, format!("The method {method} is not allowed for this resource."))
 }
 
+/// A 204 as Glance sends it: webob labels even an empty answer `text/html`.
+fn no_content() -> Response {
+    (StatusCode::NO_CONTENT, [(header::CONTENT_TYPE, "text/html; charset=UTF-8")]).into_response()
+}
+
 // ----- discovery -----
 
 fn versions_body(state: &AppState) -> Value {
@@ -238,45 +243,45 @@ async fn delete_image(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     state.glance().delete(&viewer(&caller), &id)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content())
 }
 
 async fn add_tag(
     caller: Caller,
     State(state): State<AppState>,
     Path((id, tag)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     state.glance().add_tag(&viewer(&caller), &id, &tag)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content())
 }
 
 async fn remove_tag(
     caller: Caller,
     State(state): State<AppState>,
     Path((id, tag)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     state.glance().remove_tag(&viewer(&caller), &id, &tag)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content())
 }
 
 async fn deactivate(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     state.glance().set_active(&viewer(&caller), &id, false)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content())
 }
 
 async fn reactivate(
     caller: Caller,
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     state.glance().set_active(&viewer(&caller), &id, true)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content())
 }
 
 // ----- members -----
@@ -343,9 +348,9 @@ async fn delete_member(
     caller: Caller,
     State(state): State<AppState>,
     Path((id, member_id)): Path<(String, String)>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     state.glance().delete_member(&viewer(&caller), &id, &member_id)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content())
 }
 
 // ----- data -----
@@ -356,7 +361,7 @@ async fn upload(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<StatusCode, ApiError> {
+) -> Result<Response, ApiError> {
     let received = content_type(&headers);
     let media = received.map(|c| c.split(';').next().unwrap_or("").trim());
     if media != Some("application/octet-stream") {
@@ -388,7 +393,7 @@ async fn upload(
     }
     let digests = sink.finish().await.map_err(GlanceError::Io)?;
     glance.finish_upload(ticket, digests)?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(no_content())
 }
 
 /// A webob `Range` header: `bytes=START-END` (END inclusive), `bytes=START-`, or `bytes=-SUFFIX`.

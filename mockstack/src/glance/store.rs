@@ -620,8 +620,10 @@ impl GlanceState {
                 ticket.id
             )));
         };
-        std::fs::rename(&ticket.partial, self.final_path(&ticket.id))?;
+        let stored = self.final_path(&ticket.id);
+        std::fs::rename(&ticket.partial, &stored)?;
         let image = &mut record.image;
+        image.virtual_size = virtual_size(&stored, image.disk_format.as_deref(), digests.size);
         image.size = Some(digests.size);
         image.checksum = Some(digests.md5);
         image.os_hash_algo = Some("sha512".into());
@@ -1287,5 +1289,72 @@ mod tests {
             "bad request: Invalid value 'maybe' for 'os_hidden' filter. Valid values are 'true' or 'false'."
         );
         assert_eq!(err(&[("size_min", "big")]), "bad request: Unable to filter on a range with a non-numeric value.");
+    }
+}
+
+/// The guest-visible size Glance's format inspector reports after an upload: the data size for
+/// `raw`, the volume size of an ISO 9660 primary volume descriptor, the size in a qcow2 header,
+/// and nothing for formats it does not read (or data too short to tell).
+fn virtual_size(path: &std::path::Path, disk_format: Option<&str>, size: u64) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let read_at = |offset: u64, len: usize| -> Option<Vec<u8>> {
+        let mut file = std::fs::File::open(path).ok()?;
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        let mut buf = vec![0u8; len];
+        file.read_exact(&mut buf).ok()?;
+        Some(buf)
+    };
+    match disk_format? {
+        "raw" => Some(size),
+        "iso" => {
+            // The primary volume descriptor at sector 16: "CD001", then the volume space size
+            // (both-endian u32 at 80) and the logical block size (both-endian u16 at 128).
+            let pvd = read_at(32768, 132)?;
+            if &pvd[1..6] != b"CD001" {
+                return None;
+            }
+            let blocks = u32::from_le_bytes([pvd[80], pvd[81], pvd[82], pvd[83]]);
+            let block_size = u16::from_le_bytes([pvd[128], pvd[129]]);
+            Some(u64::from(blocks) * u64::from(block_size))
+        }
+        "qcow2" => {
+            let header = read_at(0, 32)?;
+            if &header[0..4] != b"QFI\xfb" {
+                return None;
+            }
+            Some(u64::from_be_bytes(header[24..32].try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod virtual_size_tests {
+    use super::virtual_size;
+
+    fn check(disk_format: &str, data: &[u8], expected: Option<u64>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data");
+        std::fs::write(&path, data).expect("write");
+        assert_eq!(virtual_size(&path, Some(disk_format), data.len() as u64), expected, "{disk_format}");
+    }
+
+    #[test]
+    fn virtual_size_follows_the_format_inspectors() {
+        check("raw", &[7; 1000], Some(1000));
+        let mut iso = vec![0u8; 34816];
+        iso[32768] = 1;
+        iso[32769..32774].copy_from_slice(b"CD001");
+        iso[32768 + 80..32768 + 84].copy_from_slice(&17u32.to_le_bytes());
+        iso[32768 + 128..32768 + 130].copy_from_slice(&2048u16.to_le_bytes());
+        check("iso", &iso, Some(17 * 2048));
+        check("iso", &[0; 40000], None);
+        check("iso", &[0; 100], None);
+        let mut qcow2 = vec![0u8; 512];
+        qcow2[0..4].copy_from_slice(b"QFI\xfb");
+        qcow2[24..32].copy_from_slice(&(5u64 << 30).to_be_bytes());
+        check("qcow2", &qcow2, Some(5 << 30));
+        check("qcow2", &[1; 512], None);
+        check("vmdk", &[1; 512], None);
     }
 }

@@ -106,11 +106,29 @@ pub fn negotiate(headers: &HeaderMap) -> Result<ApiVersion, ApiError> {
 pub async fn layer(mut request: Request, next: Next) -> Response {
     let version = match negotiate(request.headers()) {
         Ok(v) => v,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            // A well-formed version outside the range is echoed back, as Nova does on its 406.
+            if response.status() == StatusCode::NOT_ACCEPTABLE
+                && let Some(asked) = requested(request.headers()).as_deref().and_then(ApiVersion::parse)
+            {
+                version_headers(response.headers_mut(), asked);
+            }
+            return response;
+        }
     };
     request.extensions_mut().insert(version);
     let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+    version_headers(response.headers_mut(), version);
+    // Nova's serializer labels its empty 202 and 204 answers JSON too.
+    if !response.headers().contains_key(axum::http::header::CONTENT_TYPE) {
+        response.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    response
+}
+
+/// The headers Nova puts on every microversioned response.
+fn version_headers(headers: &mut axum::http::HeaderMap, version: ApiVersion) {
     if let Ok(v) = HeaderValue::from_str(&format!("compute {version}")) {
         headers.insert(HEADER, v);
     }
@@ -119,7 +137,6 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
     }
     headers.append(axum::http::header::VARY, HeaderValue::from_static("OpenStack-API-Version"));
     headers.append(axum::http::header::VARY, HeaderValue::from_static("X-OpenStack-Nova-API-Version"));
-    response
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ApiVersion {

@@ -576,6 +576,8 @@ async fn create(
     system_metadata.insert("image_base_image_ref".into(), image_id.clone());
     system_metadata.insert("owner_user_name".into(), caller.token.user_name.clone());
     system_metadata.insert("owner_project_name".into(), caller.project_name().to_string());
+    // The compute manager keeps the caller's roles at boot; snapshots inherit them.
+    system_metadata.insert("boot_roles".into(), caller.token.roles.join(","));
 
     let mut table = state.nova().servers();
     let count = check_quota(&table, caller.project_id(), &flavor, min_count, max_count, state.config().quota)?;
