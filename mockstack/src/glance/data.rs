@@ -1,10 +1,10 @@
 //! Image data on disk: streams chunks to a file while md5 and sha512 are computed on the fly, with memory bounded by a few chunks whatever the image size.
 //!
 //! The request body arrives in pieces of a few KiB to a few hundred KiB. They are copied into one of a small pool
-//! of [`CHUNK`]-sized buffers; each full buffer is shared (not copied) by three threads: one computes md5, one
+//! of 4 MiB buffers; each full buffer is shared (not copied) by three threads: one computes md5, one
 //! sha512, one writes it to the file. So both digests run in parallel, each on its own core when there is one, and
 //! neither waits for the disk. The last thread done with a buffer sends it back to the pool, and the producer waits
-//! for a free buffer when all [`BUFFERS`] are in flight: backpressure all the way to the socket, and no memory is
+//! for a free buffer when all four are in flight: backpressure all the way to the socket, and no memory is
 //! allocated (or page-faulted in) per chunk.
 //!
 //! The writer bypasses the page cache (`O_DIRECT`) where the file system allows it: a buffered write of a freshly
