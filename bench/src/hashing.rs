@@ -75,23 +75,43 @@ fn both_parallel(block: &[u8], rounds: usize) {
     });
 }
 
+/// Samples of the four measures, possibly taken at several moments (before and after what they are a reference
+/// for) so that a burst of load elsewhere hits the reference and the measured figure alike.
+#[derive(Debug, Clone, Default)]
+pub struct HashSamples {
+    /// MB/s of md5, sha512, both in parallel, both on one thread.
+    samples: [Vec<f64>; 4],
+}
+
+impl HashSamples {
+    /// Runs each measure `trials` times, interleaved, over `total` bytes per trial.
+    pub fn take(&mut self, total: usize, trials: usize) {
+        let block = generated_block(8 << 20);
+        let rounds = total.div_ceil(block.len()).max(1);
+        let bytes = (rounds * block.len()) as f64;
+        let measures: [fn(&[u8], usize); 4] = [md5_of, sha512_of, both_parallel, both_one_thread];
+        for _ in 0..trials.max(1) {
+            for (i, f) in measures.iter().enumerate() {
+                let started = Instant::now();
+                f(&block, rounds);
+                self.samples[i].push(bytes / started.elapsed().as_secs_f64() / 1e6);
+            }
+        }
+    }
+
+    /// The median of every measure's samples.
+    pub fn rates(&self) -> HashRates {
+        let [md5, sha512, both_parallel, both_one_thread] = self.samples.clone().map(|s| median(s).unwrap_or(0.0));
+        HashRates { md5, sha512, both_parallel, both_one_thread }
+    }
+}
+
 /// Runs each measure `trials` times, interleaved so that a burst of load elsewhere hits them alike, over
 /// `total` bytes per trial; returns the median of each.
 pub fn measure(total: usize, trials: usize) -> HashRates {
-    let block = generated_block(8 << 20);
-    let rounds = total.div_ceil(block.len()).max(1);
-    let bytes = (rounds * block.len()) as f64;
-    let mut samples: [Vec<f64>; 4] = Default::default();
-    let measures: [fn(&[u8], usize); 4] = [md5_of, sha512_of, both_parallel, both_one_thread];
-    for _ in 0..trials.max(1) {
-        for (i, f) in measures.iter().enumerate() {
-            let started = Instant::now();
-            f(&block, rounds);
-            samples[i].push(bytes / started.elapsed().as_secs_f64() / 1e6);
-        }
-    }
-    let [md5, sha512, both_parallel, both_one_thread] = samples.map(|s| median(s).unwrap_or(0.0));
-    HashRates { md5, sha512, both_parallel, both_one_thread }
+    let mut samples = HashSamples::default();
+    samples.take(total, trials);
+    samples.rates()
 }
 
 /// The median of some samples (the mean of the middle two for an even count).

@@ -6,10 +6,13 @@
 //! Client and server share the machine's cores, so the client's CPU is taken from the server's: the CPU figures say
 //! how much of the rate each side cost, which stays meaningful when other work shares the machine.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -18,7 +21,7 @@ use harness::cloud::glance::NewImage;
 use harness::cloud::{ClientOptions, Cloud};
 
 use crate::child::{MockChild, RssSampler, cpu_seconds, mock_admin_config};
-use crate::hashing::{self, HashRates, generated_block};
+use crate::hashing::{HashSamples, generated_block};
 use crate::real::RealCloud;
 use crate::report::{Figure, Part, RatioKind, Target};
 
@@ -46,6 +49,111 @@ struct Uploaded {
     client_cpu: Option<f64>,
     /// Resident-memory growth of the mockstack process over the upload (peak − before), bytes.
     rss_growth: Option<u64>,
+    /// The upload's wall time, seconds.
+    secs: f64,
+    /// What the scheduler says about mockstack's threads over the upload, summed per thread name.
+    threads: Option<BTreeMap<String, Sched>>,
+}
+
+/// Seconds a thread spent running, and runnable but waiting for a CPU (`/proc/<pid>/task/<tid>/schedstat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Sched {
+    ran: f64,
+    waited: f64,
+}
+
+/// The scheduler statistics of every thread of a process, by thread id with its name; `names` caches the names
+/// (a thread keeps its id and name for its lifetime), so that a sample costs one read per thread.
+fn thread_scheds(pid: u32, names: &mut BTreeMap<u32, String>) -> Option<BTreeMap<u32, (String, Sched)>> {
+    let mut threads = BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let Some(tid) = entry.ok().and_then(|e| e.file_name().to_str().and_then(|t| t.parse::<u32>().ok())) else {
+            continue;
+        };
+        // A thread may end between the listing and the reads.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")) else { continue };
+        let name = match names.get(&tid) {
+            Some(name) => name.clone(),
+            None => {
+                let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")) else { continue };
+                names.entry(tid).or_insert_with(|| name.trim().to_string()).clone()
+            }
+        };
+        let mut nanos = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0) as f64 / 1e9);
+        let sched = Sched { ran: nanos.next().unwrap_or(0.0), waited: nanos.next().unwrap_or(0.0) };
+        threads.insert(tid, (name, sched));
+    }
+    Some(threads)
+}
+
+/// The threads of a process as last sampled, against a first sample: threads that end in between keep their last
+/// sample.
+struct ThreadSchedule {
+    pid: u32,
+    names: BTreeMap<u32, String>,
+    before: BTreeMap<u32, (String, Sched)>,
+    last: BTreeMap<u32, (String, Sched)>,
+}
+
+impl ThreadSchedule {
+    fn new(pid: u32) -> Option<ThreadSchedule> {
+        let mut names = BTreeMap::new();
+        let before = thread_scheds(pid, &mut names)?;
+        Some(ThreadSchedule { pid, names, last: before.clone(), before })
+    }
+
+    /// Takes a sample; false once the process is gone.
+    fn sample(&mut self) -> bool {
+        match thread_scheds(self.pid, &mut self.names) {
+            Some(now) => {
+                self.last.extend(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What each thread name's threads did between the first sample and the last.
+    fn by_name(self) -> BTreeMap<String, Sched> {
+        let mut by_name = BTreeMap::<String, Sched>::new();
+        for (tid, (name, now)) in self.last {
+            let was = self.before.get(&tid).map(|(_, s)| *s).unwrap_or_default();
+            let sum = by_name.entry(name).or_default();
+            sum.ran += now.ran - was.ran;
+            sum.waited += now.waited - was.waited;
+        }
+        by_name
+    }
+}
+
+/// Samples a [`ThreadSchedule`] every 10 ms until stopped, so that threads that end during the upload (the digest
+/// threads end with it) are counted.
+struct ThreadSampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<BTreeMap<String, Sched>>>,
+}
+
+impl ThreadSampler {
+    /// Takes the first sample now, then samples on a thread of its own.
+    fn start(pid: u32) -> ThreadSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = ThreadSchedule::new(pid).map(|mut schedule| {
+            std::thread::spawn(move || {
+                while !flag.load(Ordering::Relaxed) && schedule.sample() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                schedule.sample();
+                schedule.by_name()
+            })
+        });
+        ThreadSampler { stop, thread }
+    }
+
+    fn finish(self) -> Option<BTreeMap<String, Sched>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread?.join().ok()
+    }
 }
 
 /// The clients the image is uploaded with, leanest first.
@@ -122,15 +230,17 @@ async fn measure(
     let server_cpu_before = server.and_then(MockChild::cpu);
     let client_cpu_before = cpu_seconds(me);
     let sampler = server.map(|c| RssSampler::start(c.pid()));
+    let thread_sampler = server.map(|c| ThreadSampler::start(c.pid()));
     let started = Instant::now();
     let result = upload.await;
     let secs = started.elapsed().as_secs_f64();
     let client_cpu = client_cpu_before.zip(cpu_seconds(me)).map(|(b, a)| a - b);
     let server_cpu = server_cpu_before.zip(server.and_then(MockChild::cpu)).map(|(b, a)| a - b);
     let peak = sampler.map(RssSampler::finish);
+    let threads = thread_sampler.and_then(ThreadSampler::finish);
     result?;
     let rss_growth = before.zip(peak).map(|(b, p)| p.saturating_sub(b));
-    Ok(Uploaded { mb_per_s: rate(size, secs), server_cpu, client_cpu, rss_growth })
+    Ok(Uploaded { mb_per_s: rate(size, secs), server_cpu, client_cpu, rss_growth, secs, threads })
 }
 
 /// Checks that the image is active with `size` bytes and, when known, the digests Glance should have stored.
@@ -316,6 +426,39 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     String::from_utf8_lossy(&output.stdout).lines().nth(1)?.trim().parse().ok()
 }
 
+/// Where the wall time of an upload went, for mockstack's digest threads: running, runnable but waiting for a CPU
+/// (taken by other threads, of this upload or of the machine's other load), or blocked (waiting for data).
+fn thread_figures(upload_name: &str, uploaded: &Uploaded) -> Vec<Figure> {
+    let wall = uploaded.secs;
+    ["glance-md5", "glance-sha512", "tokio-rt-worker"]
+        .into_iter()
+        .map(|name| {
+            let sched = uploaded.threads.as_ref().map(|t| t.get(name).copied().unwrap_or_default());
+            let value = sched.map(|s| s.ran).ok_or_else(|| "no /proc schedstat".to_string());
+            let mut figure = Figure::maybe(
+                Part::Upload,
+                format!("{upload_name}: mockstack's {name} running"),
+                value,
+                "s",
+            )
+            .against("the upload's wall time", Some(wall), "s", RatioKind::Fraction);
+            if let Some(s) = sched {
+                figure = figure.note(format!(
+                    "runnable but waiting for a CPU {:.2} s ({:.0}% of the wall time){}",
+                    s.waited,
+                    100.0 * s.waited / wall,
+                    if name == "tokio-rt-worker" {
+                        " (all workers)".to_string()
+                    } else {
+                        format!(", blocked for data {:.0}%", 100.0 * (1.0 - (s.ran + s.waited) / wall).max(0.0))
+                    }
+                ));
+            }
+            figure
+        })
+        .collect()
+}
+
 /// Runs the part and returns its figures.
 pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figure>> {
     // Each store holds one copy at a time (every image is deleted after its upload); the client's image is sparse.
@@ -329,7 +472,8 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
         );
     }
     eprintln!("bench upload: hash rates ...");
-    let hashes: HashRates = hashing::measure(plan.hash_bytes, plan.hash_trials);
+    let mut hash_samples = HashSamples::default();
+    hash_samples.take(plan.hash_bytes, plan.hash_trials);
     eprintln!("bench upload: disk write rate ...");
     let disk = disk_write_rate(&plan.work_dir, plan.size)?;
     let scratch = tempfile::Builder::new().prefix("isoharness-bench-upload-").tempdir_in(&plan.work_dir)?;
@@ -359,6 +503,10 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
     mock.sort_by_key(|(client, _)| Client::ALL.iter().position(|c| c == client));
     drop(cloud);
     child.stop()?;
+    // The references again after the uploads: their medians then span the time the uploads ran in.
+    eprintln!("bench upload: hash rates again ...");
+    hash_samples.take(plan.hash_bytes, plan.hash_trials);
+    let hashes = hash_samples.rates();
 
     let real_uploads: Result<Vec<Uploaded>, String> = match real.config() {
         Ok(config) => {
@@ -372,7 +520,8 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
     let slower_name = if hashes.md5 <= hashes.sha512 { "md5, one thread" } else { "sha512, one thread" };
     let p = Part::Upload;
     let mut figures = vec![
-        Figure::new(p, "md5, one thread", hashes.md5, "MB/s"),
+        Figure::new(p, "md5, one thread", hashes.md5, "MB/s")
+            .note("each hash rate: the median of trials before and after the uploads"),
         Figure::new(p, "sha512, one thread", hashes.sha512, "MB/s"),
         Figure::new(p, "md5 ∥ sha512 on two threads", hashes.both_parallel, "MB/s").against(
             slower_name,
@@ -409,6 +558,11 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
             ));
         }
         if *client == Client::Sendfile {
+            figures.push(
+                Figure::new(p, &upload_name, uploaded.mb_per_s, "MB/s")
+                    .against("md5 ∥ sha512 on two threads", Some(hashes.both_parallel), "MB/s", RatioKind::Fraction)
+                    .note("what the two digests alone reach on both cores in this run: 1 means the upload costs no more than they do"),
+            );
             figures.push(
                 Figure::new(p, &upload_name, uploaded.mb_per_s, "MB/s")
                     .against(
@@ -454,6 +608,9 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
                 )
                 .note("below 1: the machine's other load, or waits, had the rest of the two cores"),
         );
+        if *client == Client::Sendfile {
+            figures.extend(thread_figures(&upload_name, uploaded));
+        }
     }
     for (client, uploaded) in &mock {
         if *client == Client::Reqwest {
@@ -487,6 +644,31 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_that_ended_keeps_its_last_sample_under_its_name() {
+        let mut schedule = ThreadSchedule::new(std::process::id()).expect("/proc/<pid>/task/<tid>/schedstat");
+        let (worked, wait_worked) = std::sync::mpsc::channel();
+        let (exit, wait_exit) = std::sync::mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .name("bench-busy".into())
+            .spawn(move || {
+                let block = generated_block(MIB as usize);
+                for _ in 0..20 {
+                    std::hint::black_box(<md5::Md5 as md5::Digest>::digest(&block));
+                }
+                worked.send(()).unwrap();
+                let _ = wait_exit.recv();
+            })
+            .unwrap();
+        wait_worked.recv().unwrap();
+        assert!(schedule.sample());
+        exit.send(()).unwrap();
+        worker.join().unwrap();
+        assert!(schedule.sample());
+        let threads = schedule.by_name();
+        assert!(threads.get("bench-busy").is_some_and(|s| s.ran > 0.0), "{threads:?}");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_sendfile_client_uploads_the_file_as_it_is() {
