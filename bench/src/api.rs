@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use harness::cloud::config::{AuthMethod, CloudConfig, DomainRef, ProjectRef, Scope, UserRef};
-use harness::cloud::glance::NewImage;
+use harness::cloud::glance::{ImageQuery, NewImage};
 use harness::cloud::nova::{NewFlavor, NewServer};
 use harness::cloud::{ClientOptions, Cloud};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -77,7 +77,9 @@ impl Load {
         let mut text =
             format!("p50 {} ms, p99 {} ms, {} ops", q(self.quantile_ms(0.5)), q(self.quantile_ms(0.99)), self.ok);
         if self.errors > 0 {
-            text.push_str(&format!(", {} errors", self.errors));
+            let first = self.first_error.as_deref().unwrap_or_default();
+            let first: String = first.chars().take(60).collect();
+            text.push_str(&format!(", {} errors, the first: {first}", self.errors));
         }
         text
     }
@@ -201,6 +203,9 @@ fn password_auth_body(config: &CloudConfig) -> Option<Value> {
     Some(json!({ "auth": auth }))
 }
 
+/// The name of the images the create/delete cycle makes.
+const CYCLE_IMAGE: &str = "bench-api-cycle";
+
 /// The resources the load runs read, created through the harness client and deleted afterwards.
 struct Fixtures {
     image_id: String,
@@ -291,6 +296,12 @@ async fn delete_fixtures(cloud: &Cloud, fixtures: Option<Fixtures>) {
     }
     if let Ok(glance) = cloud.glance().await {
         let _ = glance.delete_image(&f.image_id).await;
+        // A cycle whose delete failed (real Glance on sqlite answers 500 "database is locked" under concurrent
+        // writes) leaves its image behind.
+        let query = ImageQuery { name: Some(CYCLE_IMAGE.into()), ..ImageQuery::default() };
+        for image in glance.list_images(&query).await.unwrap_or_default() {
+            let _ = glance.delete_image(&image.id).await;
+        }
     }
 }
 
@@ -343,9 +354,8 @@ async fn load_all(cloud: &Cloud, scratch: &std::path::Path, plan: &ApiPlan, who:
         created?;
         let t = targets(cloud, fixtures.as_ref().expect("created above")).await?;
         let mut loads: Loads = Vec::new();
-        let cycle_body = Bytes::from(
-            json!({"name": "bench-api-cycle", "disk_format": "raw", "container_format": "bare"}).to_string(),
-        );
+        let cycle_body =
+            Bytes::from(json!({"name": CYCLE_IMAGE, "disk_format": "raw", "container_format": "bare"}).to_string());
         let ops: [(&str, Option<Op>, &HeaderMap); 4] = [
             (CALLS[0], Some(Op::Get(t.image_url.clone())), &t.token_headers),
             (CALLS[1], Some(Op::Get(t.server_url.clone())), &t.compute_headers),

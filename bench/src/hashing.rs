@@ -1,5 +1,6 @@
 //! The machine's own limits for image data: md5 and sha512 rates on one core each, both digests on two threads at
-//! once, and both on one thread, measured with the same crates Glance uploads use in mockstack.
+//! once, and both on one thread, measured with the same crates Glance uploads use in mockstack. The one-thread
+//! rates are also taken per CPU second of the hashing thread, which other load on the machine hardly changes.
 
 use std::time::Instant;
 
@@ -16,6 +17,10 @@ pub struct HashRates {
     pub both_parallel: f64,
     /// md5 then sha512 of each block on one thread.
     pub both_one_thread: f64,
+    /// md5 and sha512 in MB per CPU second of the hashing thread (None without `/proc/thread-self/schedstat`): the
+    /// one-thread rates on a core of their own.
+    pub md5_per_cpu: Option<f64>,
+    pub sha512_per_cpu: Option<f64>,
 }
 
 impl HashRates {
@@ -23,6 +28,17 @@ impl HashRates {
     pub fn slower(&self) -> f64 {
         self.md5.min(self.sha512)
     }
+
+    /// The slower of the two digests per CPU second.
+    pub fn slower_per_cpu(&self) -> Option<f64> {
+        self.md5_per_cpu.zip(self.sha512_per_cpu).map(|(m, s)| m.min(s))
+    }
+}
+
+/// CPU time the calling thread has run, in seconds (`/proc/thread-self/schedstat`, nanoseconds).
+pub fn thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(stat.split_whitespace().next()?.parse::<u64>().ok()? as f64 / 1e9)
 }
 
 /// A deterministic, incompressible-looking block of `len` bytes.
@@ -75,23 +91,53 @@ fn both_parallel(block: &[u8], rounds: usize) {
     });
 }
 
+/// Samples of the four measures, possibly taken at several moments (before and after what they are a reference
+/// for) so that a burst of load elsewhere hits the reference and the measured figure alike.
+#[derive(Debug, Clone, Default)]
+pub struct HashSamples {
+    /// MB/s of md5, sha512, both in parallel, both on one thread.
+    samples: [Vec<f64>; 4],
+    /// MB per CPU second of md5 and sha512.
+    per_cpu: [Vec<f64>; 2],
+}
+
+impl HashSamples {
+    /// Runs each measure `trials` times, interleaved, over `total` bytes per trial.
+    pub fn take(&mut self, total: usize, trials: usize) {
+        let block = generated_block(8 << 20);
+        let rounds = total.div_ceil(block.len()).max(1);
+        let bytes = (rounds * block.len()) as f64;
+        let measures: [fn(&[u8], usize); 4] = [md5_of, sha512_of, both_parallel, both_one_thread];
+        for _ in 0..trials.max(1) {
+            for (i, f) in measures.iter().enumerate() {
+                let cpu = thread_cpu_seconds();
+                let started = Instant::now();
+                f(&block, rounds);
+                self.samples[i].push(bytes / started.elapsed().as_secs_f64() / 1e6);
+                // Only the one-thread measures run on this thread alone.
+                if let (Some(slot), Some(before), Some(after)) = (self.per_cpu.get_mut(i), cpu, thread_cpu_seconds())
+                    && after > before
+                {
+                    slot.push(bytes / (after - before) / 1e6);
+                }
+            }
+        }
+    }
+
+    /// The median of every measure's samples.
+    pub fn rates(&self) -> HashRates {
+        let [md5, sha512, both_parallel, both_one_thread] = self.samples.clone().map(|s| median(s).unwrap_or(0.0));
+        let [md5_per_cpu, sha512_per_cpu] = self.per_cpu.clone().map(median);
+        HashRates { md5, sha512, both_parallel, both_one_thread, md5_per_cpu, sha512_per_cpu }
+    }
+}
+
 /// Runs each measure `trials` times, interleaved so that a burst of load elsewhere hits them alike, over
 /// `total` bytes per trial; returns the median of each.
 pub fn measure(total: usize, trials: usize) -> HashRates {
-    let block = generated_block(8 << 20);
-    let rounds = total.div_ceil(block.len()).max(1);
-    let bytes = (rounds * block.len()) as f64;
-    let mut samples: [Vec<f64>; 4] = Default::default();
-    let measures: [fn(&[u8], usize); 4] = [md5_of, sha512_of, both_parallel, both_one_thread];
-    for _ in 0..trials.max(1) {
-        for (i, f) in measures.iter().enumerate() {
-            let started = Instant::now();
-            f(&block, rounds);
-            samples[i].push(bytes / started.elapsed().as_secs_f64() / 1e6);
-        }
-    }
-    let [md5, sha512, both_parallel, both_one_thread] = samples.map(|s| median(s).unwrap_or(0.0));
-    HashRates { md5, sha512, both_parallel, both_one_thread }
+    let mut samples = HashSamples::default();
+    samples.take(total, trials);
+    samples.rates()
 }
 
 /// The median of some samples (the mean of the middle two for an even count).
@@ -107,6 +153,16 @@ pub fn median(mut samples: Vec<f64>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_thread_rates_per_cpu_second_are_at_least_the_wall_clock_rates() {
+        let rates = measure(1 << 20, 1);
+        // A thread runs at most all of the wall time: its rate per CPU second cannot be lower (timer resolution aside).
+        for (wall, per_cpu) in [(rates.md5, rates.md5_per_cpu), (rates.sha512, rates.sha512_per_cpu)] {
+            assert!(per_cpu.is_some_and(|c| c >= wall * 0.98), "{rates:?}");
+        }
+        assert!(rates.slower_per_cpu().is_some());
+    }
 
     #[test]
     fn medians() {

@@ -91,7 +91,7 @@ pub async fn run(plan: &WaitingPlan) -> anyhow::Result<Vec<Figure>> {
     Ok(vec![
         Figure::new(
             p,
-            format!("polling calls per minute of build, {policy}"),
+            format!("polling calls per minute of cloud time, {policy}"),
             per_minute(&adaptive, adaptive.polls),
             "calls/min",
         )
@@ -100,8 +100,8 @@ pub async fn run(plan: &WaitingPlan) -> anyhow::Result<Vec<Figure>> {
         Figure::new(p, format!("API calls per build, {policy}"), adaptive.calls as f64, "calls")
             .against("fixed 2 s poll (Packer)", Some(fixed.calls as f64), "calls", RatioKind::TimesLess)
             .note(format!("{} of them polls; the fixed poll made {} polls", adaptive.polls, fixed.polls)),
-        Figure::new(p, format!("cloud time of the build, {policy}"), adaptive.virtual_minutes, "min")
-            .against("fixed 2 s poll (Packer)", Some(fixed.virtual_minutes), "min", RatioKind::Fraction)
+        Figure::new(p, format!("cloud time of the build, {policy}"), adaptive.virtual_minutes * 60.0, "s")
+            .against("fixed 2 s poll (Packer)", Some(fixed.virtual_minutes * 60.0), "s", RatioKind::Fraction)
             .note("what backing off costs: the end of a wait is seen later"),
     ])
 }

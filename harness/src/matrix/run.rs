@@ -121,17 +121,20 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
             }
         }
     }
-    let mut groups = Vec::new();
-    for key @ (layout, build, floppy) in keys {
+    // The clouds start and offer their driver media concurrently: one after the other, their set-up was most of
+    // a matrix's fixed cost.
+    let media_ref = &media;
+    let groups = futures_util::future::try_join_all(keys.into_iter().map(|(layout, build, floppy)| async move {
         let members: Vec<&Scenario> = scenarios
             .iter()
             .filter(|s| (s.media.virtio_win, FloppyArch::for_guest(s.guest.arch)) == (build, floppy))
             .collect();
         let embedded = Embedded::start(layout, &members[0].media.virtio_win_image).await?;
         let driver = embedded.driver().await?;
-        offer_driver_media(&driver, members[0], &media.embedded_media(members[0])?).await?;
-        groups.push((embedded, driver, key.0, members));
-    }
+        offer_driver_media(&driver, members[0], &media_ref.embedded_media(members[0])?).await?;
+        anyhow::Ok((embedded, driver, layout, members))
+    }))
+    .await?;
     let mut work = Vec::new();
     for (group, (_, driver, layout, members)) in groups.iter().enumerate() {
         for scenario in members {
