@@ -243,6 +243,7 @@ fn build_trial(clouds: &Path) -> Result<(), Failed> {
     }
     if compute == Compute::Libvirt {
         check_real_domain_xml(clouds, &report, dir.path())?;
+        mockstack_agrees(clouds, &scenario, &report)?;
     }
     let cleanup = report["cleanup"].as_array().cloned().unwrap_or_default();
     if cleanup.iter().any(|l| l.as_str().is_some_and(|l| l.starts_with("could not"))) {
@@ -354,6 +355,60 @@ fn validate_image_file(
     let report: Value = serde_json::from_str(&stdout)
         .map_err(|e| format!("validate-image printed no JSON report ({e}); stderr:\n{stderr}"))?;
     Ok((code, report))
+}
+
+/// The same scenario on an embedded mockstack with the stock layout reaches the verdict the real
+/// libvirt driver gave, fails the same validation checks, and renders the same disks.
+fn mockstack_agrees(clouds: &Path, scenario: &str, real: &Value) -> Result<(), Failed> {
+    let (_, stdout, stderr) =
+        isoharness(clouds, &["build", "--scenario", scenario, "--layout", "stock", "--format", "json"])?;
+    let mock = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["event"] == "report")
+        .map(|event| event["report"].clone())
+        .ok_or_else(|| format!("the embedded build printed no JSON report; stderr:\n{stderr}"))?;
+    let failed_checks = |report: &Value| -> Vec<String> {
+        report["validation"]["checks"]
+            .as_array()
+            .map(|c| {
+                c.iter().filter(|c| c["status"] == "fail").filter_map(|c| c["id"].as_str().map(String::from)).collect()
+            })
+            .unwrap_or_default()
+    };
+    let disks = |report: &Value| -> Result<Vec<String>, String> {
+        let xml = report["domain_xml"].as_str().ok_or("no domain XML in the report")?;
+        let domain = harness::domxml::parse(xml).map_err(|e| e.to_string())?;
+        // The machine type without its QEMU version: pc-i440fx-7.2 and pc-i440fx-8.2 are one layout.
+        let machine = domain.os.as_ref().and_then(|os| os.machine.as_deref()).unwrap_or("none");
+        let mut summary = vec![format!("machine {}", machine.rsplit_once('-').map_or(machine, |(family, _)| family))];
+        summary.extend(domain.disks.iter().map(|disk| {
+            let file =
+                disk.source.as_ref().and_then(|s| s.value.path()).and_then(|p| p.rsplit('/').next()).unwrap_or("");
+            format!(
+                "{:?} {} {} readonly={} {}",
+                disk.device,
+                disk.target_dev().unwrap_or("?"),
+                disk.bus().unwrap_or("?"),
+                disk.readonly,
+                file
+            )
+        }));
+        Ok(summary)
+    };
+    let (mock_disks, real_disks) = (disks(&mock)?, disks(real)?);
+    if mock["outcome"] != real["outcome"] || failed_checks(&mock) != failed_checks(real) || mock_disks != real_disks {
+        return Err(format!(
+            "mockstack (stock) and Nova's libvirt driver disagree:\n  outcome {} / {}\n  failed checks {:?} / {:?}\n  \
+             disks {mock_disks:?}\n      / {real_disks:?}",
+            mock["outcome"],
+            real["outcome"],
+            failed_checks(&mock),
+            failed_checks(real)
+        )
+        .into());
+    }
+    Ok(())
 }
 
 fn validate_trial(clouds: &Path) -> Result<(), Failed> {

@@ -54,7 +54,8 @@ async fn main() -> anyhow::Result<()> {
     println!("hash rates (one core each): md5 {md5_rate:.0} MB/s, sha512 {sha_rate:.0} MB/s");
 
     // The same digests over a 512 MiB file: one thread doing both, then mockstack's pipeline
-    // (md5 on the writer thread, sha512 on its own), writing to /dev/null to leave the disk out.
+    // (md5, sha512 and the writer on their own threads, sharing pooled buffers), writing to
+    // /dev/null to leave the disk out.
     let scratch = tempfile::tempdir()?;
     let src = scratch.path().join("bench.bin");
     {
