@@ -436,7 +436,7 @@ async fn malformed_body_is_a_decode_error_with_json_path() {
 #[tokio::test]
 async fn microversion_is_the_lower_of_the_two_maxima_and_shapes_requests() {
     for (cloud_max, expected, sends_networks_none) in
-        [("2.30", "2.30", false), ("2.60", "2.60", true), ("2.100", "2.96", true)]
+        [("2.30", "2.30", false), ("2.60", "2.60", true), ("2.96", "2.96", true), ("2.104", "2.100", true)]
     {
         let server = fake_cloud(cloud_max).await;
         Mock::given(method("POST"))
@@ -482,12 +482,12 @@ async fn cloud_minimum_above_ours_is_a_clear_error() {
         .await;
     Mock::given(method("GET"))
         .and(path("/compute/v2.1/"))
-        .respond_with(nova_version(&base, "2.97", "2.120"))
+        .respond_with(nova_version(&base, "2.101", "2.120"))
         .mount(&server)
         .await;
     let cloud = connect(&server).await;
     match cloud.nova().await {
-        Err(e @ CloudError::Microversion { .. }) => assert!(e.to_string().contains("2.97..=2.120"), "{e}"),
+        Err(e @ CloudError::Microversion { .. }) => assert!(e.to_string().contains("2.101..=2.120"), "{e}"),
         Err(e) => panic!("expected a microversion error, got {e}"),
         Ok(_) => panic!("expected a microversion error"),
     }

@@ -240,15 +240,16 @@ mod tests {
 
     #[test]
     fn negotiation_takes_the_lower_maximum() {
-        let ours = (mv("2.1"), mv("2.96"));
+        let ours = (mv("2.1"), mv("2.100"));
         let check = |cloud: Option<(&str, &str)>, expected: Result<Option<&str>, ()>| {
             let got =
                 negotiate(cloud.map(|(a, b)| (mv(a), mv(b))), ours).map(|o| o.map(|m| m.to_string())).map_err(|_| ());
             assert_eq!(got, expected.map(|o| o.map(String::from)), "cloud {cloud:?}");
         };
         check(Some(("2.1", "2.60")), Ok(Some("2.60")));
-        check(Some(("2.1", "2.100")), Ok(Some("2.96")));
-        check(Some(("2.97", "2.100")), Err(()));
+        check(Some(("2.1", "2.104")), Ok(Some("2.100")));
+        check(Some(("2.1", "2.96")), Ok(Some("2.96")));
+        check(Some(("2.101", "2.104")), Err(()));
         check(None, Ok(None));
         assert!(mv("2.100") > mv("2.96"), "minor versions compare as numbers");
     }

@@ -18,8 +18,11 @@ use super::http::{Body, Request, Response};
 pub const MIN_MICROVERSION: Microversion = Microversion::new(2, 1);
 /// The newest compute microversion whose response shapes the client understands. Past 2.47 `server.flavor` is an
 /// embedded object (parsed as [`Value`]); past 2.69 a down cell can leave fields out (they default); 2.96 added
-/// `pinned_availability_zone`, ignored. Newer versions are not sent until someone has read their changes.
-pub const MAX_MICROVERSION: Microversion = Microversion::new(2, 96);
+/// `pinned_availability_zone`, 2.97 server shares (not called), 2.98 `properties` inside `server.image` (only its
+/// `id` is read), 2.99 the `spice-direct` console type (the client asks for `novnc`) and 2.100 `scheduler_hints`:
+/// all ignored. 2.101 onwards changes a volume attach answer and the flavor fields, so newer versions are not sent
+/// until someone has read their changes.
+pub const MAX_MICROVERSION: Microversion = Microversion::new(2, 100);
 /// `networks: "none"` exists from here on.
 pub const NETWORKS_NONE_FROM: Microversion = Microversion::new(2, 37);
 /// `createImage` returns `{"image_id"}` in the body from here on (before, only a `Location` header).

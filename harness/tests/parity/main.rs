@@ -193,7 +193,7 @@ fn comparator_trials() -> Vec<Trial> {
                 .insert("location".into(), "http://m/compute/v2.1/servers/1f0e6a52-9d0b-4a8e-8a63-1c9a1f3b7d10".into());
             real.headers.insert("location".into(), "http://r/v2.1/servers/7a7d9e2b-2c4b-4b89-9d1e-5b0f8a6c4e21".into());
             real.headers.insert("x-openstack-request-id".into(), "42".into());
-            real.headers.insert("openstack-api-version".into(), "compute 2.96".into());
+            real.headers.insert("openstack-api-version".into(), "compute 2.100".into());
             let normalise = |u: &str| {
                 let u = u.replace("http://m/compute", "{compute}").replace("http://r", "{compute}");
                 regex::Regex::new("[0-9a-f-]{36}").expect("regex").replace_all(&u, "{uuid}").into_owned()

@@ -5,7 +5,7 @@
 //! --wait`, `console url show`, `console log show`, `server show`, `server image create --wait`,
 //! `image set --property`, `server stop`, `server delete --wait`, `image delete`, `flavor delete`
 //! against the local real cloud: the same paths, microversions and bodies. The workflow's calls
-//! are those of `harness/src/cloud/` at microversion 2.96 (its `MAX_MICROVERSION`).
+//! are those of `harness/src/cloud/` at microversion 2.100 (its `MAX_MICROVERSION`).
 //! Polling until a state is reached is not recorded: when a poll ends, the state itself is one
 //! recorded call.
 
@@ -25,7 +25,7 @@ pub const SERVER_NAME: &str = "parity-server";
 pub const SNAPSHOT_NAME: &str = "parity-snapshot";
 
 /// The workflow's microversion (its `MAX_MICROVERSION`).
-const HARNESS: &str = "compute 2.96";
+const HARNESS: &str = "compute 2.100";
 /// The newest microversion the CLI asks for; it asks min(this, the cloud's maximum).
 const CLI_MAX: (u32, u32) = (2, 100);
 

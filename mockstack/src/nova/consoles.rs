@@ -1,4 +1,8 @@
-//! Remote consoles: `os-getVNCConsole`/`os-getSPICEConsole` (up to 2.5), `POST /servers/{id}/remote-consoles` (2.6+), and the mock's console pages the returned URLs point at.
+//! Remote consoles: `os-getVNCConsole`/`os-getSPICEConsole` (up to 2.5), `POST /servers/{id}/remote-consoles` (2.6+, `spice-direct` from 2.99), and the mock's console page the returned URLs point at.
+//!
+//! The simulated compute host runs with Nova's default console options: VNC enabled (its domains
+//! have VNC graphics), SPICE and the serial console disabled, so the compute manager refuses
+//! every SPICE console type (`spice-html5`, `spice-direct`) as unavailable.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -22,7 +26,7 @@ pub fn router() -> Router<AppState> {
 
 /// The mock-only pages a console URL opens (served under `/mockstack`).
 pub fn pages() -> Router<AppState> {
-    Router::new().route("/vnc_lite.html", get(vnc_page)).route("/spice_auto.html", get(spice_page))
+    Router::new().route("/vnc_lite.html", get(vnc_page))
 }
 
 fn bad_request(message: String) -> ApiError {
@@ -46,14 +50,14 @@ fn console_url(
         return Err(ApiError::compute(StatusCode::CONFLICT, format!("Instance {id} is not ready")));
     }
     server.check_state().can_open_console().map_err(|e| conflict(&e, action, id))?;
-    let expected = match protocol {
-        "vnc" => "novnc",
-        "spice" => "spice-html5",
-        "serial" => return Err(bad_request("Unavailable console type serial.".into())),
+    match protocol {
+        "vnc" => {}
+        // `[spice] enabled` and `[serial_console] enabled` are off: the manager names the type asked for.
+        "spice" | "serial" => return Err(bad_request(format!("Unavailable console type {console_type}."))),
         "rdp" => return Err(bad_request("Unavailable console type rdp.".into())),
         _ => return Err(ApiError::compute(StatusCode::NOT_IMPLEMENTED, "Action is not supported.")),
-    };
-    if console_type != expected {
+    }
+    if console_type != "novnc" {
         return Err(bad_request(format!("Invalid console type {console_type}")));
     }
     if server.power_state != super::lifecycle::PowerState::Running {
@@ -62,11 +66,7 @@ fn console_url(
     }
     let token = uuid::Uuid::new_v4().to_string();
     state.nova().servers().console_tokens.insert(token.clone(), id.to_string());
-    let base = format!("{}/mockstack", state.base_url());
-    Ok(match protocol {
-        "vnc" => format!("{base}/vnc_lite.html?path=%3Ftoken%3D{token}"),
-        _ => format!("{base}/spice_auto.html?token={token}"),
-    })
+    Ok(format!("{}/mockstack/vnc_lite.html?path=%3Ftoken%3D{token}", state.base_url()))
 }
 
 /// The pre-2.6 console actions, dispatched from `/action`.
@@ -120,6 +120,9 @@ async fn create(
     if version.at_least(8) {
         protocols.push("mks");
         types.push("webmks");
+    }
+    if version.at_least(99) {
+        types.push("spice-direct");
     }
     let schema = json!({
         "type": "object",
@@ -175,13 +178,4 @@ struct VncQuery {
 async fn vnc_page(State(state): State<AppState>, Query(q): Query<VncQuery>) -> Response {
     let token = q.path.as_deref().and_then(|p| p.strip_prefix("?token="));
     page(&state, token, "VNC")
-}
-
-#[derive(serde::Deserialize)]
-struct SpiceQuery {
-    token: Option<String>,
-}
-
-async fn spice_page(State(state): State<AppState>, Query(q): Query<SpiceQuery>) -> Response {
-    page(&state, q.token.as_deref(), "SPICE")
 }

@@ -1,10 +1,13 @@
 //! Compute microversions: parsing and negotiating `OpenStack-API-Version` / `X-OpenStack-Nova-API-Version`, and the headers Nova answers with.
 //!
-//! mockstack implements the compute API from 2.1 up to [`MAX_VERSION`] (2.96, the maximum of
-//! Nova 2025.1 "Epoxy"): every response shape that depends on a microversion follows that
-//! version's upstream view builders. Nova 2025.2 and later go further (2.98 embeds image
-//! properties in servers, 2.100 scheduler hints, 2.102 drops `rxtx_factor`); those are not
-//! offered, so clients that negotiate get at most 2.96.
+//! mockstack implements the compute API from 2.1 up to [`MAX_VERSION`] (2.100): every response
+//! shape that depends on a microversion follows that version's upstream view builders, up to
+//! 2.97 (server shares), 2.98 (image properties embedded in servers), 2.99 (`spice-direct`
+//! consoles) and 2.100 (scheduler hints in servers). Nova 34 goes on to 2.104 (2.101 answers a
+//! volume attach with 202, 2.102 drops `rxtx_factor` and refuses unknown query parameters
+//! everywhere, 2.103 removes `/os-volumes_boot`, 2.104 re-pins availability zones); those are
+//! not offered, so clients that negotiate get at most 2.100, which is also the most the
+//! `openstack` CLI (python-openstackclient 10.5) asks for.
 
 use std::fmt;
 
@@ -26,7 +29,7 @@ pub struct ApiVersion {
 /// The oldest microversion served (also the default when a request names none).
 pub const MIN_VERSION: ApiVersion = ApiVersion { major: 2, minor: 1 };
 /// The newest microversion served; see the module documentation.
-pub const MAX_VERSION: ApiVersion = ApiVersion { major: 2, minor: 96 };
+pub const MAX_VERSION: ApiVersion = ApiVersion { major: 2, minor: 100 };
 
 const HEADER: &str = "openstack-api-version";
 const LEGACY_HEADER: &str = "x-openstack-nova-api-version";
@@ -183,7 +186,7 @@ mod tests {
         assert_eq!(negotiate(&listed).unwrap(), MAX_VERSION);
         let too_new = negotiate(&headers(&[("openstack-api-version", "compute 2.200")])).unwrap_err();
         assert_eq!(too_new.status, StatusCode::NOT_ACCEPTABLE);
-        assert_eq!(too_new.message, "Version 2.200 is not supported by the API. Minimum is 2.1 and maximum is 2.96.");
+        assert_eq!(too_new.message, "Version 2.200 is not supported by the API. Minimum is 2.1 and maximum is 2.100.");
         let too_old = negotiate(&headers(&[("x-openstack-nova-api-version", "2.0")])).unwrap_err();
         assert_eq!(too_old.status, StatusCode::NOT_ACCEPTABLE);
         let bad = negotiate(&headers(&[("openstack-api-version", "compute two")])).unwrap_err();

@@ -1,4 +1,4 @@
-//! Nova v2.1: version discovery, microversions, flavors, servers and their actions, instance actions and consoles, driven by the virtual clock and backed by the simulated compute host.
+//! Nova v2.1: version discovery, microversions, flavors, servers and their actions, instance actions, consoles and server shares, driven by the virtual clock and backed by the simulated compute host.
 //!
 //! Handlers stay thin: the tables live in [`NovaState`], time-driven progress (BUILD →
 //! ACTIVE, an installer powering the guest off, snapshot uploads) is applied by
@@ -10,6 +10,7 @@ pub mod bdm;
 pub mod compute;
 pub mod consoles;
 pub mod flavors;
+pub mod image_meta;
 pub mod instance_actions;
 pub mod lifecycle;
 pub mod microversion;
@@ -17,6 +18,7 @@ pub mod request;
 pub mod schema;
 pub mod server_actions;
 pub mod servers;
+pub mod shares;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -113,6 +115,7 @@ pub fn router() -> Router<AppState> {
         .merge(server_actions::router())
         .merge(instance_actions::router())
         .merge(consoles::router())
+        .merge(shares::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
         .layer(axum::middleware::from_fn(microversion::layer));

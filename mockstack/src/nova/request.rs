@@ -55,6 +55,15 @@ pub fn not_found() -> ApiError {
     ApiError::compute(StatusCode::NOT_FOUND, "The resource could not be found.")
 }
 
+/// What `wsgi.expected_errors` turns an exception the API method did not expect into: a 500 naming
+/// only the exception's class (`<class 'module.Name'>`), after nova's default support string.
+pub fn unexpected_error(exception_class: &str) -> ApiError {
+    ApiError::compute(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("Unexpected API Error. Please contact the administrator\n{exception_class}"),
+    )
+}
+
 /// Nova's `strutils.bool_from_string` for values the `boolean` schema type already admitted.
 pub fn truthy(v: &Value) -> bool {
     match v {

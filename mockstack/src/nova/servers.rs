@@ -16,6 +16,7 @@ use sha2::Digest;
 use super::bdm::{self, Bdm};
 use super::compute::{self, GuestRun, ImageInfo};
 use super::flavors::{Flavor, policy_forbidden};
+use super::image_meta;
 use super::instance_actions::InstanceAction;
 use super::lifecycle::{Pending, PowerState, Step, TaskState, VmState, status, timing};
 use super::microversion::ApiVersion;
@@ -63,6 +64,8 @@ pub struct Server {
     pub host: Option<String>,
     /// The availability zone the user asked for (what 2.96 calls `pinned_availability_zone`).
     pub requested_az: Option<String>,
+    /// The scheduler hints of the request spec, each a list of strings (2.100 shows them).
+    pub scheduler_hints: Map<String, Value>,
     pub reservation_id: String,
     pub launch_index: u32,
     pub root_device_name: Option<String>,
@@ -329,7 +332,7 @@ fn create_schema(version: ApiVersion) -> Value {
     if version.at_least(37) {
         required.push("networks");
     }
-    let hints = json!({"type": "object", "additionalProperties": true});
+    let hints = hints_schema();
     json!({
         "type": "object",
         "properties": {
@@ -340,6 +343,48 @@ fn create_schema(version: ApiVersion) -> Value {
         "required": ["server"],
         "additionalProperties": false,
     })
+}
+
+/// Nova's scheduler hints schema: the hints its own filters read are checked, any other is allowed.
+fn hints_schema() -> Value {
+    let uuid = json!({"type": "string", "format": "uuid"});
+    json!({
+        "type": "object",
+        "properties": {
+            "group": {"oneOf": [{"type": "array", "items": uuid}, uuid]},
+            "different_host": {"oneOf": [uuid, {"type": "array", "items": uuid}]},
+            "same_host": {"type": ["string", "array"], "items": uuid},
+            "query": {"type": ["string", "object"]},
+            "target_cell": name_schema(),
+            "different_cell": {"type": ["string", "array"], "items": {"type": "string"}},
+            "build_near_host_ip": {"type": "string", "oneOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+            "cidr": {"type": "string", "pattern": "^/[0-9a-f.:]+$"},
+        },
+        "additionalProperties": true,
+    })
+}
+
+/// The hints a server's request spec keeps (`RequestSpec._from_hints`, after the API dropped those
+/// named `_nova…`): every value becomes a list of strings, numbers and booleans as Python's `str()`
+/// writes them. `None` when a value cannot be stored so (a null, an object, a nested list): Nova's
+/// field coercion raises a `ValueError` there.
+fn request_spec_hints(hints: &Map<String, Value>) -> Option<Map<String, Value>> {
+    let item = |v: &Value| match v {
+        Value::String(s) => Some(Value::String(s.clone())),
+        Value::Bool(_) | Value::Number(_) => Some(Value::String(super::schema::py_str(v))),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    };
+    hints
+        .iter()
+        .filter(|(name, _)| !name.starts_with("_nova"))
+        .map(|(name, value)| {
+            let items = match value {
+                Value::Array(items) => items.iter().map(item).collect::<Option<Vec<Value>>>()?,
+                single => vec![item(single)?],
+            };
+            Some((name.clone(), Value::Array(items)))
+        })
+        .collect()
 }
 
 /// The last path segment of an href, as `common.get_id_from_href`.
@@ -551,6 +596,17 @@ async fn create(
     }
     let images = Images { state: &state, project_id: caller.project_id(), admin: caller.is_admin() };
     bdm::validate(&bdms, &image_id, &flavor, &images).map_err(|e| bad_request(e.0))?;
+    let hints = body
+        .get("os:scheduler_hints")
+        .or_else(|| body.get("OS-SCH-HNT:scheduler_hints"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    // mockstack has no server groups, so a group hint never names one.
+    if let Some(group) = hints.get("group").filter(|g| !matches!(g, Value::Array(a) if a.is_empty())) {
+        let group = super::schema::py_str(group);
+        return Err(bad_request(format!("Instance group {group} could not be found.")));
+    }
 
     let now = state.clock().elapsed();
     let created = stamp(&state, now);
@@ -560,8 +616,8 @@ async fn create(
     let mut system_metadata = BTreeMap::new();
     if let Some(image) = &image {
         for (k, v) in &image.properties {
-            if !["mappings", "block_device_mapping", "img_mappings", "img_block_device_mapping"].contains(&k.as_str()) {
-                system_metadata.insert(format!("image_{k}"), v.clone());
+            if !image_meta::NOT_KEPT.contains(&k.as_str()) {
+                system_metadata.insert(format!("image_{k}"), image_meta::system_metadata_value(v));
             }
         }
         system_metadata.insert("image_min_ram".into(), image.min_ram.to_string());
@@ -581,6 +637,8 @@ async fn create(
 
     let mut table = state.nova().servers();
     let count = check_quota(&table, caller.project_id(), &flavor, min_count, max_count, state.config().quota)?;
+    let scheduler_hints =
+        request_spec_hints(&hints).ok_or_else(|| super::request::unexpected_error("<class 'ValueError'>"))?;
     let mut first_id = String::new();
     for index in 0..count {
         let id = uuid::Uuid::new_v4().to_string();
@@ -616,6 +674,7 @@ async fn create(
             power_state: PowerState::NoState,
             host: None,
             requested_az: requested_az.clone(),
+            scheduler_hints: scheduler_hints.clone(),
             reservation_id: reservation_id.clone(),
             launch_index: index as u32,
             root_device_name: None,
@@ -751,7 +810,14 @@ pub fn show_view(state: &AppState, server: &Server, caller: &Caller, version: Ap
     let image = if server.image_ref.is_empty() {
         json!("")
     } else {
-        json!({ "id": server.image_ref, "links": [{ "rel": "bookmark", "href": bookmark(state, "images", &server.image_ref) }] })
+        let mut image = json!({
+            "id": server.image_ref,
+            "links": [{ "rel": "bookmark", "href": bookmark(state, "images", &server.image_ref) }],
+        });
+        if version.at_least(98) {
+            image["properties"] = image_properties(server);
+        }
+        image
     };
     v.insert("image".into(), image);
     v.insert("links".into(), links(state, "servers", &server.id));
@@ -830,7 +896,24 @@ pub fn show_view(state: &AppState, server: &Server, caller: &Caller, version: Ap
     if version.at_least(96) {
         v.insert("pinned_availability_zone".into(), json!(server.requested_az));
     }
+    if version.at_least(100) {
+        v.insert("scheduler_hints".into(), Value::Object(server.scheduler_hints.clone()));
+    }
     Value::Object(v)
+}
+
+/// The boot image's standard properties as the server keeps them (2.98): from its system
+/// metadata, so they are strings and stay what they were at boot whatever happens to the image.
+fn image_properties(server: &Server) -> Value {
+    let properties: Map<String, Value> = server
+        .system_metadata
+        .iter()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix(image_meta::SYSTEM_METADATA_PREFIX)?;
+            image_meta::is_standard_property(name).then(|| (name.to_string(), json!(value)))
+        })
+        .collect();
+    Value::Object(properties)
 }
 
 async fn show(
