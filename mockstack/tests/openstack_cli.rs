@@ -302,6 +302,9 @@ async fn server_lifecycle_through_the_cli() {
     assert_eq!(shown["flavor"]["name"], "ds1G", "{shown}");
     let listed = alice_json(&mock, &["server", "list"]);
     assert_eq!(listed[0]["Name"], "installer-box");
+    // The CLI names images with one `GET /v2/images?id=in:...` (Glance's `in:` operator).
+    let long = alice_json(&mock, &["server", "list", "--long"]);
+    assert_eq!(long[0]["Image Name"], "debian-12-installer", "{long}");
 
     let url = alice_json(&mock, &["console", "url", "show", "installer-box"]);
     let console_url = url["url"].as_str().unwrap();

@@ -212,15 +212,16 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     let keystone = std::net::SocketAddr::from(([127, 0, 0, 1], realstack::PORT_BASE));
     let was_running = layout.clouds_yaml().is_file()
         && std::net::TcpStream::connect_timeout(&keystone, std::time::Duration::from_secs(1)).is_ok();
-    let clouds = match if was_running { Ok(layout.clouds_yaml()) } else { realstack::up(&layout, realstack::Compute::Fake) } {
-        Ok(clouds) => clouds,
-        Err(e) => {
-            if !was_running {
-                let _ = realstack::down(&layout);
+    let clouds =
+        match if was_running { Ok(layout.clouds_yaml()) } else { realstack::up(&layout, realstack::Compute::Fake) } {
+            Ok(clouds) => clouds,
+            Err(e) => {
+                if !was_running {
+                    let _ = realstack::down(&layout);
+                }
+                return Err(e.context("cannot bring the local real cloud up (run without --realstack to skip it)"));
             }
-            return Err(e.context("cannot bring the local real cloud up (run without --realstack to skip it)"));
-        }
-    };
+        };
     let result = run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds));
     if was_running {
         return result;

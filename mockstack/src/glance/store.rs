@@ -854,9 +854,149 @@ pub struct ListQuery {
     pub protected: Option<bool>,
     pub size_min: Option<u64>,
     pub size_max: Option<u64>,
-    /// Equality filters on core columns (name, status, owner, formats, ...) or extra properties.
-    pub filters: Vec<(String, String)>,
+    /// Filters on core columns (name, status, owner, formats, times, ...) or extra properties.
+    pub filters: Vec<Filter>,
     pub sort: Vec<(String, SortDir)>,
+}
+
+/// One filter of a listing, with Glance's operators (`in:`, `eq:`, and comparisons on times).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// A core column or an extra property equal to a value.
+    Equals(String, String),
+    /// `in:a,b,"c,d"`: one of the listed values (only on id, name, status and the formats).
+    OneOf(String, Vec<String>),
+    /// `created_at` or `updated_at` compared with a time.
+    Time { key: String, op: TimeOp, at: Timestamp },
+}
+
+/// The comparison of a time filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeOp {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Neq,
+    Eq,
+}
+
+/// The columns on which Glance accepts the `in:` operator.
+const IN_COLUMNS: [&str; 5] = ["name", "id", "status", "container_format", "disk_format"];
+
+/// An ISO 8601 time as oslo's `parse_isotime` reads it; without an offset it is UTC.
+fn parse_isotime(text: &str) -> Option<Timestamp> {
+    text.parse::<Timestamp>()
+        .ok()
+        .or_else(|| text.parse::<jiff::civil::DateTime>().ok().and_then(|t| jiff::tz::Offset::UTC.to_timestamp(t).ok()))
+}
+
+/// Glance's `split_filter_op`: `op:value`, or the whole text compared for equality when it has
+/// no colon or is itself an ISO 8601 time.
+fn split_filter_op(expression: &str) -> (&str, &str) {
+    match expression.split_once(':') {
+        Some(_) if parse_isotime(expression).is_some() => ("eq", expression),
+        Some((op, value)) => (op, value),
+        None => ("eq", expression),
+    }
+}
+
+/// Glance's `split_filter_value_for_quotes`: comma-separated values, double quotes around a value
+/// that holds commas.
+fn split_filter_values(value: &str) -> Result<Vec<String>, GlanceError> {
+    let bytes: Vec<char> = value.chars().collect();
+    let mut open = false;
+    for (i, c) in bytes.iter().enumerate() {
+        if *c != '"' || (i > 0 && bytes[i - 1] == '\\') {
+            continue;
+        }
+        if !open && i > 0 && bytes[i - 1] != ',' {
+            return Err(bad(format!("Invalid filter value {value}. There is no comma before opening quotation mark.")));
+        }
+        if open && i + 1 != bytes.len() && bytes[i + 1] != ',' {
+            return Err(bad(format!("Invalid filter value {value}. There is no comma after closing quotation mark.")));
+        }
+        open = !open;
+    }
+    if open {
+        return Err(bad(format!("Invalid filter value {value}. The quote is not closed.")));
+    }
+    let mut values = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            // The closing quote is the first one not escaped by a backslash (escapes are kept, as Glance keeps them).
+            let mut escaped = false;
+            let end = quoted
+                .char_indices()
+                .find(|(_, c)| {
+                    let closes = *c == '"' && !escaped;
+                    escaped = *c == '\\' && !escaped;
+                    closes
+                })
+                .map_or(quoted.len(), |(i, _)| i);
+            values.push(quoted[..end].to_string());
+            rest = quoted.get(end + 1..).unwrap_or("");
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        } else if let Some(after) = rest.strip_prefix(',') {
+            values.push(String::new());
+            rest = after;
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            values.push(rest[..end].to_string());
+            rest = rest.get(end + 1..).unwrap_or("");
+        }
+    }
+    Ok(values)
+}
+
+fn parse_filter(key: &str, value: &str) -> Result<Filter, GlanceError> {
+    if key == "created_at" || key == "updated_at" {
+        let (op, time) = split_filter_op(value);
+        let at = parse_isotime(time)
+            .ok_or_else(|| bad(format!("Bad \"{key}\" query filter format. Use ISO 8601 DateTime notation.")))?;
+        let op = match op {
+            "gt" => TimeOp::Gt,
+            "gte" => TimeOp::Gte,
+            "lt" => TimeOp::Lt,
+            "lte" => TimeOp::Lte,
+            "neq" => TimeOp::Neq,
+            "eq" => TimeOp::Eq,
+            other => return Err(bad(format!("Unable to filter by unknown operator '{other}'."))),
+        };
+        return Ok(Filter::Time { key: key.to_string(), op, at });
+    }
+    if IN_COLUMNS.contains(&key) {
+        return match split_filter_op(value) {
+            ("in", list) => Ok(Filter::OneOf(key.to_string(), split_filter_values(list)?)),
+            ("eq", v) => Ok(Filter::Equals(key.to_string(), v.to_string())),
+            (other, _) => Err(bad(format!("Unable to filter by unknown operator '{other}'."))),
+        };
+    }
+    Ok(Filter::Equals(key.to_string(), value.to_string()))
+}
+
+impl Filter {
+    fn selects(&self, image: &Image) -> bool {
+        match self {
+            Filter::Equals(k, v) => match column(image, k) {
+                Some(col) => col.as_deref() == Some(v.as_str()),
+                None => image.properties.get(k) == Some(v),
+            },
+            Filter::OneOf(k, values) => column(image, k).flatten().is_some_and(|col| values.contains(&col)),
+            Filter::Time { key, op, at } => {
+                let value = if key == "created_at" { image.created_at } else { image.updated_at };
+                match op {
+                    TimeOp::Gt => value > *at,
+                    TimeOp::Gte => value >= *at,
+                    TimeOp::Lt => value < *at,
+                    TimeOp::Lte => value <= *at,
+                    TimeOp::Neq => value != *at,
+                    TimeOp::Eq => value == *at,
+                }
+            }
+        }
+    }
 }
 
 /// One page of a listing.
@@ -991,7 +1131,7 @@ impl ListQuery {
                         query.size_max = Some(n);
                     }
                 }
-                _ => query.filters.push((key.clone(), value.clone())),
+                _ => query.filters.push(parse_filter(key, value)?),
             }
         }
         if !has("sort") {
@@ -1044,10 +1184,7 @@ impl ListQuery {
             && self.size_min.is_none_or(|min| image.size.is_some_and(|s| s >= min))
             && self.size_max.is_none_or(|max| image.size.is_some_and(|s| s <= max))
             && self.tags.iter().all(|t| image.tags.contains(t))
-            && self.filters.iter().all(|(k, v)| match column(image, k) {
-                Some(col) => col.as_deref() == Some(v.as_str()),
-                None => image.properties.get(k) == Some(v),
-            })
+            && self.filters.iter().all(|f| f.selects(image))
     }
 }
 
@@ -1105,6 +1242,44 @@ mod tests {
             (Err(e), Err(want)) => assert_eq!(e.to_string(), want, "for {fields}"),
             (got, want) => panic!("for {fields}: got {got:?}, expected {want:?}"),
         }
+    }
+
+    #[test]
+    fn filter_values_split_like_glance() {
+        assert_eq!(split_filter_values("a,b").unwrap(), ["a", "b"]);
+        assert_eq!(split_filter_values(r#""a,b",c"#).unwrap(), ["a,b", "c"]);
+        assert_eq!(split_filter_values(r#"x,"q\"uote",y"#).unwrap(), ["x", r#"q\"uote"#, "y"]);
+        assert_eq!(split_filter_values("a,,b").unwrap(), ["a", "", "b"]);
+        assert!(split_filter_values(r#"a"b""#).unwrap_err().to_string().contains("no comma before"));
+        assert!(split_filter_values(r#""a"b"#).unwrap_err().to_string().contains("no comma after"));
+        assert!(split_filter_values(r#""a"#).unwrap_err().to_string().contains("not closed"));
+    }
+
+    #[test]
+    fn list_filters_take_glances_operators() {
+        let (_dir, g) = glance();
+        let alice = Viewer::member_of("alpha");
+        let ids: Vec<String> =
+            ["one", "two", "three"].iter().map(|n| g.create(&alice, body(json!({"name": n}))).unwrap().id).collect();
+        let names = |params: &[(&str, &str)]| -> Result<Vec<String>, String> {
+            let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let query = ListQuery::from_params(&params).map_err(|e| e.to_string())?;
+            let mut names: Vec<String> =
+                g.list(&alice, &query).unwrap().images.into_iter().filter_map(|i| i.name).collect();
+            names.sort();
+            Ok(names)
+        };
+        let in_ids = format!("in:{},{}", ids[0], ids[2]);
+        assert_eq!(names(&[("id", &in_ids)]).unwrap(), ["one", "three"]);
+        assert_eq!(names(&[("name", "in:two,\"one\"")]).unwrap(), ["one", "two"]);
+        assert_eq!(names(&[("name", "eq:two")]).unwrap(), ["two"]);
+        assert_eq!(names(&[("status", "in:queued,active")]).unwrap(), ["one", "three", "two"]);
+        assert!(names(&[("name", "like:t")]).unwrap_err().contains("Unable to filter by unknown operator 'like'."));
+        assert_eq!(names(&[("created_at", "gte:2000-01-01T00:00:00Z")]).unwrap(), ["one", "three", "two"]);
+        assert!(names(&[("created_at", "lt:2000-01-01T00:00:00")]).unwrap().is_empty());
+        assert!(names(&[("updated_at", "gt:yesterday")]).unwrap_err().contains("Use ISO 8601 DateTime notation"));
+        // Extra properties compare the whole value, colon and all.
+        assert!(names(&[("os_distro", "in:ubuntu")]).unwrap().is_empty());
     }
 
     #[test]
