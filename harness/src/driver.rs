@@ -175,6 +175,11 @@ impl Driver for HttpDriver {
         }
     }
 
+    fn resources_outlive_process(&self) -> bool {
+        // A mockstack that lends its clock runs in this process, and its resources go with it.
+        !matches!(self.clock, Clock::Mock(_))
+    }
+
     async fn sleep(&self, d: Duration) {
         match &self.clock {
             Clock::Real(_) => tokio::time::sleep(d).await,
@@ -217,6 +222,18 @@ impl Driver for HttpDriver {
         }
         let d = result.map_err(convert)?;
         Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
+    }
+
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (bar, progress) = self.progress_bar(format!("upload {name}"));
+        let result = glance.upload_file_unhashed(id, file, progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let sent = result.map_err(convert)?;
+        Ok(Digests { size: sent.bytes, md5: md5.to_string(), sha512: String::new() })
     }
 
     async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {

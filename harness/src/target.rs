@@ -1,7 +1,7 @@
 //! Where a command runs: a real cloud named by `--os-cloud`/`OS_CLOUD` (or `OS_*`), or an
 //! embedded mockstack started in-process with a virtual clock.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -138,25 +138,40 @@ pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Res
 
 /// The generated media of the builds of one run, each distinct file written once into `dir`: media are
 /// deterministic, so the cells of a matrix share one VirtIO-win ISO per build, one floppy per architecture and one
-/// installer ISO per scenario instead of writing megabytes per cell. Safe to share between concurrent cells.
+/// installer ISO per scenario instead of writing megabytes per cell. Each file's md5 is taken once, as it is
+/// written, so that its uploads (to every cloud of a matrix) need not hash it again. Safe to share between
+/// concurrent cells.
 pub struct MediaCache {
     dir: PathBuf,
-    written: Mutex<HashSet<PathBuf>>,
+    /// The md5 of each file written.
+    written: Mutex<HashMap<PathBuf, String>>,
 }
 
 impl MediaCache {
     pub fn new(dir: &Path) -> MediaCache {
-        MediaCache { dir: dir.to_path_buf(), written: Mutex::new(HashSet::new()) }
+        MediaCache { dir: dir.to_path_buf(), written: Mutex::new(HashMap::new()) }
     }
 
-    /// `dir/name`, written by `generate` the first time it is asked for.
-    fn file(&self, name: &str, generate: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<PathBuf> {
+    /// `dir/name`, written by `generate` the first time it is asked for, and its md5 recorded in `files`.
+    fn file(
+        &self,
+        files: &mut MediaFiles,
+        name: &str,
+        generate: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<PathBuf> {
         let path = self.dir.join(name);
         let mut written = self.written.lock().map_err(|_| anyhow::anyhow!("a media generation panicked"))?;
-        if !written.contains(&path) {
-            generate(&path)?;
-            written.insert(path.clone());
-        }
+        let md5 = match written.get(&path) {
+            Some(md5) => md5.clone(),
+            None => {
+                generate(&path)?;
+                let md5 =
+                    crate::validate::md5_file(&path).with_context(|| format!("cannot read back {}", path.display()))?;
+                written.insert(path.clone(), md5.clone());
+                md5
+            }
+        };
+        files.known_md5.insert(path.clone(), md5);
         Ok(path)
     }
 
@@ -166,15 +181,16 @@ impl MediaCache {
             driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
             ..MediaFiles::default()
         };
-        files.os_iso = Some(self.file(&format!("{}.iso", scenario.name), |p| generate_installer(scenario, p))?);
+        files.os_iso =
+            Some(self.file(&mut files, &format!("{}.iso", scenario.name), |p| generate_installer(scenario, p))?);
         // The article's prerequisite: the cloud offers the driver media to every guest, so an
         // embedded mockstack gets them whatever the guest; the compute host decides from them.
         let build = scenario.media.virtio_win;
         let name = format!("virtio-win-{build:?}.iso").to_lowercase();
-        files.virtio_iso = Some(self.file(&name, |p| generate_virtio_win(build, p))?);
+        files.virtio_iso = Some(self.file(&mut files, &name, |p| generate_virtio_win(build, p))?);
         if let Some(arch) = FloppyArch::for_guest(scenario.guest.arch) {
             let name = format!("virtio-win-floppy-{arch:?}.vfd").to_lowercase();
-            files.driver_floppy = Some(self.file(&name, |p| generate_floppy(scenario, p))?);
+            files.driver_floppy = Some(self.file(&mut files, &name, |p| generate_floppy(scenario, p))?);
         }
         Ok(files)
     }

@@ -37,6 +37,8 @@ struct Hashes {
     md5: Md5,
     sha512: Sha512Feed,
     bytes: u64,
+    /// Counts the bytes without hashing them (the caller knows the file's digest).
+    count_only: bool,
 }
 
 /// Bytes hashed inline before sha512 moves to its own thread.
@@ -57,8 +59,11 @@ impl Default for Sha512Feed {
 
 impl Hashes {
     fn update(&mut self, chunk: &bytes::Bytes) {
-        self.md5.update(chunk);
         self.bytes += chunk.len() as u64;
+        if self.count_only {
+            return;
+        }
+        self.md5.update(chunk);
         if matches!(self.sha512, Sha512Feed::Inline(_)) && self.bytes >= SHA512_THREAD_AFTER {
             let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(SHA512_QUEUE);
             // The state so far follows once the thread exists: if it cannot be started, hashing stays inline.
@@ -87,6 +92,9 @@ impl Hashes {
     }
 
     fn finish(self) -> TransferDigest {
+        if self.count_only {
+            return TransferDigest { bytes: self.bytes, md5: String::new(), sha512: String::new() };
+        }
         let sha512 = match self.sha512 {
             Sha512Feed::Inline(state) => hex::encode(state.finalize()),
             Sha512Feed::Thread { tx, thread } => {
@@ -108,6 +116,7 @@ pub struct FileUpload {
     length: u64,
     progress: Option<Progress>,
     current: Mutex<Option<Arc<Mutex<Hashes>>>>,
+    hashed: bool,
 }
 
 impl FileUpload {
@@ -115,7 +124,14 @@ impl FileUpload {
         let length = std::fs::metadata(path)
             .map_err(|source| CloudError::Io { action: "read", path: path.to_path_buf(), source })?
             .len();
-        Ok(FileUpload { path: path.to_path_buf(), length, progress, current: Mutex::new(None) })
+        Ok(FileUpload { path: path.to_path_buf(), length, progress, current: Mutex::new(None), hashed: true })
+    }
+
+    /// The file sent without hashing it (its digest is known to the caller): [`FileUpload::digest`] gives the length
+    /// sent and empty digests.
+    pub fn unhashed(mut self) -> FileUpload {
+        self.hashed = false;
+        self
     }
 
     pub fn length(&self) -> u64 {
@@ -155,7 +171,7 @@ impl StreamSource for FileUpload {
                 source: std::io::Error::other(format!("the file changed size ({} → {length} bytes)", self.length)),
             });
         }
-        let hashes = Arc::new(Mutex::new(Hashes::default()));
+        let hashes = Arc::new(Mutex::new(Hashes { count_only: !self.hashed, ..Hashes::default() }));
         if let Ok(mut current) = self.current.lock() {
             *current = Some(hashes.clone());
         }

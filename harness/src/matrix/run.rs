@@ -174,6 +174,7 @@ async fn offer_driver_media<D: Driver>(driver: &D, scenario: &Scenario, media: &
         (scenario.media.virtio_win_image.clone(), media.virtio_iso, "iso"),
         (media.driver_floppy_image.unwrap_or_default(), media.driver_floppy, "raw"),
     ];
+    let known = media.known_md5;
     for (name, file, disk_format) in wanted {
         let Some(file) = file else { continue };
         let image = driver
@@ -186,7 +187,11 @@ async fn offer_driver_media<D: Driver>(driver: &D, scenario: &Scenario, media: &
             })
             .await
             .map_err(|e| anyhow::anyhow!("cannot offer {name}: {e}"))?;
-        driver.upload_image(&image.id, &file).await.map_err(|e| anyhow::anyhow!("cannot upload {name}: {e}"))?;
+        let uploaded = match known.get(&file) {
+            Some(md5) => driver.upload_image_known(&image.id, &file, md5).await,
+            None => driver.upload_image(&image.id, &file).await,
+        };
+        uploaded.map_err(|e| anyhow::anyhow!("cannot upload {name}: {e}"))?;
     }
     Ok(())
 }

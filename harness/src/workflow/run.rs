@@ -72,6 +72,8 @@ pub struct MediaFiles {
     /// The driver floppy to upload when no image of that name exists.
     pub driver_floppy: Option<PathBuf>,
     pub driver_floppy_image: Option<String>,
+    /// The md5 of files this run wrote itself (generated media), so that their uploads need not hash them again.
+    pub known_md5: BTreeMap<PathBuf, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -229,20 +231,20 @@ impl<C: Driver> Build<'_, C> {
 
     fn intent(&mut self, kind: ResourceKind, name: &str) -> Result<(), Stop> {
         self.pending.push((kind, name.to_string()));
-        Ok(self.ledger.record(&self.entry(kind, name, None, Event::Intent))?)
+        Ok(self.cloud.record(self.ledger, &self.entry(kind, name, None, Event::Intent))?)
     }
 
     fn created(&mut self, kind: ResourceKind, name: &str, id: &str) -> Result<(), Stop> {
         self.pending.retain(|(k, n)| !(*k == kind && n == name));
         self.created.push((kind, name.to_string(), id.to_string()));
-        Ok(self.ledger.record(&self.entry(kind, name, Some(id), Event::Created))?)
+        Ok(self.cloud.record(self.ledger, &self.entry(kind, name, Some(id), Event::Created))?)
     }
 
     /// Forgets the final image: it belongs to the user now.
     fn keep(&mut self, image_id: &str) {
         if let Some(at) = self.created.iter().position(|(k, _, id)| *k == ResourceKind::Image && id == image_id) {
             let (kind, name, id) = self.created.remove(at);
-            let _ = self.ledger.record(&self.entry(kind, &name, Some(&id), Event::Deleted));
+            let _ = self.cloud.record(self.ledger, &self.entry(kind, &name, Some(&id), Event::Deleted));
         }
     }
 
@@ -274,7 +276,8 @@ impl<C: Driver> Build<'_, C> {
             return Err(Stop::Error("no installer ISO: set media.iso or media.image in the scenario".into()));
         };
         let props = self.scenario.image.iso_properties.clone();
-        let (id, detail) = self.ensure_uploaded(&self.name("-iso"), path, "iso", props).await?;
+        let known = media.known_md5.get(path).map(String::as_str);
+        let (id, detail) = self.ensure_uploaded(&self.name("-iso"), path, known, "iso", props).await?;
         self.step("upload-iso", StepStatus::Ok, detail, started);
         Ok(id)
     }
@@ -305,7 +308,8 @@ impl<C: Driver> Build<'_, C> {
             if name.is_empty() || (file.is_none() && !needed) {
                 continue;
             }
-            done.push(self.ensure_named(&name, file.as_deref(), disk_format).await?);
+            let known = file.as_ref().and_then(|f| media.known_md5.get(f)).map(String::as_str);
+            done.push(self.ensure_named(&name, file.as_deref(), known, disk_format).await?);
         }
         let status = if done.is_empty() { StepStatus::Skipped } else { StepStatus::Ok };
         let detail = if done.is_empty() { "the guest needs no driver media".to_string() } else { done.join("; ") };
@@ -314,7 +318,13 @@ impl<C: Driver> Build<'_, C> {
     }
 
     /// An image the compute host finds by name: reused when active, uploaded otherwise.
-    async fn ensure_named(&mut self, name: &str, file: Option<&Path>, disk_format: &str) -> Result<String, Stop> {
+    async fn ensure_named(
+        &mut self,
+        name: &str,
+        file: Option<&Path>,
+        known_md5: Option<&str>,
+        disk_format: &str,
+    ) -> Result<String, Stop> {
         let found = self.cloud.images_named(name).await?;
         if let Some(image) = found.iter().find(|i| i.status == "active") {
             return Ok(format!("{name}: using existing image {}", image.id));
@@ -322,15 +332,17 @@ impl<C: Driver> Build<'_, C> {
         let Some(file) = file else {
             return Err(Stop::Error(format!("no image named `{name}` in the cloud and no file to upload for it")));
         };
-        let (id, detail) = self.ensure_uploaded(name, file, disk_format, BTreeMap::new()).await?;
+        let (id, detail) = self.ensure_uploaded(name, file, known_md5, disk_format, BTreeMap::new()).await?;
         Ok(format!("{name}: {detail} ({id})"))
     }
 
-    /// Uploads `file` as image `name`, unless an active image of that name has the same md5.
+    /// Uploads `file` as image `name`, unless an active image of that name has the same md5 (`known_md5`, when the
+    /// run wrote the file and hashed it then).
     async fn ensure_uploaded(
         &mut self,
         name: &str,
         file: &Path,
+        known_md5: Option<&str>,
         disk_format: &str,
         properties: BTreeMap<String, String>,
     ) -> Result<(String, String), Stop> {
@@ -338,7 +350,7 @@ impl<C: Driver> Build<'_, C> {
         std::fs::File::open(file).map_err(unreadable)?;
         // The file's md5 is only needed when an active image of that name could be the same data: reading the file
         // once more for nothing was a tenth of a build on an embedded cloud.
-        let mut md5: Option<String> = None;
+        let mut md5: Option<String> = known_md5.map(String::from);
         let base = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let base_name = base.trim_end_matches(".iso");
         for candidate in [name, base_name] {
@@ -367,7 +379,10 @@ impl<C: Driver> Build<'_, C> {
             })
             .await?;
         self.created(ResourceKind::Image, name, &image.id)?;
-        let digests = self.cloud.upload_image(&image.id, file).await?;
+        let digests = match known_md5 {
+            Some(md5) => self.cloud.upload_image_known(&image.id, file, md5).await?,
+            None => self.cloud.upload_image(&image.id, file).await?,
+        };
         let stored = self.cloud.image(&image.id).await?;
         match stored {
             Some(i) if i.status == "active" && i.checksum.as_deref() == Some(digests.md5.as_str()) => {}
@@ -651,14 +666,17 @@ pub async fn delete_live<C: Driver>(cloud: &C, ledger: &Ledger, live: &Live) -> 
     }
     let kind = format!("{:?}", live.kind).to_lowercase();
     if failures.is_empty() {
-        let _ = ledger.record(&Entry {
-            run: live.run.clone(),
-            cloud: live.cloud.clone(),
-            kind: live.kind,
-            name: live.name.clone(),
-            id: live.id.clone(),
-            event: Event::Deleted,
-        });
+        let _ = cloud.record(
+            ledger,
+            &Entry {
+                run: live.run.clone(),
+                cloud: live.cloud.clone(),
+                kind: live.kind,
+                name: live.name.clone(),
+                id: live.id.clone(),
+                event: Event::Deleted,
+            },
+        );
         if ids.is_empty() {
             format!("{kind} {}: never created", live.name)
         } else {
