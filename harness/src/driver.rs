@@ -46,16 +46,13 @@ pub struct HttpDriver {
     domain_xml: DomainXmlSource,
     /// Show a progress bar on stderr for uploads and downloads.
     progress: bool,
-    /// The client for mockstack's admin endpoint, made on first use: building one loads the system's CA
-    /// certificates, which cost more than the request itself (7% of a matrix's CPU when made per call).
-    admin_http: std::sync::OnceLock<reqwest::Client>,
 }
 
 impl HttpDriver {
     pub fn new(cloud: Cloud, clock: Clock, domain_xml: DomainXmlSource) -> HttpDriver {
         let config = cloud.config();
         let describe = format!("{} ({})", config.name, config.auth_url);
-        HttpDriver { cloud, describe, clock, domain_xml, progress: false, admin_http: std::sync::OnceLock::new() }
+        HttpDriver { cloud, describe, clock, domain_xml, progress: false }
     }
 
     /// Shows transfer progress bars on stderr (for a terminal).
@@ -342,9 +339,13 @@ impl Driver for HttpDriver {
             DomainXmlSource::MockAdmin(base) => {
                 let token = self.cloud.token().await.map_err(convert)?;
                 let url = format!("{base}/mockstack/servers/{}/domain.xml", server.id);
+                // The cloud's own client: making another one (loading the system's certificates) cost more than the
+                // request itself.
                 let response = self
-                    .admin_http
-                    .get_or_init(reqwest::Client::new)
+                    .cloud
+                    .session()
+                    .http()
+                    .client()
                     .get(&url)
                     .header("X-Auth-Token", token.value.expose())
                     .send()

@@ -76,7 +76,7 @@ impl Embedded {
             },
             region_name: Some(state.config().region.clone()),
             interface: Interface::Public,
-            tls: TlsVerify::System,
+            tls: TlsVerify::PlainHttp,
             api_timeout: None,
         })
     }
