@@ -14,7 +14,8 @@ use crate::cloud::glance::{ImageQuery, PatchOp};
 use crate::cloud::nova::{NewFlavor, NewServer as NovaNewServer};
 use crate::cloud::{self, Cloud};
 use crate::workflow::{
-    CloudError, CloudErrorKind, Digests, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
+    CloudError, CloudErrorKind, Digests, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer,
+    ServerInfo,
 };
 
 /// Where the libvirt domain XML of a server comes from.
@@ -46,13 +47,22 @@ pub struct HttpDriver {
     domain_xml: DomainXmlSource,
     /// Show a progress bar on stderr for uploads and downloads.
     progress: bool,
+    /// The driver media the compute host attaches, when known (an embedded mockstack).
+    attached_driver_media: Option<DriverMedia>,
 }
 
 impl HttpDriver {
     pub fn new(cloud: Cloud, clock: Clock, domain_xml: DomainXmlSource) -> HttpDriver {
         let config = cloud.config();
         let describe = format!("{} ({})", config.name, config.auth_url);
-        HttpDriver { cloud, describe, clock, domain_xml, progress: false }
+        HttpDriver { cloud, describe, clock, domain_xml, progress: false, attached_driver_media: None }
+    }
+
+    /// Tells the workflow which driver media the cloud's compute host attaches (a cloud whose configuration the
+    /// harness chose).
+    pub fn with_attached_driver_media(mut self, attached: DriverMedia) -> HttpDriver {
+        self.attached_driver_media = Some(attached);
+        self
     }
 
     /// Shows transfer progress bars on stderr (for a terminal).
@@ -170,6 +180,10 @@ impl Driver for HttpDriver {
             Clock::Real(start) => start.elapsed(),
             Clock::Mock(clock) => clock.elapsed(),
         }
+    }
+
+    fn attached_driver_media(&self) -> Option<DriverMedia> {
+        self.attached_driver_media
     }
 
     fn resources_outlive_process(&self) -> bool {

@@ -76,6 +76,26 @@ async fn verdicts_follow_the_layout_for_linux_and_windows() {
     }
 }
 
+/// An embedded cloud's compute host is known: a build uploads the driver media that host attaches (the VirtIO-win
+/// ISO unless stock, the floppy on patched-floppy) and not the others, which could not change the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_media_follow_what_the_embedded_host_attaches() {
+    for (layout, iso, floppy) in
+        [(Layout::Stock, false, false), (Layout::Patched, true, false), (Layout::PatchedFloppy, true, true)]
+    {
+        let (report, _, _) = build("ubuntu-24.04", layout).await;
+        let step = report.steps.iter().find(|s| s.step == "driver-media").expect("a driver-media step");
+        for (name, attached) in [("virtio-win", iso), ("virtio-win-floppy", floppy)] {
+            let uploaded = step.detail.split("; ").any(|d| d.starts_with(&format!("{name}: uploaded")));
+            assert_eq!(uploaded, attached, "{name} on {layout}: {}", step.detail);
+        }
+        let expected = [(Layout::Stock, Outcome::IsoCopy), (Layout::Patched, Outcome::ImageOk)];
+        if let Some((_, outcome)) = expected.iter().find(|(l, _)| *l == layout) {
+            assert_eq!(report.outcome, Some(*outcome), "{layout}: {}", report.reason);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_sequence_is_the_seven_steps() {
     let (report, calls, _) = build("ubuntu-24.04", Layout::Patched).await;

@@ -93,6 +93,17 @@ pub enum ImageChange {
     Remove(String),
 }
 
+/// The two driver media of the article: the VirtIO-win ISO and the driver floppy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriverMedia {
+    pub virtio_iso: bool,
+    pub driver_floppy: bool,
+}
+
+impl DriverMedia {
+    pub const ALL: DriverMedia = DriverMedia { virtio_iso: true, driver_floppy: true };
+}
+
 /// Local digests of data streamed to or from Glance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Digests {
@@ -152,6 +163,11 @@ pub trait Driver {
     /// goes with it): only then are ledger entries worth syncing to disk.
     fn resources_outlive_process(&self) -> bool {
         true
+    }
+    /// The driver media this cloud's compute host attaches to an ISO boot, when the harness knows its configuration
+    /// (an embedded mockstack); None for a real cloud, whose hosts it cannot see.
+    fn attached_driver_media(&self) -> Option<DriverMedia> {
+        None
     }
     /// Writes a ledger entry about a resource of this cloud ([`ledger::Ledger::record_ephemeral`] when it cannot
     /// outlive this process).

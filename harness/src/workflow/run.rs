@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
-use super::{CloudError, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
+use super::{CloudError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
 use crate::scenario::{Outcome, Scenario};
 use crate::validate::{self, ValidationReport};
 
@@ -283,29 +283,44 @@ impl<C: Driver> Build<'_, C> {
     }
 
     /// The VirtIO driver ISO and the driver floppy, which a patched compute host finds by name.
-    /// Reused when the cloud has them, uploaded when a file is given; missing media are an
-    /// error only for a guest that needs them (Windows: the ISO; text-mode setup: the floppy).
+    /// Reused when the cloud has them, uploaded when a file is given unless the compute host is known not to attach
+    /// it (an embedded mockstack's); missing media are an error only for a guest that needs them (Windows: the ISO;
+    /// text-mode setup: the floppy).
     async fn ensure_driver_media(&mut self, media: &MediaFiles) -> Result<(), Stop> {
-        use mockstack::guest::{DriverSource, OsFamily};
         let started = self.cloud.elapsed();
+        use mockstack::guest::{DriverSource, OsFamily};
         let guest = &self.scenario.guest;
-        let wanted = [
+        let needed = DriverMedia {
+            virtio_iso: guest.family == OsFamily::Windows,
+            driver_floppy: guest.virtio_storage == DriverSource::Floppy,
+        };
+        // Where the compute host is known, what it does not attach makes no difference to the build.
+        let wanted = self.cloud.attached_driver_media().unwrap_or(DriverMedia::ALL);
+        let media_list = [
             (
                 self.scenario.media.virtio_win_image.clone(),
                 media.virtio_iso.clone(),
                 "iso",
-                guest.family == OsFamily::Windows,
+                needed.virtio_iso,
+                wanted.virtio_iso,
             ),
             (
                 media.driver_floppy_image.clone().unwrap_or_default(),
                 media.driver_floppy.clone(),
                 "raw",
-                guest.virtio_storage == DriverSource::Floppy,
+                needed.driver_floppy,
+                wanted.driver_floppy,
             ),
         ];
         let mut done = Vec::new();
-        for (name, file, disk_format, needed) in wanted {
+        for (name, file, disk_format, needed, wanted) in media_list {
             if name.is_empty() || (file.is_none() && !needed) {
+                continue;
+            }
+            if !wanted {
+                done.push(format!(
+                    "{name}: not needed (the guest does without it and the compute host does not attach it)"
+                ));
                 continue;
             }
             let known = file.as_ref().and_then(|f| media.known_md5.get(f)).map(String::as_str);
