@@ -16,7 +16,7 @@ use crate::cloud::config::{
 use crate::cloud::{ClientOptions, Cloud, Secret};
 use crate::driver::{Clock, DomainXmlSource, HttpDriver};
 use crate::scenario::{Scenario, VirtioWinBuild};
-use crate::workflow::{DriverMedia, MediaFiles};
+use crate::workflow::{DriverMedia, FileMd5, MediaFiles};
 
 /// Options shared by the commands that talk to a cloud.
 #[derive(Debug, Clone, clap::Args)]
@@ -145,13 +145,13 @@ pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Res
 
 /// The generated media of the builds of one run, each distinct file written once into `dir`: media are
 /// deterministic, so the cells of a matrix share one VirtIO-win ISO per build, one floppy per architecture and one
-/// installer ISO per scenario instead of writing megabytes per cell. Each file's md5 is taken once, as it is
-/// written, so that its uploads (to every cloud of a matrix) need not hash it again. Safe to share between
+/// installer ISO per scenario instead of writing megabytes per cell. Each file's md5 is taken once, when first
+/// needed, so that its uploads (to every cloud of a matrix) need not hash it again. Safe to share between
 /// concurrent cells.
 pub struct MediaCache {
     dir: PathBuf,
-    /// The md5 of each file written.
-    written: Mutex<HashMap<PathBuf, String>>,
+    /// Each file written, with its md5 once something asked for it.
+    written: Mutex<HashMap<PathBuf, FileMd5>>,
 }
 
 impl MediaCache {
@@ -180,16 +180,14 @@ impl MediaCache {
         let paths: Vec<PathBuf> = wanted.iter().map(|(p, _)| p.clone()).collect();
         let mut written = self.written.lock().map_err(|_| anyhow::anyhow!("a media generation panicked"))?;
         wanted.retain(|(path, _)| !written.contains_key(path));
-        // Each missing file written and hashed on its own thread: a build waited for one after the other.
-        let made: Vec<anyhow::Result<(PathBuf, String)>> = std::thread::scope(|scope| {
+        // Each missing file written on its own thread: a build waited for one after the other.
+        let made: Vec<anyhow::Result<PathBuf>> = std::thread::scope(|scope| {
             let threads: Vec<_> = wanted
                 .into_iter()
                 .map(|(path, generate)| {
                     scope.spawn(move || {
                         generate(&path)?;
-                        let md5 = crate::validate::md5_file(&path)
-                            .with_context(|| format!("cannot read back {}", path.display()))?;
-                        Ok((path, md5))
+                        Ok(path)
                     })
                 })
                 .collect();
@@ -199,8 +197,7 @@ impl MediaCache {
                 .collect()
         });
         for result in made {
-            let (path, md5) = result?;
-            written.insert(path, md5);
+            written.insert(result?, FileMd5::default());
         }
         let mut files = MediaFiles {
             driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
