@@ -276,3 +276,17 @@ proptest! {
         exercise(image);
     }
 }
+
+#[test]
+fn nonzero_prefix_stops_after_the_last_nonzero_byte() {
+    for len in [0usize, 1, 63, 64, 65, 200, 65536] {
+        for last in [None, Some(0), Some(len / 2), len.checked_sub(1)] {
+            let mut bytes = vec![0u8; len];
+            if let Some(at) = last.filter(|&a| a < len) {
+                bytes[at] = 7;
+            }
+            let expected = last.filter(|&a| a < len).map_or(0, |a| a + 1);
+            assert_eq!(nonzero_prefix(&bytes).len(), expected, "len {len}, last {last:?}");
+        }
+    }
+}
