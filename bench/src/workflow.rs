@@ -60,9 +60,15 @@ async fn embedded_build(
     let driver = embedded.driver().await?;
     if offered {
         use harness::workflow::{Driver, NewImage};
+        // What a matrix cloud offers: the media its compute host attaches.
+        let wanted = harness::target::attached_driver_media(layout);
         let offers = [
-            (scenario.media.virtio_win_image.clone(), &media.virtio_iso, "iso"),
-            (media.driver_floppy_image.clone().unwrap_or_default(), &media.driver_floppy, "raw"),
+            (scenario.media.virtio_win_image.clone(), media.virtio_iso.as_ref().filter(|_| wanted.virtio_iso), "iso"),
+            (
+                media.driver_floppy_image.clone().unwrap_or_default(),
+                media.driver_floppy.as_ref().filter(|_| wanted.driver_floppy),
+                "raw",
+            ),
         ];
         for (name, file, disk_format) in offers {
             let Some(file) = file else { continue };

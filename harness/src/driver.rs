@@ -14,7 +14,8 @@ use crate::cloud::glance::{ImageQuery, PatchOp};
 use crate::cloud::nova::{NewFlavor, NewServer as NovaNewServer};
 use crate::cloud::{self, Cloud};
 use crate::workflow::{
-    CloudError, CloudErrorKind, Digests, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
+    CloudError, CloudErrorKind, Digests, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer,
+    ServerInfo,
 };
 
 /// Where the libvirt domain XML of a server comes from.
@@ -46,16 +47,22 @@ pub struct HttpDriver {
     domain_xml: DomainXmlSource,
     /// Show a progress bar on stderr for uploads and downloads.
     progress: bool,
-    /// The client for mockstack's admin endpoint, made on first use: building one loads the system's CA
-    /// certificates, which cost more than the request itself (7% of a matrix's CPU when made per call).
-    admin_http: std::sync::OnceLock<reqwest::Client>,
+    /// The driver media the compute host attaches, when known (an embedded mockstack).
+    attached_driver_media: Option<DriverMedia>,
 }
 
 impl HttpDriver {
     pub fn new(cloud: Cloud, clock: Clock, domain_xml: DomainXmlSource) -> HttpDriver {
         let config = cloud.config();
         let describe = format!("{} ({})", config.name, config.auth_url);
-        HttpDriver { cloud, describe, clock, domain_xml, progress: false, admin_http: std::sync::OnceLock::new() }
+        HttpDriver { cloud, describe, clock, domain_xml, progress: false, attached_driver_media: None }
+    }
+
+    /// Tells the workflow which driver media the cloud's compute host attaches (a cloud whose configuration the
+    /// harness chose).
+    pub fn with_attached_driver_media(mut self, attached: DriverMedia) -> HttpDriver {
+        self.attached_driver_media = Some(attached);
+        self
     }
 
     /// Shows transfer progress bars on stderr (for a terminal).
@@ -175,6 +182,15 @@ impl Driver for HttpDriver {
         }
     }
 
+    fn attached_driver_media(&self) -> Option<DriverMedia> {
+        self.attached_driver_media
+    }
+
+    fn resources_outlive_process(&self) -> bool {
+        // A mockstack that lends its clock runs in this process, and its resources go with it.
+        !matches!(self.clock, Clock::Mock(_))
+    }
+
     async fn sleep(&self, d: Duration) {
         match &self.clock {
             Clock::Real(_) => tokio::time::sleep(d).await,
@@ -217,6 +233,18 @@ impl Driver for HttpDriver {
         }
         let d = result.map_err(convert)?;
         Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
+    }
+
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+        let glance = self.cloud.glance().await.map_err(convert)?;
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let (bar, progress) = self.progress_bar(format!("upload {name}"));
+        let result = glance.upload_file_unhashed(id, file, progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let sent = result.map_err(convert)?;
+        Ok(Digests { size: sent.bytes, md5: md5.to_string(), sha512: String::new() })
     }
 
     async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
@@ -325,9 +353,13 @@ impl Driver for HttpDriver {
             DomainXmlSource::MockAdmin(base) => {
                 let token = self.cloud.token().await.map_err(convert)?;
                 let url = format!("{base}/mockstack/servers/{}/domain.xml", server.id);
+                // The cloud's own client: making another one (loading the system's certificates) cost more than the
+                // request itself.
                 let response = self
-                    .admin_http
-                    .get_or_init(reqwest::Client::new)
+                    .cloud
+                    .session()
+                    .http()
+                    .client()
                     .get(&url)
                     .header("X-Auth-Token", token.value.expose())
                     .send()

@@ -1,7 +1,7 @@
 //! Where a command runs: a real cloud named by `--os-cloud`/`OS_CLOUD` (or `OS_*`), or an
 //! embedded mockstack started in-process with a virtual clock.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -16,7 +16,7 @@ use crate::cloud::config::{
 use crate::cloud::{ClientOptions, Cloud, Secret};
 use crate::driver::{Clock, DomainXmlSource, HttpDriver};
 use crate::scenario::{Scenario, VirtioWinBuild};
-use crate::workflow::MediaFiles;
+use crate::workflow::{DriverMedia, FileMd5, MediaFiles};
 
 /// Options shared by the commands that talk to a cloud.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,7 +76,7 @@ impl Embedded {
             },
             region_name: Some(state.config().region.clone()),
             interface: Interface::Public,
-            tls: TlsVerify::System,
+            tls: TlsVerify::PlainHttp,
             api_timeout: None,
         })
     }
@@ -89,8 +89,15 @@ impl Embedded {
             cloud,
             Clock::Mock(self.mock.state().clock().clone()),
             DomainXmlSource::MockAdmin(self.mock.url().to_string()),
-        ))
+        )
+        .with_attached_driver_media(attached_driver_media(self.layout)))
     }
+}
+
+/// The driver media a compute host of `layout` attaches to an ISO boot (mockstack's rule).
+pub fn attached_driver_media(layout: Layout) -> DriverMedia {
+    let (virtio_iso, driver_floppy) = mockstack::nova::compute::attached_driver_media(layout);
+    DriverMedia { virtio_iso, driver_floppy }
 }
 
 /// Connects to the real cloud the arguments name.
@@ -138,44 +145,73 @@ pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Res
 
 /// The generated media of the builds of one run, each distinct file written once into `dir`: media are
 /// deterministic, so the cells of a matrix share one VirtIO-win ISO per build, one floppy per architecture and one
-/// installer ISO per scenario instead of writing megabytes per cell. Safe to share between concurrent cells.
+/// installer ISO per scenario instead of writing megabytes per cell. Each file's md5 is taken once, when first
+/// needed, so that its uploads (to every cloud of a matrix) need not hash it again. Safe to share between
+/// concurrent cells.
 pub struct MediaCache {
     dir: PathBuf,
-    written: Mutex<HashSet<PathBuf>>,
+    /// Each file written, with its md5 once something asked for it.
+    written: Mutex<HashMap<PathBuf, FileMd5>>,
 }
 
 impl MediaCache {
     pub fn new(dir: &Path) -> MediaCache {
-        MediaCache { dir: dir.to_path_buf(), written: Mutex::new(HashSet::new()) }
-    }
-
-    /// `dir/name`, written by `generate` the first time it is asked for.
-    fn file(&self, name: &str, generate: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<PathBuf> {
-        let path = self.dir.join(name);
-        let mut written = self.written.lock().map_err(|_| anyhow::anyhow!("a media generation panicked"))?;
-        if !written.contains(&path) {
-            generate(&path)?;
-            written.insert(path.clone());
-        }
-        Ok(path)
+        MediaCache { dir: dir.to_path_buf(), written: Mutex::new(HashMap::new()) }
     }
 
     /// The media of a build on an embedded mockstack: the scenario's installer ISO and the driver media.
     pub fn embedded_media(&self, scenario: &Scenario) -> anyhow::Result<MediaFiles> {
+        // The article's prerequisite: the cloud offers the driver media to every guest, so an
+        // embedded mockstack gets them whatever the guest; the compute host decides from them.
+        type Generate<'a> = Box<dyn FnOnce(&Path) -> anyhow::Result<()> + Send + 'a>;
+        let build = scenario.media.virtio_win;
+        let floppy = FloppyArch::for_guest(scenario.guest.arch);
+        let mut wanted: Vec<(PathBuf, Generate)> = vec![
+            (self.dir.join(format!("{}.iso", scenario.name)), Box::new(|p| generate_installer(scenario, p))),
+            (
+                self.dir.join(format!("virtio-win-{build:?}.iso").to_lowercase()),
+                Box::new(move |p| generate_virtio_win(build, p)),
+            ),
+        ];
+        if let Some(arch) = floppy {
+            let name = format!("virtio-win-floppy-{arch:?}.vfd").to_lowercase();
+            wanted.push((self.dir.join(name), Box::new(|p| generate_floppy(scenario, p))));
+        }
+        let paths: Vec<PathBuf> = wanted.iter().map(|(p, _)| p.clone()).collect();
+        let mut written = self.written.lock().map_err(|_| anyhow::anyhow!("a media generation panicked"))?;
+        wanted.retain(|(path, _)| !written.contains_key(path));
+        // Each missing file written on its own thread: a build waited for one after the other.
+        let made: Vec<anyhow::Result<PathBuf>> = std::thread::scope(|scope| {
+            let threads: Vec<_> = wanted
+                .into_iter()
+                .map(|(path, generate)| {
+                    scope.spawn(move || {
+                        generate(&path)?;
+                        Ok(path)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a media generation panicked"))))
+                .collect()
+        });
+        for result in made {
+            written.insert(result?, FileMd5::default());
+        }
         let mut files = MediaFiles {
             driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
             ..MediaFiles::default()
         };
-        files.os_iso = Some(self.file(&format!("{}.iso", scenario.name), |p| generate_installer(scenario, p))?);
-        // The article's prerequisite: the cloud offers the driver media to every guest, so an
-        // embedded mockstack gets them whatever the guest; the compute host decides from them.
-        let build = scenario.media.virtio_win;
-        let name = format!("virtio-win-{build:?}.iso").to_lowercase();
-        files.virtio_iso = Some(self.file(&name, |p| generate_virtio_win(build, p))?);
-        if let Some(arch) = FloppyArch::for_guest(scenario.guest.arch) {
-            let name = format!("virtio-win-floppy-{arch:?}.vfd").to_lowercase();
-            files.driver_floppy = Some(self.file(&name, |p| generate_floppy(scenario, p))?);
+        for path in &paths {
+            if let Some(md5) = written.get(path) {
+                files.known_md5.insert(path.clone(), md5.clone());
+            }
         }
+        let mut paths = paths.into_iter();
+        files.os_iso = paths.next();
+        files.virtio_iso = paths.next();
+        files.driver_floppy = paths.next();
         Ok(files)
     }
 }

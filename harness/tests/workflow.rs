@@ -76,6 +76,26 @@ async fn verdicts_follow_the_layout_for_linux_and_windows() {
     }
 }
 
+/// An embedded cloud's compute host is known: a build uploads the driver media that host attaches (the VirtIO-win
+/// ISO unless stock, the floppy on patched-floppy) and not the others, which could not change the outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn driver_media_follow_what_the_embedded_host_attaches() {
+    for (layout, iso, floppy) in
+        [(Layout::Stock, false, false), (Layout::Patched, true, false), (Layout::PatchedFloppy, true, true)]
+    {
+        let (report, _, _) = build("ubuntu-24.04", layout).await;
+        let step = report.steps.iter().find(|s| s.step == "driver-media").expect("a driver-media step");
+        for (name, attached) in [("virtio-win", iso), ("virtio-win-floppy", floppy)] {
+            let uploaded = step.detail.split("; ").any(|d| d.starts_with(&format!("{name}: uploaded")));
+            assert_eq!(uploaded, attached, "{name} on {layout}: {}", step.detail);
+        }
+        let expected = [(Layout::Stock, Outcome::IsoCopy), (Layout::Patched, Outcome::ImageOk)];
+        if let Some((_, outcome)) = expected.iter().find(|(l, _)| *l == layout) {
+            assert_eq!(report.outcome, Some(*outcome), "{layout}: {}", report.reason);
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_sequence_is_the_seven_steps() {
     let (report, calls, _) = build("ubuntu-24.04", Layout::Patched).await;
@@ -121,6 +141,9 @@ impl<D: Driver> Driver for FailingSnapshot<D> {
     async fn sleep(&self, d: Duration) {
         self.0.sleep(d).await
     }
+    fn resources_outlive_process(&self) -> bool {
+        self.0.resources_outlive_process()
+    }
     async fn images_named(&self, name: &str) -> Result<Vec<ImageInfo>, CloudError> {
         self.0.images_named(name).await
     }
@@ -132,6 +155,9 @@ impl<D: Driver> Driver for FailingSnapshot<D> {
     }
     async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
         self.0.upload_image(id, file).await
+    }
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+        self.0.upload_image_known(id, file, md5).await
     }
     async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
         self.0.download_image(id, to).await
@@ -192,6 +218,26 @@ async fn a_failure_mid_run_still_cleans_up() {
     assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
     let live = Ledger::live(&ledger_path).unwrap();
     assert!(live.is_empty(), "the ledger still lists live resources: {live:?}\n{:?}", report.cleanup);
+}
+
+/// An upload that skips hashing because the run knows the file's md5 is still checked against what Glance stored:
+/// a known md5 that is wrong stops the build, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_md5_that_glance_does_not_confirm_stops_the_build() {
+    let scenario = scenario("ubuntu-24.04");
+    let embedded = Embedded::start(Layout::Patched, &scenario.media.virtio_win_image).await.unwrap();
+    let driver = embedded.driver().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.jsonl")).unwrap();
+    let mut media = media_for(&scenario, true, dir.path()).unwrap();
+    let iso = media.os_iso.clone().unwrap();
+    let known = media.known_md5.get(&iso).expect("the generated ISO's md5").get(&iso).unwrap();
+    assert_eq!(known, harness::validate::md5_file(&iso).unwrap(), "the md5 of the ISO");
+    media.known_md5.insert(iso, harness::workflow::FileMd5::known("0".repeat(32)));
+    let report = run_build(&driver, &ledger, &scenario, &media, &BuildOptions::new("ih-md5x0001", dir.path())).await;
+    assert_eq!(report.outcome, None);
+    assert!(report.reason.contains("did not verify"), "{}", report.reason);
+    assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
 }
 
 fn isoharness() -> Command {

@@ -87,8 +87,8 @@ pub struct RequestId(pub String);
 fn catch_up_compute(state: &AppState) {
     let multi_thread = tokio::runtime::Handle::try_current()
         .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if multi_thread {
-        // Snapshots copy disk files; keep that off the async workers' backs.
+    if multi_thread && state.nova().work_due(state) {
+        // Snapshots copy disk files; keep that off the async workers' backs (leaving them costs a thread hand-off).
         tokio::task::block_in_place(|| state.nova().catch_up(state));
     } else {
         state.nova().catch_up(state);

@@ -169,6 +169,9 @@ pub enum TlsVerify {
     CaBundle(PathBuf),
     /// `verify: false` / `insecure: true` / `OS_INSECURE=true`.
     Insecure,
+    /// No trust roots at all, for a cloud served over plain HTTP (an embedded mockstack): loading the system's
+    /// certificates cost more than the requests of a whole build. An https endpoint fails verification.
+    PlainHttp,
 }
 
 /// Bad or missing configuration. Each message names the file (or environment variable) and the key.

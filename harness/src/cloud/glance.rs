@@ -249,7 +249,22 @@ impl Glance {
     /// `PUT /v2/images/{id}/file`: streams the file from disk (never all in memory), with a known Content-Length,
     /// and returns the digest of the bytes sent, to compare with the image's `checksum`/`os_hash_value`.
     pub async fn upload_file(&self, id: &str, path: &Path, progress: Option<Progress>) -> Result<Transfer, CloudError> {
-        let upload = Arc::new(FileUpload::new(path, progress)?);
+        self.upload(id, FileUpload::new(path, progress)?).await
+    }
+
+    /// [`Glance::upload_file`] of a file whose digests the caller knows: the bytes are counted, not hashed (the
+    /// returned digests are empty).
+    pub async fn upload_file_unhashed(
+        &self,
+        id: &str,
+        path: &Path,
+        progress: Option<Progress>,
+    ) -> Result<Transfer, CloudError> {
+        self.upload(id, FileUpload::new(path, progress)?.unhashed()).await
+    }
+
+    async fn upload(&self, id: &str, upload: FileUpload) -> Result<Transfer, CloudError> {
+        let upload = Arc::new(upload);
         let request = Request::new("image", Method::PUT, self.url(&format!("/images/{id}/file")))
             .body(Body::Stream { content_type: "application/octet-stream", source: upload.clone() });
         self.send(request).await?;

@@ -315,6 +315,7 @@ impl Http {
         match tls {
             TlsVerify::System => {}
             TlsVerify::Insecure => builder = builder.tls_danger_accept_invalid_certs(true),
+            TlsVerify::PlainHttp => builder = builder.tls_certs_only(Vec::new()),
             TlsVerify::CaBundle(path) => {
                 let pem = std::fs::read(path).map_err(|source| CloudError::Io {
                     action: "read the CA bundle",
@@ -336,6 +337,11 @@ impl Http {
 
     pub fn call_log(&self) -> &CallLog {
         &self.log
+    }
+
+    /// The underlying client, for requests outside the OpenStack APIs (mockstack's admin endpoint).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     pub fn options(&self) -> &HttpOptions {

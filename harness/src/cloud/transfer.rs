@@ -29,26 +29,84 @@ pub struct TransferDigest {
     pub sha512: String,
 }
 
-#[derive(Clone, Default)]
+/// md5 on the caller's thread and sha512 on a helper thread fed the same chunks (reference-counted, not copied), so
+/// that where a second core is free both digests cost about as much as one: hashing one after the other was a
+/// quarter of an embedded build. Small transfers stay on one thread.
+#[derive(Default)]
 struct Hashes {
     md5: Md5,
-    sha512: Sha512,
+    sha512: Sha512Feed,
     bytes: u64,
+    /// Counts the bytes without hashing them (the caller knows the file's digest).
+    count_only: bool,
+}
+
+/// Bytes hashed inline before sha512 moves to its own thread.
+const SHA512_THREAD_AFTER: u64 = 1 << 20;
+/// Chunks that may wait for the sha512 thread before the transfer waits for it.
+const SHA512_QUEUE: usize = 8;
+
+enum Sha512Feed {
+    Inline(Sha512),
+    Thread { tx: std::sync::mpsc::SyncSender<bytes::Bytes>, thread: std::thread::JoinHandle<Sha512> },
+}
+
+impl Default for Sha512Feed {
+    fn default() -> Self {
+        Sha512Feed::Inline(Sha512::default())
+    }
 }
 
 impl Hashes {
-    fn update(&mut self, chunk: &[u8]) {
-        self.md5.update(chunk);
-        self.sha512.update(chunk);
+    fn update(&mut self, chunk: &bytes::Bytes) {
         self.bytes += chunk.len() as u64;
+        if self.count_only {
+            return;
+        }
+        self.md5.update(chunk);
+        if matches!(self.sha512, Sha512Feed::Inline(_)) && self.bytes >= SHA512_THREAD_AFTER {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<bytes::Bytes>(SHA512_QUEUE);
+            // The state so far follows once the thread exists: if it cannot be started, hashing stays inline.
+            let (state_tx, state_rx) = std::sync::mpsc::channel::<Sha512>();
+            let spawned = std::thread::Builder::new().name("sha512".into()).spawn(move || {
+                let mut state = state_rx.recv().unwrap_or_default();
+                while let Ok(chunk) = rx.recv() {
+                    state.update(&chunk);
+                }
+                state
+            });
+            if let Ok(thread) = spawned
+                && let Sha512Feed::Inline(state) =
+                    std::mem::replace(&mut self.sha512, Sha512Feed::Thread { tx, thread })
+            {
+                let _ = state_tx.send(state);
+            }
+        }
+        match &mut self.sha512 {
+            Sha512Feed::Inline(state) => state.update(chunk),
+            Sha512Feed::Thread { tx, .. } => {
+                // The thread only goes away by panicking; `finish` reports that.
+                let _ = tx.send(chunk.clone());
+            }
+        }
     }
 
     fn finish(self) -> TransferDigest {
-        TransferDigest {
-            bytes: self.bytes,
-            md5: hex::encode(self.md5.finalize()),
-            sha512: hex::encode(self.sha512.finalize()),
+        if self.count_only {
+            return TransferDigest { bytes: self.bytes, md5: String::new(), sha512: String::new() };
         }
+        let sha512 = match self.sha512 {
+            Sha512Feed::Inline(state) => hex::encode(state.finalize()),
+            Sha512Feed::Thread { tx, thread } => {
+                drop(tx);
+                match thread.join() {
+                    Ok(state) => hex::encode(state.finalize()),
+                    // Only a panic ends the thread early; a digest that matches nothing makes the transfer fail its check.
+                    Err(_) => String::from("sha512 thread panicked"),
+                }
+            }
+        };
+        TransferDigest { bytes: self.bytes, md5: hex::encode(self.md5.finalize()), sha512 }
     }
 }
 
@@ -58,6 +116,7 @@ pub struct FileUpload {
     length: u64,
     progress: Option<Progress>,
     current: Mutex<Option<Arc<Mutex<Hashes>>>>,
+    hashed: bool,
 }
 
 impl FileUpload {
@@ -65,16 +124,29 @@ impl FileUpload {
         let length = std::fs::metadata(path)
             .map_err(|source| CloudError::Io { action: "read", path: path.to_path_buf(), source })?
             .len();
-        Ok(FileUpload { path: path.to_path_buf(), length, progress, current: Mutex::new(None) })
+        Ok(FileUpload { path: path.to_path_buf(), length, progress, current: Mutex::new(None), hashed: true })
+    }
+
+    /// The file sent without hashing it (its digest is known to the caller): [`FileUpload::digest`] gives the length
+    /// sent and empty digests.
+    pub fn unhashed(mut self) -> FileUpload {
+        self.hashed = false;
+        self
     }
 
     pub fn length(&self) -> u64 {
         self.length
     }
 
-    /// The digest of what the last attempt sent; an error if it did not send the whole file.
+    /// The digest of what the last attempt sent (taken: ask once per attempt); an error if it did not send the whole
+    /// file.
     pub fn digest(&self) -> Result<TransferDigest, CloudError> {
-        let hashes = self.current.lock().ok().and_then(|c| c.clone()).and_then(|h| h.lock().ok().map(|h| h.clone()));
+        let hashes = self
+            .current
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .and_then(|h| h.lock().ok().map(|mut h| std::mem::take(&mut *h)));
         let digest = hashes.unwrap_or_default().finish();
         if digest.bytes != self.length {
             return Err(CloudError::Io {
@@ -99,7 +171,7 @@ impl StreamSource for FileUpload {
                 source: std::io::Error::other(format!("the file changed size ({} → {length} bytes)", self.length)),
             });
         }
-        let hashes = Arc::new(Mutex::new(Hashes::default()));
+        let hashes = Arc::new(Mutex::new(Hashes { count_only: !self.hashed, ..Hashes::default() }));
         if let Ok(mut current) = self.current.lock() {
             *current = Some(hashes.clone());
         }
@@ -152,4 +224,32 @@ where
 pub enum CopyError {
     Source(CloudError),
     Write(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both digests in one go, the reference the streamed ones must match.
+    fn one_shot(data: &[u8]) -> TransferDigest {
+        TransferDigest {
+            bytes: data.len() as u64,
+            md5: hex::encode(Md5::digest(data)),
+            sha512: hex::encode(Sha512::digest(data)),
+        }
+    }
+
+    #[test]
+    fn streamed_digests_match_one_shot_digests_below_and_above_the_thread_threshold() {
+        let data: Vec<u8> = (0..3 * SHA512_THREAD_AFTER as usize + 12345).map(|i| (i * 31 % 251) as u8).collect();
+        for len in [0, 1000, SHA512_THREAD_AFTER as usize - 1, SHA512_THREAD_AFTER as usize, data.len()] {
+            for piece in [1000, 65536, CHUNK_SIZE + 7] {
+                let mut hashes = Hashes::default();
+                for chunk in data[..len].chunks(piece) {
+                    hashes.update(&bytes::Bytes::copy_from_slice(chunk));
+                }
+                assert_eq!(hashes.finish(), one_shot(&data[..len]), "{len} bytes in pieces of {piece}");
+            }
+        }
+    }
 }

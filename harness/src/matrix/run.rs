@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
 use futures_util::StreamExt;
 use mockstack::Layout;
 use std::sync::OnceLock;
@@ -19,10 +20,10 @@ use mockstack::media::virtio_win::{
 use super::report::{Cell, MatrixReport};
 use crate::domxml;
 use crate::scenario::{Outcome, Scenario, VirtioWinBuild};
-use crate::target::{Embedded, MediaCache, media_for};
+use crate::target::{Embedded, MediaCache, attached_driver_media, media_for};
 use crate::workflow::MediaFiles;
 use crate::workflow::ledger::Ledger;
-use crate::workflow::{BuildOptions, Driver, NewImage, run_build};
+use crate::workflow::{BuildOptions, Driver, DriverMedia, NewImage, run_build};
 
 /// The outcome the installer rules derive for a scenario on a layout, with the reason: the
 /// same rules the simulated compute host follows ([`mockstack::hypervisor::installer`]), fed
@@ -111,11 +112,15 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
     std::fs::create_dir_all(&media_dir)?;
     let media = MediaCache::new(&media_dir);
     // One cloud per (layout, driver ISO build, floppy architecture): a compute host attaches
-    // the one VirtIO ISO and the one floppy its operator configured.
+    // the one VirtIO ISO and the one floppy its operator configured (and is offered only what it attaches, what the
+    // builds would upload themselves); the floppy tells clouds apart only where it is attached.
+    let floppy_of = |s: &Scenario, layout: Layout| {
+        FloppyArch::for_guest(s.guest.arch).filter(|_| attached_driver_media(layout).driver_floppy)
+    };
     let mut keys: Vec<(Layout, VirtioWinBuild, Option<FloppyArch>)> = Vec::new();
     for layout in layouts {
         for s in scenarios {
-            let key = (*layout, s.media.virtio_win, FloppyArch::for_guest(s.guest.arch));
+            let key = (*layout, s.media.virtio_win, floppy_of(s, *layout));
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -125,13 +130,12 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
     // a matrix's fixed cost.
     let media_ref = &media;
     let groups = futures_util::future::try_join_all(keys.into_iter().map(|(layout, build, floppy)| async move {
-        let members: Vec<&Scenario> = scenarios
-            .iter()
-            .filter(|s| (s.media.virtio_win, FloppyArch::for_guest(s.guest.arch)) == (build, floppy))
-            .collect();
+        let members: Vec<&Scenario> =
+            scenarios.iter().filter(|s| (s.media.virtio_win, floppy_of(s, layout)) == (build, floppy)).collect();
         let embedded = Embedded::start(layout, &members[0].media.virtio_win_image).await?;
         let driver = embedded.driver().await?;
-        offer_driver_media(&driver, members[0], &media_ref.embedded_media(members[0])?).await?;
+        let offered = attached_driver_media(layout);
+        offer_driver_media(&driver, members[0], &media_ref.embedded_media(members[0])?, offered).await?;
         anyhow::Ok((embedded, driver, layout, members))
     }))
     .await?;
@@ -168,12 +172,18 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
 
 /// Uploads the driver media a scenario's cloud offers every guest (public, like the article's
 /// prerequisite), so that parallel cells share them instead of racing to upload their own.
-async fn offer_driver_media<D: Driver>(driver: &D, scenario: &Scenario, media: &MediaFiles) -> anyhow::Result<()> {
+async fn offer_driver_media<D: Driver>(
+    driver: &D,
+    scenario: &Scenario,
+    media: &MediaFiles,
+    offered: DriverMedia,
+) -> anyhow::Result<()> {
     let media = media.clone();
     let wanted = [
-        (scenario.media.virtio_win_image.clone(), media.virtio_iso, "iso"),
-        (media.driver_floppy_image.unwrap_or_default(), media.driver_floppy, "raw"),
+        (scenario.media.virtio_win_image.clone(), media.virtio_iso.filter(|_| offered.virtio_iso), "iso"),
+        (media.driver_floppy_image.unwrap_or_default(), media.driver_floppy.filter(|_| offered.driver_floppy), "raw"),
     ];
+    let known = media.known_md5;
     for (name, file, disk_format) in wanted {
         let Some(file) = file else { continue };
         let image = driver
@@ -186,7 +196,14 @@ async fn offer_driver_media<D: Driver>(driver: &D, scenario: &Scenario, media: &
             })
             .await
             .map_err(|e| anyhow::anyhow!("cannot offer {name}: {e}"))?;
-        driver.upload_image(&image.id, &file).await.map_err(|e| anyhow::anyhow!("cannot upload {name}: {e}"))?;
+        let uploaded = match known.get(&file) {
+            Some(known) => {
+                let md5 = known.get(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                driver.upload_image_known(&image.id, &file, &md5).await
+            }
+            None => driver.upload_image(&image.id, &file).await,
+        };
+        uploaded.map_err(|e| anyhow::anyhow!("cannot upload {name}: {e}"))?;
     }
     Ok(())
 }

@@ -386,7 +386,7 @@ async fn boot_test<C: Driver>(
         id: id.map(String::from),
         event,
     };
-    if let Err(e) = ledger.record(&entry(None, Event::Intent)) {
+    if let Err(e) = cloud.record(ledger, &entry(None, Event::Intent)) {
         report.checks.push(check("boot", CheckStatus::Fail, true, e.to_string()));
         return;
     }
@@ -395,12 +395,12 @@ async fn boot_test<C: Driver>(
     let id = match created {
         Ok(id) => id,
         Err(e) => {
-            let _ = ledger.record(&entry(None, Event::Deleted));
+            let _ = cloud.record(ledger, &entry(None, Event::Deleted));
             report.checks.push(check("boot", CheckStatus::Fail, true, format!("cannot boot the image: {}", e.message)));
             return;
         }
     };
-    let _ = ledger.record(&entry(Some(&id), Event::Created));
+    let _ = cloud.record(ledger, &entry(Some(&id), Event::Created));
     let result = watch_boot(cloud, &id, request).await;
     report.checks.push(result);
     let live =

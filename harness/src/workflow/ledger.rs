@@ -76,7 +76,7 @@ pub enum LedgerError {
 pub struct Ledger {
     path: PathBuf,
     file: Mutex<File>,
-    /// Whether each entry is synced to disk before `record` returns.
+    /// Whether intents are synced to disk before `record` returns.
     durable: bool,
 }
 
@@ -125,13 +125,26 @@ impl Ledger {
         &self.path
     }
 
-    /// Appends one entry and (unless opened with [`Ledger::open_scratch`]) syncs it to disk before returning.
+    /// Appends one entry; an `intent` is also synced to disk before returning (unless the ledger was opened with
+    /// [`Ledger::open_scratch`]). The intent alone lets cleanup find a resource after the machine crashes (by name):
+    /// a lost `created` only loses the id, a lost `deleted` only makes cleanup delete again what is gone (which
+    /// succeeds), so those are not worth a sync each.
     pub fn record(&self, entry: &Entry) -> Result<(), LedgerError> {
+        self.append(entry, self.durable && entry.event == Event::Intent)
+    }
+
+    /// Appends one entry about a resource that cannot outlive this process (one of an embedded mockstack):
+    /// written, never synced.
+    pub fn record_ephemeral(&self, entry: &Entry) -> Result<(), LedgerError> {
+        self.append(entry, false)
+    }
+
+    fn append(&self, entry: &Entry, sync: bool) -> Result<(), LedgerError> {
         let mut line = serde_json::to_string(entry).expect("ledger entries serialize");
         line.push('\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         file.write_all(line.as_bytes())
-            .and_then(|_| if self.durable { file.sync_data() } else { Ok(()) })
+            .and_then(|_| if sync { file.sync_data() } else { Ok(()) })
             .map_err(|source| LedgerError::Write { path: self.path.clone(), source })
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use run::{
-    BuildOptions, BuildReport, MediaFiles, StepListener, StepReport, StepStatus, cleanup_live,
+    BuildOptions, BuildReport, FileMd5, MediaFiles, StepListener, StepReport, StepStatus, cleanup_live,
     delete_live as run_delete_live, run_build,
 };
 
@@ -93,6 +93,17 @@ pub enum ImageChange {
     Remove(String),
 }
 
+/// The two driver media of the article: the VirtIO-win ISO and the driver floppy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriverMedia {
+    pub virtio_iso: bool,
+    pub driver_floppy: bool,
+}
+
+impl DriverMedia {
+    pub const ALL: DriverMedia = DriverMedia { virtio_iso: true, driver_floppy: true };
+}
+
 /// Local digests of data streamed to or from Glance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Digests {
@@ -148,12 +159,33 @@ pub trait Driver {
     fn elapsed(&self) -> Duration;
     /// Waits; on an embedded mockstack with a manual clock this advances virtual time.
     async fn sleep(&self, d: Duration);
+    /// Whether what this run creates in the cloud can outlive this process (false for an embedded mockstack, which
+    /// goes with it): only then are ledger entries worth syncing to disk.
+    fn resources_outlive_process(&self) -> bool {
+        true
+    }
+    /// The driver media this cloud's compute host attaches to an ISO boot, when the harness knows its configuration
+    /// (an embedded mockstack); None for a real cloud, whose hosts it cannot see.
+    fn attached_driver_media(&self) -> Option<DriverMedia> {
+        None
+    }
+    /// Writes a ledger entry about a resource of this cloud ([`ledger::Ledger::record_ephemeral`] when it cannot
+    /// outlive this process).
+    fn record(&self, ledger: &ledger::Ledger, entry: &ledger::Entry) -> Result<(), ledger::LedgerError> {
+        if self.resources_outlive_process() { ledger.record(entry) } else { ledger.record_ephemeral(entry) }
+    }
 
     async fn images_named(&self, name: &str) -> Result<Vec<ImageInfo>, CloudError>;
     /// None when the image does not exist (404).
     async fn image(&self, id: &str) -> Result<Option<ImageInfo>, CloudError>;
     async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError>;
     async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError>;
+    /// Uploads a file whose md5 the caller knows (it wrote the file): a driver may send it without hashing it again,
+    /// returning the size sent with that md5, which the caller compares with what Glance stored.
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+        let _ = md5;
+        self.upload_image(id, file).await
+    }
     async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError>;
     async fn update_image(&self, id: &str, changes: &[ImageChange]) -> Result<ImageInfo, CloudError>;
     /// Deleting what is already gone succeeds.

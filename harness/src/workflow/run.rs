@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
-use super::{CloudError, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
+use super::{CloudError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
 use crate::scenario::{Outcome, Scenario};
 use crate::validate::{self, ValidationReport};
 
@@ -72,6 +72,32 @@ pub struct MediaFiles {
     /// The driver floppy to upload when no image of that name exists.
     pub driver_floppy: Option<PathBuf>,
     pub driver_floppy_image: Option<String>,
+    /// The md5 of files this run wrote itself (generated media), taken once when first needed, so that their
+    /// uploads need not hash them again.
+    pub known_md5: BTreeMap<PathBuf, FileMd5>,
+}
+
+/// The md5 of a file the run wrote itself, taken the first time it is asked for and then shared by every upload of
+/// the file (in every cloud of a matrix); a file nothing uploads is never read back.
+#[derive(Debug, Clone, Default)]
+pub struct FileMd5(std::sync::Arc<std::sync::Mutex<Option<String>>>);
+
+impl FileMd5 {
+    /// An md5 already known.
+    pub fn known(md5: impl Into<String>) -> FileMd5 {
+        FileMd5(std::sync::Arc::new(std::sync::Mutex::new(Some(md5.into()))))
+    }
+
+    /// The md5 of `path`, read and hashed on the first call.
+    pub fn get(&self, path: &Path) -> std::io::Result<String> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(md5) = &*slot {
+            return Ok(md5.clone());
+        }
+        let md5 = validate::md5_file(path)?;
+        *slot = Some(md5.clone());
+        Ok(md5)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -229,20 +255,20 @@ impl<C: Driver> Build<'_, C> {
 
     fn intent(&mut self, kind: ResourceKind, name: &str) -> Result<(), Stop> {
         self.pending.push((kind, name.to_string()));
-        Ok(self.ledger.record(&self.entry(kind, name, None, Event::Intent))?)
+        Ok(self.cloud.record(self.ledger, &self.entry(kind, name, None, Event::Intent))?)
     }
 
     fn created(&mut self, kind: ResourceKind, name: &str, id: &str) -> Result<(), Stop> {
         self.pending.retain(|(k, n)| !(*k == kind && n == name));
         self.created.push((kind, name.to_string(), id.to_string()));
-        Ok(self.ledger.record(&self.entry(kind, name, Some(id), Event::Created))?)
+        Ok(self.cloud.record(self.ledger, &self.entry(kind, name, Some(id), Event::Created))?)
     }
 
     /// Forgets the final image: it belongs to the user now.
     fn keep(&mut self, image_id: &str) {
         if let Some(at) = self.created.iter().position(|(k, _, id)| *k == ResourceKind::Image && id == image_id) {
             let (kind, name, id) = self.created.remove(at);
-            let _ = self.ledger.record(&self.entry(kind, &name, Some(&id), Event::Deleted));
+            let _ = self.cloud.record(self.ledger, &self.entry(kind, &name, Some(&id), Event::Deleted));
         }
     }
 
@@ -274,38 +300,55 @@ impl<C: Driver> Build<'_, C> {
             return Err(Stop::Error("no installer ISO: set media.iso or media.image in the scenario".into()));
         };
         let props = self.scenario.image.iso_properties.clone();
-        let (id, detail) = self.ensure_uploaded(&self.name("-iso"), path, "iso", props).await?;
+        let known = media.known_md5.get(path);
+        let (id, detail) = self.ensure_uploaded(&self.name("-iso"), path, known, "iso", props).await?;
         self.step("upload-iso", StepStatus::Ok, detail, started);
         Ok(id)
     }
 
     /// The VirtIO driver ISO and the driver floppy, which a patched compute host finds by name.
-    /// Reused when the cloud has them, uploaded when a file is given; missing media are an
-    /// error only for a guest that needs them (Windows: the ISO; text-mode setup: the floppy).
+    /// Reused when the cloud has them, uploaded when a file is given unless the compute host is known not to attach
+    /// it (an embedded mockstack's); missing media are an error only for a guest that needs them (Windows: the ISO;
+    /// text-mode setup: the floppy).
     async fn ensure_driver_media(&mut self, media: &MediaFiles) -> Result<(), Stop> {
-        use mockstack::guest::{DriverSource, OsFamily};
         let started = self.cloud.elapsed();
+        use mockstack::guest::{DriverSource, OsFamily};
         let guest = &self.scenario.guest;
-        let wanted = [
+        let needed = DriverMedia {
+            virtio_iso: guest.family == OsFamily::Windows,
+            driver_floppy: guest.virtio_storage == DriverSource::Floppy,
+        };
+        // Where the compute host is known, what it does not attach makes no difference to the build.
+        let wanted = self.cloud.attached_driver_media().unwrap_or(DriverMedia::ALL);
+        let media_list = [
             (
                 self.scenario.media.virtio_win_image.clone(),
                 media.virtio_iso.clone(),
                 "iso",
-                guest.family == OsFamily::Windows,
+                needed.virtio_iso,
+                wanted.virtio_iso,
             ),
             (
                 media.driver_floppy_image.clone().unwrap_or_default(),
                 media.driver_floppy.clone(),
                 "raw",
-                guest.virtio_storage == DriverSource::Floppy,
+                needed.driver_floppy,
+                wanted.driver_floppy,
             ),
         ];
         let mut done = Vec::new();
-        for (name, file, disk_format, needed) in wanted {
+        for (name, file, disk_format, needed, wanted) in media_list {
             if name.is_empty() || (file.is_none() && !needed) {
                 continue;
             }
-            done.push(self.ensure_named(&name, file.as_deref(), disk_format).await?);
+            if !wanted {
+                done.push(format!(
+                    "{name}: not needed (the guest does without it and the compute host does not attach it)"
+                ));
+                continue;
+            }
+            let known = file.as_ref().and_then(|f| media.known_md5.get(f));
+            done.push(self.ensure_named(&name, file.as_deref(), known, disk_format).await?);
         }
         let status = if done.is_empty() { StepStatus::Skipped } else { StepStatus::Ok };
         let detail = if done.is_empty() { "the guest needs no driver media".to_string() } else { done.join("; ") };
@@ -314,7 +357,13 @@ impl<C: Driver> Build<'_, C> {
     }
 
     /// An image the compute host finds by name: reused when active, uploaded otherwise.
-    async fn ensure_named(&mut self, name: &str, file: Option<&Path>, disk_format: &str) -> Result<String, Stop> {
+    async fn ensure_named(
+        &mut self,
+        name: &str,
+        file: Option<&Path>,
+        known_md5: Option<&FileMd5>,
+        disk_format: &str,
+    ) -> Result<String, Stop> {
         let found = self.cloud.images_named(name).await?;
         if let Some(image) = found.iter().find(|i| i.status == "active") {
             return Ok(format!("{name}: using existing image {}", image.id));
@@ -322,15 +371,17 @@ impl<C: Driver> Build<'_, C> {
         let Some(file) = file else {
             return Err(Stop::Error(format!("no image named `{name}` in the cloud and no file to upload for it")));
         };
-        let (id, detail) = self.ensure_uploaded(name, file, disk_format, BTreeMap::new()).await?;
+        let (id, detail) = self.ensure_uploaded(name, file, known_md5, disk_format, BTreeMap::new()).await?;
         Ok(format!("{name}: {detail} ({id})"))
     }
 
-    /// Uploads `file` as image `name`, unless an active image of that name has the same md5.
+    /// Uploads `file` as image `name`, unless an active image of that name has the same md5 (`known_md5`, when the
+    /// run wrote the file and hashed it then).
     async fn ensure_uploaded(
         &mut self,
         name: &str,
         file: &Path,
+        known_md5: Option<&FileMd5>,
         disk_format: &str,
         properties: BTreeMap<String, String>,
     ) -> Result<(String, String), Stop> {
@@ -348,7 +399,13 @@ impl<C: Driver> Build<'_, C> {
                 }
                 let local = match &md5 {
                     Some(m) => m,
-                    None => md5.insert(crate::validate::md5_file(file).map_err(unreadable)?),
+                    None => md5.insert(
+                        match known_md5 {
+                            Some(known) => known.get(file),
+                            None => crate::validate::md5_file(file),
+                        }
+                        .map_err(unreadable)?,
+                    ),
                 };
                 if image.checksum.as_deref() == Some(local.as_str()) {
                     return Ok((image.id.clone(), format!("reused {} (same md5)", image.id)));
@@ -367,7 +424,13 @@ impl<C: Driver> Build<'_, C> {
             })
             .await?;
         self.created(ResourceKind::Image, name, &image.id)?;
-        let digests = self.cloud.upload_image(&image.id, file).await?;
+        let digests = match known_md5 {
+            Some(known) => {
+                let md5 = known.get(file).map_err(unreadable)?;
+                self.cloud.upload_image_known(&image.id, file, &md5).await?
+            }
+            None => self.cloud.upload_image(&image.id, file).await?,
+        };
         let stored = self.cloud.image(&image.id).await?;
         match stored {
             Some(i) if i.status == "active" && i.checksum.as_deref() == Some(digests.md5.as_str()) => {}
@@ -651,14 +714,17 @@ pub async fn delete_live<C: Driver>(cloud: &C, ledger: &Ledger, live: &Live) -> 
     }
     let kind = format!("{:?}", live.kind).to_lowercase();
     if failures.is_empty() {
-        let _ = ledger.record(&Entry {
-            run: live.run.clone(),
-            cloud: live.cloud.clone(),
-            kind: live.kind,
-            name: live.name.clone(),
-            id: live.id.clone(),
-            event: Event::Deleted,
-        });
+        let _ = cloud.record(
+            ledger,
+            &Entry {
+                run: live.run.clone(),
+                cloud: live.cloud.clone(),
+                kind: live.kind,
+                name: live.name.clone(),
+                id: live.id.clone(),
+                event: Event::Deleted,
+            },
+        );
         if ids.is_empty() {
             format!("{kind} {}: never created", live.name)
         } else {

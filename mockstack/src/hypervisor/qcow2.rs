@@ -95,7 +95,8 @@ pub struct WriteStats {
 }
 
 impl<W: Write + Seek> Qcow2Writer<W> {
-    /// Starts an image of `virtual_size` bytes, rounded up to whole 512-byte sectors as qemu-img does.
+    /// Starts an image of `virtual_size` bytes, rounded up to whole 512-byte sectors as qemu-img does. `out` must be
+    /// empty (a new file): runs of zeros are left unwritten, as holes.
     pub fn new(out: W, virtual_size: u64) -> Result<Self, Qcow2Error> {
         if virtual_size > MAX_VIRTUAL_SIZE {
             return Err(Qcow2Error::TooLarge(virtual_size));
@@ -133,11 +134,8 @@ impl<W: Write + Seek> Qcow2Writer<W> {
         }
         let host = self.next_host_offset;
         self.out.seek(SeekFrom::Start(host)).map_err(io_err("cannot seek in qcow2 output"))?;
+        // A short last cluster's zero padding is left as a hole: everything after it is written further on.
         self.out.write_all(data).map_err(io_err("cannot write qcow2 data cluster"))?;
-        if (data.len() as u64) < CLUSTER_SIZE {
-            let pad = vec![0u8; (CLUSTER_SIZE - data.len() as u64) as usize];
-            self.out.write_all(&pad).map_err(io_err("cannot write qcow2 data cluster"))?;
-        }
         self.next_host_offset += CLUSTER_SIZE;
         self.data_clusters += 1;
         let l2_entries = CLUSTER_SIZE / 8;
@@ -154,7 +152,7 @@ impl<W: Write + Seek> Qcow2Writer<W> {
             let host = self.next_host_offset;
             self.out.seek(SeekFrom::Start(host)).map_err(io_err("cannot seek in qcow2 output"))?;
             let bytes: Vec<u8> = table.iter().flat_map(|e| e.to_be_bytes()).collect();
-            self.out.write_all(&bytes).map_err(io_err("cannot write qcow2 l2 table"))?;
+            self.out.write_all(nonzero_prefix(&bytes)).map_err(io_err("cannot write qcow2 l2 table"))?;
             self.next_host_offset += CLUSTER_SIZE;
             l1[*l1_index as usize] = host | COPIED;
         }
@@ -186,8 +184,13 @@ impl<W: Write + Seek> Qcow2Writer<W> {
             table[at..at + 8].copy_from_slice(&(blocks_offset + b * CLUSTER_SIZE).to_be_bytes());
         }
         self.out.seek(SeekFrom::Start(blocks_offset)).map_err(io_err("cannot seek in qcow2 output"))?;
-        self.out.write_all(&refcounts).map_err(io_err("cannot write qcow2 refcount blocks"))?;
-        self.out.write_all(&table).map_err(io_err("cannot write qcow2 refcount table"))?;
+        self.out.write_all(nonzero_prefix(&refcounts)).map_err(io_err("cannot write qcow2 refcount blocks"))?;
+        self.out.seek(SeekFrom::Start(table_offset)).map_err(io_err("cannot seek in qcow2 output"))?;
+        self.out.write_all(nonzero_prefix(&table)).map_err(io_err("cannot write qcow2 refcount table"))?;
+        // The file ends with the refcount table, whose zero tail (like every zero run above) is a hole.
+        let file_size = table_offset + table_clusters * CLUSTER_SIZE;
+        self.out.seek(SeekFrom::Start(file_size - 1)).map_err(io_err("cannot seek in qcow2 output"))?;
+        self.out.write_all(&[0]).map_err(io_err("cannot write qcow2 refcount table"))?;
 
         let mut header = vec![0u8; CLUSTER_SIZE as usize];
         let mut put = |at: usize, bytes: &[u8]| header[at..at + bytes.len()].copy_from_slice(bytes);
@@ -207,16 +210,29 @@ impl<W: Write + Seek> Qcow2Writer<W> {
             l1_bytes[i * 8..i * 8 + 8].copy_from_slice(&e.to_be_bytes());
         }
         self.out.seek(SeekFrom::Start(0)).map_err(io_err("cannot seek in qcow2 output"))?;
-        self.out.write_all(&header).map_err(io_err("cannot write qcow2 header"))?;
-        self.out.write_all(&l1_bytes).map_err(io_err("cannot write qcow2 l1 table"))?;
+        self.out.write_all(nonzero_prefix(&header)).map_err(io_err("cannot write qcow2 header"))?;
+        self.out.seek(SeekFrom::Start(CLUSTER_SIZE)).map_err(io_err("cannot seek in qcow2 output"))?;
+        self.out.write_all(nonzero_prefix(&l1_bytes)).map_err(io_err("cannot write qcow2 l1 table"))?;
         self.out.flush().map_err(io_err("cannot flush qcow2 output"))?;
-        let stats = WriteStats {
-            virtual_size: self.virtual_size,
-            data_clusters: self.data_clusters,
-            file_size: table_offset + table_clusters * CLUSTER_SIZE,
-        };
+        let stats = WriteStats { virtual_size: self.virtual_size, data_clusters: self.data_clusters, file_size };
         Ok((self.out, stats))
     }
+}
+
+/// `bytes` without its trailing zeros: metadata clusters are mostly zero, and a fresh file reads zeros where nothing
+/// was written, so only the prefix is worth writing (a blank image was 256 KiB of page-cache writes for 1 KiB of data).
+fn nonzero_prefix(bytes: &[u8]) -> &[u8] {
+    const BLOCK: usize = 64;
+    let mut end = bytes.len();
+    // Zero blocks compared whole (a memcmp), then the last bytes one by one: a byte loop over 64 KiB tables cost
+    // more than writing them.
+    while end >= BLOCK && bytes[end - BLOCK..end] == [0u8; BLOCK] {
+        end -= BLOCK;
+    }
+    while end > 0 && bytes[end - 1] == 0 {
+        end -= 1;
+    }
+    &bytes[..end]
 }
 
 fn create_file(path: &Path) -> Result<BufWriter<File>, Qcow2Error> {

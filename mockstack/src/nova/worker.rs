@@ -37,6 +37,12 @@ pub fn run_due(state: &AppState) {
     }
 }
 
+/// Whether any step is due by now.
+pub fn any_due(state: &AppState) -> bool {
+    let now = state.clock().elapsed();
+    state.nova().servers().live.values().any(|s| s.pending.iter().any(|p| p.at <= now))
+}
+
 /// Runs `change` on a live server; `None` if it is gone.
 fn with_server<T>(state: &AppState, id: &str, change: impl FnOnce(&mut Server) -> T) -> Option<T> {
     state.nova().servers().live.get_mut(id).map(change)

@@ -70,6 +70,20 @@ fn blank_images_are_what_qemu_img_expects() {
     }
 }
 
+/// The metadata's zero runs are holes, not written zeros: a blank image of any size stores a few KiB, not its four
+/// 64 KiB metadata clusters (and the file still has qemu's length and passes `qemu-img check` above).
+#[test]
+fn blank_images_leave_their_zero_metadata_as_holes() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blank.qcow2");
+    let stats = create_blank(&path, 20 << 30).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.len(), stats.file_size);
+    assert_eq!(stats.file_size, 4 * CLUSTER_SIZE, "header, L1, refcount block and table");
+    assert!(meta.blocks() * 512 < CLUSTER_SIZE, "{} bytes allocated", meta.blocks() * 512);
+}
+
 #[test]
 fn raw_content_round_trips_through_qemu_img() {
     let dir = tempfile::tempdir().unwrap();
@@ -260,5 +274,19 @@ proptest! {
         let len = image.len();
         image[40 % len] ^= 0x80;
         exercise(image);
+    }
+}
+
+#[test]
+fn nonzero_prefix_stops_after_the_last_nonzero_byte() {
+    for len in [0usize, 1, 63, 64, 65, 200, 65536] {
+        for last in [None, Some(0), Some(len / 2), len.checked_sub(1)] {
+            let mut bytes = vec![0u8; len];
+            if let Some(at) = last.filter(|&a| a < len) {
+                bytes[at] = 7;
+            }
+            let expected = last.filter(|&a| a < len).map_or(0, |a| a + 1);
+            assert_eq!(nonzero_prefix(&bytes).len(), expected, "len {len}, last {last:?}");
+        }
     }
 }
