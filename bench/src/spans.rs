@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use harness::workflow::{
-    CloudError, Digests, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
+    CloudError, Digests, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
 };
 
 /// Wall time and count per driver call.
@@ -93,8 +93,17 @@ impl<D: Driver> Driver for Timed<D> {
     async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError> {
         self.time("create_image", self.inner.create_image(image)).await
     }
+    fn resources_outlive_process(&self) -> bool {
+        self.inner.resources_outlive_process()
+    }
+    fn attached_driver_media(&self) -> Option<DriverMedia> {
+        self.inner.attached_driver_media()
+    }
     async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
         self.time("upload_image", self.inner.upload_image(id, file)).await
+    }
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+        self.time("upload_image", self.inner.upload_image_known(id, file, md5)).await
     }
     async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
         self.time("download_image", self.inner.download_image(id, to)).await
