@@ -35,10 +35,11 @@ impl HashRates {
     }
 }
 
-/// CPU time the calling thread has run, in seconds (`/proc/thread-self/schedstat`, nanoseconds).
+/// CPU time the calling thread has run, in seconds (`CLOCK_THREAD_CPUTIME_ID`: exact, where
+/// `/proc/thread-self/schedstat` of a running thread lags by up to a scheduler tick).
 pub fn thread_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    Some(stat.split_whitespace().next()?.parse::<u64>().ok()? as f64 / 1e9)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Some(t.tv_sec as f64 + t.tv_nsec as f64 / 1e9)
 }
 
 /// A deterministic, incompressible-looking block of `len` bytes.
