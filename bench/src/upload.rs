@@ -62,9 +62,9 @@ struct Sched {
     waited: f64,
 }
 
-/// The scheduler statistics of every thread of a process, by thread id with its name; `names` caches the names
-/// (a thread keeps its id and name for its lifetime), so that a sample costs one read per thread.
-fn thread_scheds(pid: u32, names: &mut BTreeMap<u32, String>) -> Option<BTreeMap<u32, (String, Sched)>> {
+/// The scheduler statistics of every thread of a process, by thread id with its name. The name is read at every
+/// sample: a new thread starts with its creator's name and names itself a moment later.
+fn thread_scheds(pid: u32) -> Option<BTreeMap<u32, (String, Sched)>> {
     let mut threads = BTreeMap::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
         let Some(tid) = entry.ok().and_then(|e| e.file_name().to_str().and_then(|t| t.parse::<u32>().ok())) else {
@@ -72,13 +72,8 @@ fn thread_scheds(pid: u32, names: &mut BTreeMap<u32, String>) -> Option<BTreeMap
         };
         // A thread may end between the listing and the reads.
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")) else { continue };
-        let name = match names.get(&tid) {
-            Some(name) => name.clone(),
-            None => {
-                let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")) else { continue };
-                names.entry(tid).or_insert_with(|| name.trim().to_string()).clone()
-            }
-        };
+        let Ok(name) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")) else { continue };
+        let name = name.trim().to_string();
         let mut nanos = stat.split_whitespace().map(|f| f.parse::<u64>().unwrap_or(0) as f64 / 1e9);
         let sched = Sched { ran: nanos.next().unwrap_or(0.0), waited: nanos.next().unwrap_or(0.0) };
         threads.insert(tid, (name, sched));
@@ -90,21 +85,19 @@ fn thread_scheds(pid: u32, names: &mut BTreeMap<u32, String>) -> Option<BTreeMap
 /// sample.
 struct ThreadSchedule {
     pid: u32,
-    names: BTreeMap<u32, String>,
     before: BTreeMap<u32, (String, Sched)>,
     last: BTreeMap<u32, (String, Sched)>,
 }
 
 impl ThreadSchedule {
     fn new(pid: u32) -> Option<ThreadSchedule> {
-        let mut names = BTreeMap::new();
-        let before = thread_scheds(pid, &mut names)?;
-        Some(ThreadSchedule { pid, names, last: before.clone(), before })
+        let before = thread_scheds(pid)?;
+        Some(ThreadSchedule { pid, last: before.clone(), before })
     }
 
     /// Takes a sample; false once the process is gone.
     fn sample(&mut self) -> bool {
-        match thread_scheds(self.pid, &mut self.names) {
+        match thread_scheds(self.pid) {
             Some(now) => {
                 self.last.extend(now);
                 true
@@ -433,8 +426,12 @@ fn thread_figures(upload_name: &str, uploaded: &Uploaded) -> Vec<Figure> {
     ["glance-md5", "glance-sha512", "tokio-rt-worker"]
         .into_iter()
         .map(|name| {
-            let sched = uploaded.threads.as_ref().map(|t| t.get(name).copied().unwrap_or_default());
-            let value = sched.map(|s| s.ran).ok_or_else(|| "no /proc schedstat".to_string());
+            let sched = match &uploaded.threads {
+                None => Err("no /proc schedstat".to_string()),
+                Some(threads) => threads.get(name).copied().ok_or_else(|| format!("no thread named {name} was seen")),
+            };
+            let value = sched.as_ref().map(|s| s.ran).map_err(Clone::clone);
+            let sched = sched.ok();
             let mut figure = Figure::maybe(
                 Part::Upload,
                 format!("{upload_name}: mockstack's {name} running"),
@@ -693,6 +690,36 @@ mod tests {
         assert!(schedule.sample());
         let threads = schedule.by_name();
         assert!(threads.get("bench-busy").is_some_and(|s| s.ran > 0.0), "{threads:?}");
+    }
+
+    #[test]
+    fn a_thread_that_names_itself_after_the_first_sample_counts_under_its_own_name() {
+        let mut schedule = ThreadSchedule::new(std::process::id()).expect("/proc/<pid>/task/<tid>/schedstat");
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (go, wait_go) = std::sync::mpsc::channel::<()>();
+        let (worked, wait_worked) = std::sync::mpsc::channel();
+        let (exit, wait_exit) = std::sync::mpsc::channel::<()>();
+        // Unnamed through std: it starts with this thread's name, as a new thread does until it names itself.
+        let worker = std::thread::spawn(move || {
+            started.send(()).unwrap();
+            let _ = wait_go.recv();
+            std::fs::write("/proc/thread-self/comm", "bench-renamed").unwrap();
+            let block = generated_block(MIB as usize);
+            for _ in 0..20 {
+                std::hint::black_box(<md5::Md5 as md5::Digest>::digest(&block));
+            }
+            worked.send(()).unwrap();
+            let _ = wait_exit.recv();
+        });
+        wait_started.recv().unwrap();
+        assert!(schedule.sample());
+        go.send(()).unwrap();
+        wait_worked.recv().unwrap();
+        assert!(schedule.sample());
+        exit.send(()).unwrap();
+        worker.join().unwrap();
+        let threads = schedule.by_name();
+        assert!(threads.get("bench-renamed").is_some_and(|s| s.ran > 0.0), "{threads:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
