@@ -37,9 +37,9 @@ impl HashRates {
 
 /// CPU time the calling thread has run, in seconds (`CLOCK_THREAD_CPUTIME_ID`: exact, where
 /// `/proc/thread-self/schedstat` of a running thread lags by up to a scheduler tick).
-pub fn thread_cpu_seconds() -> Option<f64> {
+pub fn thread_cpu_seconds() -> f64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Some(t.tv_sec as f64 + t.tv_nsec as f64 / 1e9)
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// A deterministic, incompressible-looking block of `len` bytes.
@@ -115,11 +115,12 @@ impl HashSamples {
                 let started = Instant::now();
                 f(&block, rounds);
                 self.samples[i].push(bytes / started.elapsed().as_secs_f64() / 1e6);
+                let cpu = thread_cpu_seconds() - cpu;
                 // Only the one-thread measures run on this thread alone.
-                if let (Some(slot), Some(before), Some(after)) = (self.per_cpu.get_mut(i), cpu, thread_cpu_seconds())
-                    && after > before
+                if let Some(slot) = self.per_cpu.get_mut(i)
+                    && cpu > 0.0
                 {
-                    slot.push(bytes / (after - before) / 1e6);
+                    slot.push(bytes / cpu / 1e6);
                 }
             }
         }

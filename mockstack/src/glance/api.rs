@@ -1,5 +1,6 @@
 //! Glance v2 over HTTP: version discovery, images, JSON-patch, tags, members, data upload/download with Range, schemas and info, each answering with Glance's status codes, headers and error bodies.
 
+use crate::query::quote_plus;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -156,19 +157,6 @@ async fn show_image(
 ) -> Result<Response, ApiError> {
     let image = state.glance().show(&viewer(&caller), &id)?;
     Ok(image_response(StatusCode::OK, &image))
-}
-
-/// Python's `urllib.parse.quote_plus`.
-fn quote_plus(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// `urlencode(dict(params))`: one entry per key (the last value), in first-seen order.

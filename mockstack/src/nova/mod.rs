@@ -21,6 +21,7 @@ pub mod servers;
 pub mod shares;
 pub mod worker;
 
+use crate::query::quote_plus;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -231,21 +232,8 @@ pub fn collection_links(
     let mut sorted: std::collections::BTreeMap<&str, &str> =
         params.iter().filter(|(k, _)| k != "marker").map(|(k, v)| (k.as_str(), v.as_str())).collect();
     sorted.insert("marker", last);
-    let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
+    let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{}={}", quote_plus(k), quote_plus(v))).collect();
     Some(json!([{ "rel": "next", "href": format!("{}/{collection}?{}", state.compute_url(), query.join("&")) }]))
-}
-
-/// Python's `urllib.parse.quote_plus`.
-fn form_encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// Per-server map type used by the tables.

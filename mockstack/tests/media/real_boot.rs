@@ -82,8 +82,10 @@ impl Drop for Machine {
 fn first_sector(disk: &Path, dir: &Path) -> Vec<u8> {
     let raw = dir.join("disk.raw");
     run("qemu-img", &["convert", "-O", "raw", path_str(disk), path_str(&raw)]);
-    let bytes = std::fs::read(&raw).expect("reads the converted disk");
-    bytes[..512].to_vec()
+    let mut sector = vec![0u8; 512];
+    std::io::Read::read_exact(&mut std::fs::File::open(&raw).expect("opens the converted disk"), &mut sector)
+        .expect("reads its first sector");
+    sector
 }
 
 #[test]
