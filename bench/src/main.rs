@@ -41,7 +41,12 @@ enum Mode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // A profiled build runs on one thread, as `isoharness build` does.
+    let mut builder = match cli.mode {
+        Some(Mode::ProfileBuild { .. }) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bench: cannot start the async runtime: {e}");

@@ -10,7 +10,7 @@ use harness::driver::{Clock, DomainXmlSource, HttpDriver};
 use harness::matrix::MatrixReport;
 use harness::matrix::run::run_embedded;
 use harness::scenario::{Outcome, Scenario};
-use harness::target::{Embedded, media_for};
+use harness::target::{Embedded, attached_driver_media, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{BuildOptions, BuildReport, MediaFiles};
 use mockstack::Layout;
@@ -44,6 +44,25 @@ fn scenario_named(dir: &Path, name: &str) -> anyhow::Result<Scenario> {
     Ok(Scenario::load(&dir.join(format!("{name}.toml")))?)
 }
 
+/// [`embedded_build`] on a thread of its own with the runtime `isoharness build` uses (one thread: see
+/// `harness::cli::Cli::runtime`).
+fn embedded_build_as_the_cli_runs_it(
+    scenario: &Scenario,
+    layout: Layout,
+    scratch: &Path,
+    offered: bool,
+) -> anyhow::Result<(f64, f64, BuildReport)> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(embedded_build(scenario, layout, scratch, offered))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the build thread panicked")))
+    })
+}
+
 /// One build as `isoharness build` runs it on an embedded mockstack, start-up and media included; with `offered`,
 /// the cloud offers the driver media before the build starts, as each matrix cloud does for its cells.
 /// Returns (whole seconds, engine-only seconds, report).
@@ -55,13 +74,18 @@ async fn embedded_build(
 ) -> anyhow::Result<(f64, f64, BuildReport)> {
     let started = Instant::now();
     let ledger = Ledger::open(&scratch.join("ledger.jsonl"))?;
-    let media = media_for(scenario, true, scratch)?;
-    let embedded = Embedded::start(layout, &scenario.media.virtio_win_image).await?;
+    let (embedded, media) = if offered {
+        let media = media_for(scenario, true, scratch)?;
+        (Embedded::start(layout, &scenario.media.virtio_win_image).await?, media)
+    } else {
+        // What `isoharness build` starts.
+        Embedded::start_with_media(scenario, layout, scratch).await?
+    };
     let driver = embedded.driver().await?;
     if offered {
         use harness::workflow::{Driver, NewImage};
         // What a matrix cloud offers: the media its compute host attaches.
-        let wanted = harness::target::attached_driver_media(layout);
+        let wanted = attached_driver_media(layout);
         let offers = [
             (scenario.media.virtio_win_image.clone(), media.virtio_iso.as_ref().filter(|_| wanted.virtio_iso), "iso"),
             (
@@ -184,13 +208,13 @@ pub async fn run_build(plan: &WorkflowPlan, real: &RealCloud) -> anyhow::Result<
         let mut last = None;
         for _ in 0..plan.build_runs.max(1) {
             let scratch = tempfile::Builder::new().prefix("isoharness-bench-build-").tempdir_in(&plan.work_dir)?;
-            let (w, e, report) = embedded_build(&scenario, layout, scratch.path(), false).await?;
+            let (w, e, report) = embedded_build_as_the_cli_runs_it(&scenario, layout, scratch.path(), false)?;
             whole.push(w);
             engine.push(e);
             last = Some(report);
             if layout == Layout::Patched {
                 let scratch = tempfile::Builder::new().prefix("isoharness-bench-build-").tempdir_in(&plan.work_dir)?;
-                let (_, e, report) = embedded_build(&scenario, layout, scratch.path(), true).await?;
+                let (_, e, report) = embedded_build_as_the_cli_runs_it(&scenario, layout, scratch.path(), true)?;
                 anyhow::ensure!(report.outcome == Some(Outcome::ImageOk), "the build with offered media failed");
                 offered_engine.push(e);
             }

@@ -112,7 +112,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<u8> {
     options.keep = args.keep;
     options.boot_test = !args.no_boot;
     let real = wants_real_cloud(&args.cloud);
-    let media = media_for(&scenario, !real, scratch.path())?;
+    let mut media = if real { Some(media_for(&scenario, false, scratch.path())?) } else { None };
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     options.on_step = Some(match args.format {
         // One JSON event per finished step on stdout, then the report.
@@ -129,9 +129,12 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<u8> {
     } else {
         options.poll_min = std::time::Duration::from_secs(5);
         options.poll_max = std::time::Duration::from_secs(60);
-        embedded = Embedded::start(args.layout, &scenario.media.virtio_win_image).await?;
+        let generated;
+        (embedded, generated) = Embedded::start_with_media(&scenario, args.layout, scratch.path()).await?;
+        media = Some(generated);
         embedded.driver().await?
     };
+    let media = media.unwrap_or_default();
     eprintln!("isoharness build {} on {} (run {run_id})", scenario.name, driver.describe());
     let report = tokio::select! {
         report = run_build(&driver, &ledger, &scenario, &media, &options) => report,

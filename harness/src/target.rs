@@ -58,6 +58,22 @@ impl Embedded {
         Ok(Embedded { mock, layout })
     }
 
+    /// What `isoharness build` starts for one scenario: an embedded mockstack of `layout` and, on other threads
+    /// meanwhile, the media its compute host uses, written into `dir`.
+    pub async fn start_with_media(
+        scenario: &Scenario,
+        layout: Layout,
+        dir: &Path,
+    ) -> anyhow::Result<(Embedded, MediaFiles)> {
+        let (for_media, dir) = (scenario.clone(), dir.to_path_buf());
+        let media = tokio::task::spawn_blocking(move || {
+            MediaCache::new(&dir).embedded_media_attached(&for_media, attached_driver_media(layout))
+        });
+        let embedded = Embedded::start(layout, &scenario.media.virtio_win_image).await;
+        let media = media.await.map_err(|_| anyhow::anyhow!("the media generation panicked"))??;
+        Ok((embedded?, media))
+    }
+
     /// The admin's cloud configuration (the built-in identities).
     pub fn cloud_config(&self) -> anyhow::Result<CloudConfig> {
         let state = self.mock.state();
@@ -163,31 +179,42 @@ impl MediaCache {
     pub fn embedded_media(&self, scenario: &Scenario) -> anyhow::Result<MediaFiles> {
         // The article's prerequisite: the cloud offers the driver media to every guest, so an
         // embedded mockstack gets them whatever the guest; the compute host decides from them.
+        self.embedded_media_attached(scenario, DriverMedia::ALL)
+    }
+
+    /// The media of a build on an embedded mockstack whose compute host attaches `attached`: the build passes over
+    /// driver media the host does not attach (`ensure_driver_media`), so they are not generated.
+    pub fn embedded_media_attached(&self, scenario: &Scenario, attached: DriverMedia) -> anyhow::Result<MediaFiles> {
         type Generate<'a> = Box<dyn FnOnce(&Path) -> anyhow::Result<()> + Send + 'a>;
         let build = scenario.media.virtio_win;
-        let floppy = FloppyArch::for_guest(scenario.guest.arch);
-        let mut wanted: Vec<(PathBuf, Generate)> = vec![
-            (self.dir.join(format!("{}.iso", scenario.name)), Box::new(|p| generate_installer(scenario, p))),
-            (
-                self.dir.join(format!("virtio-win-{build:?}.iso").to_lowercase()),
-                Box::new(move |p| generate_virtio_win(build, p)),
-            ),
-        ];
-        if let Some(arch) = floppy {
-            let name = format!("virtio-win-floppy-{arch:?}.vfd").to_lowercase();
-            wanted.push((self.dir.join(name), Box::new(|p| generate_floppy(scenario, p))));
+        let installer = self.dir.join(format!("{}.iso", scenario.name));
+        let virtio_iso = attached.virtio_iso.then(|| self.dir.join(format!("virtio-win-{build:?}.iso").to_lowercase()));
+        let driver_floppy = FloppyArch::for_guest(scenario.guest.arch)
+            .filter(|_| attached.driver_floppy)
+            .map(|arch| self.dir.join(format!("virtio-win-floppy-{arch:?}.vfd").to_lowercase()));
+        let mut wanted: Vec<(PathBuf, Generate)> =
+            vec![(installer.clone(), Box::new(|p| generate_installer(scenario, p)))];
+        if let Some(path) = &virtio_iso {
+            wanted.push((path.clone(), Box::new(move |p| generate_virtio_win(build, p))));
+        }
+        if let Some(path) = &driver_floppy {
+            wanted.push((path.clone(), Box::new(|p| generate_floppy(scenario, p))));
         }
         let paths: Vec<PathBuf> = wanted.iter().map(|(p, _)| p.clone()).collect();
         let mut written = self.written.lock().map_err(|_| anyhow::anyhow!("a media generation panicked"))?;
         wanted.retain(|(path, _)| !written.contains_key(path));
-        // Each missing file written on its own thread: a build waited for one after the other.
-        let made: Vec<anyhow::Result<PathBuf>> = std::thread::scope(|scope| {
+        // Each missing file written and hashed on its own thread: a build waited for one after the other. Every
+        // file written is uploaded at least once, and its md5 read back from the page cache while the other files
+        // are still being written costs less than on the build's path.
+        let made: Vec<anyhow::Result<(PathBuf, String)>> = std::thread::scope(|scope| {
             let threads: Vec<_> = wanted
                 .into_iter()
                 .map(|(path, generate)| {
                     scope.spawn(move || {
                         generate(&path)?;
-                        Ok(path)
+                        let md5 = crate::validate::md5_file(&path)
+                            .with_context(|| format!("cannot read back {}", path.display()))?;
+                        Ok((path, md5))
                     })
                 })
                 .collect();
@@ -197,10 +224,14 @@ impl MediaCache {
                 .collect()
         });
         for result in made {
-            written.insert(result?, FileMd5::default());
+            let (path, md5) = result?;
+            written.insert(path, FileMd5::known(md5));
         }
         let mut files = MediaFiles {
             driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
+            os_iso: Some(installer),
+            virtio_iso,
+            driver_floppy,
             ..MediaFiles::default()
         };
         for path in &paths {
@@ -208,10 +239,6 @@ impl MediaCache {
                 files.known_md5.insert(path.clone(), md5.clone());
             }
         }
-        let mut paths = paths.into_iter();
-        files.os_iso = paths.next();
-        files.virtio_iso = paths.next();
-        files.driver_floppy = paths.next();
         Ok(files)
     }
 }
@@ -264,6 +291,28 @@ mod tests {
         let fresh = media_for(&windows, true, &dir.path().join("fresh")).unwrap_or_else(|e| panic!("{e:#}"));
         for (cached, fresh) in [(second.os_iso, fresh.os_iso), (second.virtio_iso, fresh.virtio_iso)] {
             assert_eq!(std::fs::read(cached.unwrap()).unwrap(), std::fs::read(fresh.unwrap()).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_build_generates_only_the_driver_media_its_compute_host_attaches() {
+        let windows = scenario("windows-server-2003-r2");
+        for layout in [Layout::Stock, Layout::Patched, Layout::PatchedFloppy] {
+            let dir = tempfile::tempdir().unwrap();
+            let attached = attached_driver_media(layout);
+            let media = MediaCache::new(dir.path()).embedded_media_attached(&windows, attached).unwrap();
+            assert_eq!(media.virtio_iso.is_some(), attached.virtio_iso, "{layout}");
+            assert_eq!(media.driver_floppy.is_some(), attached.driver_floppy, "{layout}");
+            let written: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+            let expected: Vec<&PathBuf> =
+                [&media.os_iso, &media.virtio_iso, &media.driver_floppy].into_iter().flatten().collect();
+            assert_eq!(written.len(), expected.len(), "{layout}: {written:?}");
+            // Each file's md5 was taken when it was written, and is the file's.
+            for path in expected {
+                let known = media.known_md5.get(path).unwrap_or_else(|| panic!("{layout}: no md5 for {path:?}"));
+                let md5 = crate::validate::md5_file(path).unwrap();
+                assert_eq!(known.get(Path::new("/nonexistent")).unwrap(), md5, "{layout}: {path:?}");
+            }
         }
     }
 }

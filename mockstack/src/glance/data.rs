@@ -33,6 +33,29 @@ const BUFFERS: usize = 4;
 /// Direct writes need the buffer address, the file offset and the length aligned to the device's logical block
 /// size; 4 KiB suits every common device.
 const ALIGN: usize = 4096;
+/// Buffers kept for the next upload once one ends. A fresh 4 MiB buffer costs a page fault per 4 KiB touched, and
+/// glibc serves a repeated 4 MiB `calloc` from its heap, zeroing it first: for the small uploads of a build (an
+/// installer ISO, the driver media) that cost more than hashing them.
+const SPARE_BUFFERS: usize = BUFFERS;
+
+/// Buffers of uploads that ended, process-wide.
+static SPARE: std::sync::Mutex<Vec<Buffer>> = std::sync::Mutex::new(Vec::new());
+
+/// A buffer from [`SPARE`], or a new one.
+fn take_buffer() -> Buffer {
+    let spare = SPARE.lock().ok().and_then(|mut spare| spare.pop());
+    spare.unwrap_or_else(Buffer::new)
+}
+
+/// Keeps `buffer` in [`SPARE`] if there is room; frees it otherwise.
+fn keep_buffer(mut buffer: Buffer) {
+    buffer.len = 0;
+    if let Ok(mut spare) = SPARE.lock()
+        && spare.len() < SPARE_BUFFERS
+    {
+        spare.push(buffer);
+    }
+}
 
 /// What a finished write learned about the data.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +119,10 @@ impl Drop for Chunk {
     fn drop(&mut self) {
         if let Some(mut buffer) = self.buffer.take() {
             buffer.len = 0;
-            // The producer is gone once the upload ended; the buffer is then simply freed.
-            let _ = self.pool.send(buffer);
+            // The producer is gone once the upload ended; the buffer then waits for the next upload.
+            if let Err(returned) = self.pool.send(buffer) {
+                keep_buffer(returned.0);
+            }
         }
     }
 }
@@ -206,7 +231,7 @@ impl Pipeline {
         }
         (self.made < BUFFERS).then(|| {
             self.made += 1;
-            Buffer::new()
+            take_buffer()
         })
     }
 
@@ -235,13 +260,18 @@ impl Pipeline {
     /// Waits for the threads; the writer's error comes first.
     fn finish(mut self) -> io::Result<Digests> {
         self.dispatch()?;
-        let Pipeline { to_writer, to_md5, to_sha512, writer, md5, sha512, size, .. } = self;
+        let Pipeline { to_writer, to_md5, to_sha512, writer, md5, sha512, size, mut free, .. } = self;
         drop((to_writer, to_md5, to_sha512));
         let panicked = |what: &str| io::Error::other(format!("the image {what} thread panicked"));
-        writer.join().map_err(|_| panicked("writer"))??;
-        let md5 = md5.join().map_err(|_| panicked("md5"))?;
-        let sha512 = sha512.join().map_err(|_| panicked("sha512"))?;
-        Ok(Digests { size, md5, sha512 })
+        let written = writer.join().map_err(|_| panicked("writer"));
+        let md5 = md5.join().map_err(|_| panicked("md5"));
+        let sha512 = sha512.join().map_err(|_| panicked("sha512"));
+        // Every chunk is dropped now: its buffer is back in `free`.
+        while let Ok(buffer) = free.try_recv() {
+            keep_buffer(buffer);
+        }
+        written??;
+        Ok(Digests { size, md5: md5?, sha512: sha512? })
     }
 }
 
@@ -354,12 +384,36 @@ pub fn digests_of(data: &[u8]) -> Digests {
 mod tests {
     use super::*;
 
+    /// The tests share [`SPARE`]; one at a time, so that what one test sees there is its own doing.
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn generated(len: usize, seed: usize) -> Vec<u8> {
         (0..len).map(|i| ((i * 31 + seed * 7) % 251) as u8).collect()
     }
 
     #[test]
+    fn buffers_outlive_their_upload_up_to_a_bound() {
+        let _serial = serial();
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        // Three buffers' worth, so one upload returns several buffers.
+        std::fs::write(&src, generated(3 * CHUNK - 5, 4)).unwrap();
+        for i in 0..3 {
+            let dst = dir.path().join(format!("dst{i}"));
+            let digests = copy_file(&src, &dst, u64::MAX).unwrap();
+            assert_eq!(digests, digests_of(&std::fs::read(&src).unwrap()));
+            let spare = SPARE.lock().unwrap();
+            assert!(!spare.is_empty() && spare.len() <= SPARE_BUFFERS, "{} spare buffers", spare.len());
+            assert!(spare.iter().all(|b| b.len == 0), "a kept buffer must come back empty");
+        }
+    }
+
+    #[test]
     fn copy_hashes_like_the_one_shot_digests() {
+        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         // More chunks than buffers, so the copy waits for recycled ones, and an unaligned tail.
         let data = generated((BUFFERS + 3) * CHUNK + 17, 0);
@@ -374,6 +428,7 @@ mod tests {
 
     #[tokio::test]
     async fn sink_hashes_streamed_pieces() {
+        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img");
         let mut sink = DataSink::create(&path).unwrap();
@@ -391,6 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn pieces_around_the_chunk_size_keep_their_order() {
+        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img");
         let mut sink = DataSink::create(&path).unwrap();
@@ -408,6 +464,7 @@ mod tests {
 
     #[test]
     fn unaligned_pieces_fall_back_to_ordinary_writes() {
+        let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img");
         let mut file = ImageFile::create(&path).unwrap();
