@@ -146,6 +146,31 @@ pub fn status_field(pid: u32, field: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// A process's peak resident memory from now on: the kernel's high-water mark (`VmHWM`), reset to the current
+/// resident size by writing 5 to `/proc/<pid>/clear_refs`, so nothing samples while the process works. Where the
+/// reset is refused, a thread samples `VmRSS` every few milliseconds instead.
+pub enum PeakRss {
+    HighWaterMark(u32),
+    Sampled(RssSampler),
+}
+
+impl PeakRss {
+    pub fn start(pid: u32) -> PeakRss {
+        match std::fs::write(format!("/proc/{pid}/clear_refs"), "5") {
+            Ok(()) => PeakRss::HighWaterMark(pid),
+            Err(_) => PeakRss::Sampled(RssSampler::start(pid)),
+        }
+    }
+
+    /// The peak since [`PeakRss::start`], bytes.
+    pub fn finish(self) -> Option<u64> {
+        match self {
+            PeakRss::HighWaterMark(pid) => status_field(pid, "VmHWM:"),
+            PeakRss::Sampled(sampler) => Some(sampler.finish()),
+        }
+    }
+}
+
 /// Samples a process's resident memory every few milliseconds until stopped; returns the largest sample.
 pub struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -190,5 +215,23 @@ pub fn mock_admin_config(url: &str) -> CloudConfig {
         interface: Interface::Public,
         tls: TlsVerify::System,
         api_timeout: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_covers_memory_touched_and_freed_since_the_start() {
+        let me = std::process::id();
+        let before = status_field(me, "VmRSS:").unwrap();
+        let peak = PeakRss::start(me);
+        {
+            let touched = vec![1u8; 64 << 20];
+            std::hint::black_box(&touched);
+        }
+        let peak = peak.finish().unwrap();
+        assert!(peak >= before + (60 << 20), "peak {peak} bytes, {before} before");
     }
 }

@@ -87,6 +87,7 @@ impl Plan {
                 hash_bytes: if quick { 64 << 20 } else { 512 << 20 },
                 hash_trials: 3,
                 work_dir: work_dir.clone(),
+                trials: 3,
             },
             api: api::ApiPlan {
                 duration: Duration::from_secs_f64(seconds),
