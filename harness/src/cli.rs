@@ -45,16 +45,18 @@ impl Cli {
     /// The async runtime this command runs on. One build (and one image validation) is a chain of requests, each
     /// waiting for its answer; with an embedded mockstack, client and server then hand every request across the two
     /// CPUs, and waking the other CPU costs more than the request (a build ran in 74 ms on two worker threads, 52 ms
-    /// on one, with a tenth of the context switches). Disk copies and digests still run on threads of their own.
-    /// Serving clients and running matrix cells in parallel use every core.
+    /// on one, with a tenth of the context switches). Disk copies and digests still run on threads of their own, and
+    /// an embedded matrix runs one such runtime per core (`matrix::run::run_embedded`). Only `mock`, which serves
+    /// clients it does not know, uses every core's worker.
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
         let mut builder = match self.command {
             Command::Build(_)
             | Command::ValidateImage(_)
             | Command::Cleanup(_)
             | Command::CheckXml(_)
-            | Command::Media(_) => tokio::runtime::Builder::new_current_thread(),
-            Command::Mock(_) | Command::Matrix(_) => tokio::runtime::Builder::new_multi_thread(),
+            | Command::Media(_)
+            | Command::Matrix(_) => tokio::runtime::Builder::new_current_thread(),
+            Command::Mock(_) => tokio::runtime::Builder::new_multi_thread(),
         };
         builder.enable_all().build()
     }

@@ -103,7 +103,18 @@ fn driver_floppy(arch: FloppyArch) -> &'static FloppyImage {
     })
 }
 
+/// One embedded cloud of a matrix: a layout, the VirtIO-win build and the floppy its host attaches, and the
+/// scenarios that run on it.
+struct CloudShare<'a> {
+    layout: Layout,
+    members: Vec<&'a Scenario>,
+}
+
 /// Runs every cell against embedded mockstacks (one per layout and driver-ISO build), `jobs` at a time.
+///
+/// The clouds are split between one thread per core, each running its clouds and their cells on a one-thread
+/// runtime: a cell is a chain of requests each waiting for its answer, and with client and server on different
+/// workers every request woke the other CPU (see `Cli::runtime`).
 pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usize) -> anyhow::Result<MatrixReport> {
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
@@ -117,40 +128,94 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
     let floppy_of = |s: &Scenario, layout: Layout| {
         FloppyArch::for_guest(s.guest.arch).filter(|_| attached_driver_media(layout).driver_floppy)
     };
-    let mut keys: Vec<(Layout, VirtioWinBuild, Option<FloppyArch>)> = Vec::new();
+    let mut clouds: Vec<(Layout, VirtioWinBuild, Option<FloppyArch>)> = Vec::new();
     for layout in layouts {
         for s in scenarios {
             let key = (*layout, s.media.virtio_win, floppy_of(s, *layout));
-            if !keys.contains(&key) {
-                keys.push(key);
+            if !clouds.contains(&key) {
+                clouds.push(key);
             }
         }
     }
-    // The clouds start and offer their driver media concurrently: one after the other, their set-up was most of
-    // a matrix's fixed cost.
-    let media_ref = &media;
-    let groups = futures_util::future::try_join_all(keys.into_iter().map(|(layout, build, floppy)| async move {
-        let members: Vec<&Scenario> =
-            scenarios.iter().filter(|s| (s.media.virtio_win, floppy_of(s, layout)) == (build, floppy)).collect();
-        let embedded = Embedded::start(layout, &members[0].media.virtio_win_image).await?;
+    let mut clouds: Vec<CloudShare> = clouds
+        .into_iter()
+        .map(|(layout, build, floppy)| CloudShare {
+            layout,
+            members: scenarios
+                .iter()
+                .filter(|s| (s.media.virtio_win, floppy_of(s, layout)) == (build, floppy))
+                .collect(),
+        })
+        .collect();
+    // Largest first onto the thread with the fewest cells so far.
+    clouds.sort_by_key(|c| std::cmp::Reverse(c.members.len()));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(jobs.max(1)).min(clouds.len()).max(1);
+    let mut shares: Vec<Vec<(usize, CloudShare)>> = (0..threads).map(|_| Vec::new()).collect();
+    for (index, cloud) in clouds.into_iter().enumerate() {
+        let lightest =
+            (0..threads).min_by_key(|&t| shares[t].iter().map(|(_, c)| c.members.len()).sum::<usize>()).unwrap_or(0);
+        shares[lightest].push((index, cloud));
+    }
+    let jobs_per_thread = jobs.max(1).div_ceil(threads);
+    let (ledger, media, scratch_path) = (&ledger, &media, scratch.path());
+    let run_all = || {
+        std::thread::scope(|scope| {
+            let running: Vec<_> = shares
+                .into_iter()
+                .map(|share| {
+                    scope.spawn(move || -> anyhow::Result<Vec<Cell>> {
+                        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                        runtime.block_on(run_share(share, jobs_per_thread, ledger, media, scratch_path))
+                    })
+                })
+                .collect();
+            let mut cells = Vec::new();
+            for thread in running {
+                cells.extend(thread.join().map_err(|_| anyhow::anyhow!("a matrix thread panicked"))??);
+            }
+            anyhow::Ok(cells)
+        })
+    };
+    // The threads block this one until the matrix is done; a worker of a multi-thread runtime says so first.
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let mut cells = if multi_thread { tokio::task::block_in_place(run_all)? } else { run_all()? };
+    cells.sort_by(|a, b| (a.scenario.as_str(), a.layout).cmp(&(b.scenario.as_str(), b.layout)));
+    Ok(MatrixReport {
+        cloud: "embedded mockstack".into(),
+        layouts: layouts.to_vec(),
+        cells,
+        wall_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The clouds of one thread: started and offered their driver media together, then their cells, `jobs` at a time.
+async fn run_share(
+    share: Vec<(usize, CloudShare<'_>)>,
+    jobs: usize,
+    ledger: &Ledger,
+    media: &MediaCache,
+    scratch: &std::path::Path,
+) -> anyhow::Result<Vec<Cell>> {
+    // Concurrently: one after the other, the clouds' set-up was most of a matrix's fixed cost.
+    let started = futures_util::future::try_join_all(share.iter().map(|(_, cloud)| async move {
+        let first = cloud.members[0];
+        let embedded = Embedded::start(cloud.layout, &first.media.virtio_win_image).await?;
         let driver = embedded.driver().await?;
-        let offered = attached_driver_media(layout);
-        offer_driver_media(&driver, members[0], &media_ref.embedded_media(members[0])?, offered).await?;
-        anyhow::Ok((embedded, driver, layout, members))
+        offer_driver_media(&driver, first, &media.embedded_media(first)?, attached_driver_media(cloud.layout)).await?;
+        anyhow::Ok((embedded, driver))
     }))
     .await?;
     let mut work = Vec::new();
-    for (group, (_, driver, layout, members)) in groups.iter().enumerate() {
-        for scenario in members {
-            work.push((group, driver, *layout, *scenario));
+    for ((group, cloud), (_, driver)) in share.iter().zip(&started) {
+        for scenario in &cloud.members {
+            work.push((*group, driver, cloud.layout, *scenario));
         }
     }
-    let ledger = &ledger;
-    let media = &media;
-    let scratch_path = scratch.path();
-    let mut cells: Vec<Cell> = futures_util::stream::iter(work)
+    let cells: Vec<Cell> = futures_util::stream::iter(work)
         .map(|(group, driver, layout, scenario)| async move {
-            let dir = scratch_path.join(format!("{group}-{}", scenario.name));
+            let dir = scratch.join(format!("{group}-{}", scenario.name));
             let run_id = format!("{}-{layout}", crate::build_cmd::new_run_id());
             let files = media.embedded_media(scenario);
             run_cell_with_media(driver, ledger, scenario, layout, &dir, files, &run_id).await
@@ -158,16 +223,10 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
         .buffer_unordered(jobs.max(1))
         .collect()
         .await;
-    cells.sort_by(|a, b| (a.scenario.as_str(), a.layout).cmp(&(b.scenario.as_str(), b.layout)));
-    for (embedded, _, _, _) in groups {
+    for (embedded, _) in started {
         embedded.mock.shutdown().await?;
     }
-    Ok(MatrixReport {
-        cloud: "embedded mockstack".into(),
-        layouts: layouts.to_vec(),
-        cells,
-        wall_seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(cells)
 }
 
 /// Uploads the driver media a scenario's cloud offers every guest (public, like the article's
