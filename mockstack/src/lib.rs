@@ -16,6 +16,7 @@ pub mod keystone;
 pub mod layout;
 pub mod media;
 pub mod nova;
+mod python;
 mod query;
 pub mod server;
 pub mod state;
