@@ -161,12 +161,12 @@ pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Res
 
 /// The generated media of the builds of one run, each distinct file written once into `dir`: media are
 /// deterministic, so the cells of a matrix share one VirtIO-win ISO per build, one floppy per architecture and one
-/// installer ISO per scenario instead of writing megabytes per cell. Each file's md5 is taken once, when first
-/// needed, so that its uploads (to every cloud of a matrix) need not hash it again. Safe to share between
+/// installer ISO per scenario instead of writing megabytes per cell. Each file's md5 is taken once, as it is
+/// written, so that its uploads (to every cloud of a matrix) need not hash it again. Safe to share between
 /// concurrent cells.
 pub struct MediaCache {
     dir: PathBuf,
-    /// Each file written, with its md5 once something asked for it.
+    /// Each file written, with its md5.
     written: Mutex<HashMap<PathBuf, FileMd5>>,
 }
 
