@@ -3,7 +3,6 @@
 
 use std::time::Instant;
 
-use anyhow::Context;
 use futures_util::StreamExt;
 use mockstack::Layout;
 use std::sync::OnceLock;
@@ -256,10 +255,7 @@ async fn offer_driver_media<D: Driver>(
             .await
             .map_err(|e| anyhow::anyhow!("cannot offer {name}: {e}"))?;
         let uploaded = match known.get(&file) {
-            Some(known) => {
-                let md5 = known.get(&file).with_context(|| format!("cannot read {}", file.display()))?;
-                driver.upload_image_known(&image.id, &file, &md5).await
-            }
+            Some(md5) => driver.upload_image_known(&image.id, &file, md5).await,
             None => driver.upload_image(&image.id, &file).await,
         };
         uploaded.map_err(|e| anyhow::anyhow!("cannot upload {name}: {e}"))?;

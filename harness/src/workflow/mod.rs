@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use run::{
-    BuildOptions, BuildReport, FileMd5, MediaFiles, StepListener, StepReport, StepStatus, cleanup_live,
+    BuildOptions, BuildReport, MediaFiles, StepListener, StepReport, StepStatus, cleanup_live,
     delete_live as run_delete_live, run_build,
 };
 

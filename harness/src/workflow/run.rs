@@ -72,32 +72,9 @@ pub struct MediaFiles {
     /// The driver floppy to upload when no image of that name exists.
     pub driver_floppy: Option<PathBuf>,
     pub driver_floppy_image: Option<String>,
-    /// The md5 of files this run wrote itself (generated media), taken once when first needed, so that their
+    /// The hex md5 of files this run wrote itself (generated media), taken as they were written, so that their
     /// uploads need not hash them again.
-    pub known_md5: BTreeMap<PathBuf, FileMd5>,
-}
-
-/// The md5 of a file the run wrote itself, taken the first time it is asked for and then shared by every upload of
-/// the file (in every cloud of a matrix); a file nothing uploads is never read back.
-#[derive(Debug, Clone, Default)]
-pub struct FileMd5(std::sync::Arc<std::sync::Mutex<Option<String>>>);
-
-impl FileMd5 {
-    /// An md5 already known.
-    pub fn known(md5: impl Into<String>) -> FileMd5 {
-        FileMd5(std::sync::Arc::new(std::sync::Mutex::new(Some(md5.into()))))
-    }
-
-    /// The md5 of `path`, read and hashed on the first call.
-    pub fn get(&self, path: &Path) -> std::io::Result<String> {
-        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(md5) = &*slot {
-            return Ok(md5.clone());
-        }
-        let md5 = validate::md5_file(path)?;
-        *slot = Some(md5.clone());
-        Ok(md5)
-    }
+    pub known_md5: BTreeMap<PathBuf, String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -300,7 +277,7 @@ impl<C: Driver> Build<'_, C> {
             return Err(Stop::Error("no installer ISO: set media.iso or media.image in the scenario".into()));
         };
         let props = self.scenario.image.iso_properties.clone();
-        let known = media.known_md5.get(path);
+        let known = media.known_md5.get(path).map(String::as_str);
         let (id, detail) = self.ensure_uploaded(&self.name("-iso"), path, known, "iso", props).await?;
         self.step("upload-iso", StepStatus::Ok, detail, started);
         Ok(id)
@@ -347,7 +324,7 @@ impl<C: Driver> Build<'_, C> {
                 ));
                 continue;
             }
-            let known = file.as_ref().and_then(|f| media.known_md5.get(f));
+            let known = file.as_ref().and_then(|f| media.known_md5.get(f)).map(String::as_str);
             done.push(self.ensure_named(&name, file.as_deref(), known, disk_format).await?);
         }
         let status = if done.is_empty() { StepStatus::Skipped } else { StepStatus::Ok };
@@ -361,7 +338,7 @@ impl<C: Driver> Build<'_, C> {
         &mut self,
         name: &str,
         file: Option<&Path>,
-        known_md5: Option<&FileMd5>,
+        known_md5: Option<&str>,
         disk_format: &str,
     ) -> Result<String, Stop> {
         let found = self.cloud.images_named(name).await?;
@@ -381,7 +358,7 @@ impl<C: Driver> Build<'_, C> {
         &mut self,
         name: &str,
         file: &Path,
-        known_md5: Option<&FileMd5>,
+        known_md5: Option<&str>,
         disk_format: &str,
         properties: BTreeMap<String, String>,
     ) -> Result<(String, String), Stop> {
@@ -399,13 +376,10 @@ impl<C: Driver> Build<'_, C> {
                 }
                 let local = match &md5 {
                     Some(m) => m,
-                    None => md5.insert(
-                        match known_md5 {
-                            Some(known) => known.get(file),
-                            None => crate::validate::md5_file(file),
-                        }
-                        .map_err(unreadable)?,
-                    ),
+                    None => md5.insert(match known_md5 {
+                        Some(known) => known.to_string(),
+                        None => crate::validate::md5_file(file).map_err(unreadable)?,
+                    }),
                 };
                 if image.checksum.as_deref() == Some(local.as_str()) {
                     return Ok((image.id.clone(), format!("reused {} (same md5)", image.id)));
@@ -425,10 +399,7 @@ impl<C: Driver> Build<'_, C> {
             .await?;
         self.created(ResourceKind::Image, name, &image.id)?;
         let digests = match known_md5 {
-            Some(known) => {
-                let md5 = known.get(file).map_err(unreadable)?;
-                self.cloud.upload_image_known(&image.id, file, &md5).await?
-            }
+            Some(md5) => self.cloud.upload_image_known(&image.id, file, md5).await?,
             None => self.cloud.upload_image(&image.id, file).await?,
         };
         let stored = self.cloud.image(&image.id).await?;
