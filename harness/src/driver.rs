@@ -18,6 +18,11 @@ use crate::workflow::{
     ServerInfo,
 };
 
+/// The progress bar's label for uploading `file`.
+fn upload_label(file: &Path) -> String {
+    format!("upload {}", file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+}
+
 /// Where the libvirt domain XML of a server comes from.
 #[derive(Debug, Clone, Default)]
 pub enum DomainXmlSource {
@@ -69,6 +74,23 @@ impl HttpDriver {
     pub fn with_progress(mut self, progress: bool) -> HttpDriver {
         self.progress = progress;
         self
+    }
+
+    /// Runs one transfer with its progress bar (when enabled), cleared once the transfer ends either way.
+    async fn transfer_with_bar<T, F>(
+        &self,
+        what: String,
+        transfer: impl FnOnce(Option<cloud::transfer::Progress>) -> F,
+    ) -> Result<T, CloudError>
+    where
+        F: std::future::Future<Output = Result<T, cloud::CloudError>>,
+    {
+        let (bar, progress) = self.progress_bar(what);
+        let result = transfer(progress).await;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        result.map_err(convert)
     }
 
     fn progress_bar(&self, what: String) -> (Option<indicatif::ProgressBar>, Option<cloud::transfer::Progress>) {
@@ -225,36 +247,19 @@ impl Driver for HttpDriver {
 
     async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
         let glance = self.cloud.glance().await.map_err(convert)?;
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let (bar, progress) = self.progress_bar(format!("upload {name}"));
-        let result = glance.upload_file(id, file, progress).await;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-        let d = result.map_err(convert)?;
+        let d = self.transfer_with_bar(upload_label(file), |p| glance.upload_file(id, file, p)).await?;
         Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
     }
 
     async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
         let glance = self.cloud.glance().await.map_err(convert)?;
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let (bar, progress) = self.progress_bar(format!("upload {name}"));
-        let result = glance.upload_file_unhashed(id, file, progress).await;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-        let sent = result.map_err(convert)?;
+        let sent = self.transfer_with_bar(upload_label(file), |p| glance.upload_file_unhashed(id, file, p)).await?;
         Ok(Digests { size: sent.bytes, md5: md5.to_string(), sha512: String::new() })
     }
 
     async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
         let glance = self.cloud.glance().await.map_err(convert)?;
-        let (bar, progress) = self.progress_bar(format!("download {id}"));
-        let result = glance.download_to_path(id, to, progress).await;
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-        let d = result.map_err(convert)?;
+        let d = self.transfer_with_bar(format!("download {id}"), |p| glance.download_to_path(id, to, p)).await?;
         Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
     }
 
