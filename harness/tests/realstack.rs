@@ -368,14 +368,6 @@ fn mockstack_agrees(clouds: &Path, scenario: &str, real: &Value) -> Result<(), F
         .find(|event| event["event"] == "report")
         .map(|event| event["report"].clone())
         .ok_or_else(|| format!("the embedded build printed no JSON report; stderr:\n{stderr}"))?;
-    let failed_checks = |report: &Value| -> Vec<String> {
-        report["validation"]["checks"]
-            .as_array()
-            .map(|c| {
-                c.iter().filter(|c| c["status"] == "fail").filter_map(|c| c["id"].as_str().map(String::from)).collect()
-            })
-            .unwrap_or_default()
-    };
     let disks = |report: &Value| -> Result<Vec<String>, String> {
         let xml = report["domain_xml"].as_str().ok_or("no domain XML in the report")?;
         let domain = harness::domxml::parse(xml).map_err(|e| e.to_string())?;
@@ -397,16 +389,45 @@ fn mockstack_agrees(clouds: &Path, scenario: &str, real: &Value) -> Result<(), F
         Ok(summary)
     };
     let (mock_disks, real_disks) = (disks(&mock)?, disks(real)?);
-    if mock["outcome"] != real["outcome"] || failed_checks(&mock) != failed_checks(real) || mock_disks != real_disks {
+    if mock["outcome"] != real["outcome"]
+        || failed_checks(&mock["validation"]) != failed_checks(&real["validation"])
+        || mock_disks != real_disks
+    {
         return Err(format!(
             "mockstack (stock) and Nova's libvirt driver disagree:\n  outcome {} / {}\n  failed checks {:?} / {:?}\n  \
              disks {mock_disks:?}\n      / {real_disks:?}",
             mock["outcome"],
             real["outcome"],
-            failed_checks(&mock),
-            failed_checks(real)
+            failed_checks(&mock["validation"]),
+            failed_checks(&real["validation"])
         )
         .into());
+    }
+    Ok(())
+}
+
+/// The ids of the checks a validation report (`isoharness.validate-image` JSON) failed, in its order.
+fn failed_checks(report: &Value) -> Vec<String> {
+    report["checks"]
+        .as_array()
+        .map(|c| {
+            c.iter().filter(|c| c["status"] == "fail").map(|c| c["id"].as_str().unwrap_or("").to_string()).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The check `id` of a validation report.
+fn check<'a>(report: &'a Value, id: &str) -> Option<&'a Value> {
+    report["checks"].as_array().and_then(|c| c.iter().find(|c| c["id"] == id))
+}
+
+/// Runs `qemu-img VERB` with the arguments `args` adds; an error unless it succeeds.
+fn qemu_img(verb: &str, args: impl FnOnce(&mut Command) -> &mut Command) -> Result<(), Failed> {
+    let mut command = Command::new("qemu-img");
+    command.arg(verb);
+    let status = args(&mut command).status().map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    if !status.success() {
+        return Err(format!("qemu-img {verb} failed: {status}").into());
     }
     Ok(())
 }
@@ -419,24 +440,10 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
     let before = runtime.block_on(inventory(clouds))?;
     // What the stock snapshot of an ISO boot is: the ISO as qcow2, turned into an image (step 7).
     let qcow2 = dir.path().join("iso-copy.qcow2");
-    let status = Command::new("qemu-img")
-        .args(["convert", "-f", "raw", "-O", "qcow2"])
-        .arg(&iso)
-        .arg(&qcow2)
-        .status()
-        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
-    if !status.success() {
-        return Err(format!("qemu-img convert failed: {status}").into());
-    }
+    qemu_img("convert", |c| c.args(["-f", "raw", "-O", "qcow2"]).arg(&iso).arg(&qcow2))?;
     let ledger = dir.path().join("ledger.jsonl");
     let (code, report) = validate_image_file(&runtime, clouds, &qcow2, &ledger)?;
-    let check = |id: &str| report["checks"].as_array().and_then(|c| c.iter().find(|c| c["id"] == id)).cloned();
-    let failed: Vec<String> = report["checks"]
-        .as_array()
-        .map(|c| {
-            c.iter().filter(|c| c["status"] == "fail").map(|c| c["id"].as_str().unwrap_or("").to_string()).collect()
-        })
-        .unwrap_or_default();
+    let failed = failed_checks(&report);
     if code != 1 || failed != ["content", "boot"] {
         return Err(format!(
             "an ISO copy fails exactly `content` and `boot` (exit 1); got exit {code}, failed {failed:?}: {report}"
@@ -446,7 +453,7 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
     for (id, wanted) in
         [("content", "ISO 9660"), ("boot", compute.unbootable_detail()), ("real-format", "qcow2"), ("checksum", "md5")]
     {
-        let detail = check(id).map(|c| c["detail"].as_str().unwrap_or("").to_string()).unwrap_or_default();
+        let detail = check(&report, id).map(|c| c["detail"].as_str().unwrap_or("").to_string()).unwrap_or_default();
         if !detail.contains(wanted) {
             return Err(format!("check `{id}` should mention `{wanted}`: {detail:?}").into());
         }
@@ -462,15 +469,7 @@ fn installed_disk_trial(clouds: &Path) -> Result<(), Failed> {
     let iso = media(dir.path(), clouds)?;
     let before = runtime.block_on(inventory(clouds))?;
     let disk = dir.path().join("installed.qcow2");
-    let created = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&disk)
-        .arg("1G")
-        .status()
-        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
-    if !created.success() {
-        return Err(format!("qemu-img create failed: {created}").into());
-    }
+    qemu_img("create", |c| c.args(["-q", "-f", "qcow2"]).arg(&disk).arg("1G"))?;
     let mut install = Command::new("qemu-system-x86_64")
         .args(["-accel", "kvm", "-accel", "tcg", "-m", "64", "-display", "none", "-nic", "none", "-no-reboot"])
         .args(["-serial", "null", "-boot", "d", "-drive"])
@@ -502,12 +501,10 @@ fn installed_disk_trial(clouds: &Path) -> Result<(), Failed> {
     }
     let ledger = dir.path().join("ledger.jsonl");
     let (code, report) = validate_image_file(&runtime, clouds, &disk, &ledger)?;
-    let failed: Vec<&Value> =
-        report["checks"].as_array().map(|c| c.iter().filter(|c| c["status"] == "fail").collect()).unwrap_or_default();
-    if code != 0 || !failed.is_empty() {
+    if code != 0 || !failed_checks(&report).is_empty() {
         return Err(format!("an installed disk passes validate-image (exit 0); got exit {code}: {report}").into());
     }
-    let boot = report["checks"].as_array().and_then(|c| c.iter().find(|c| c["id"] == "boot")).cloned();
+    let boot = check(&report, "boot").cloned();
     let evidence = boot.as_ref().map(|b| b["evidence"].to_string()).unwrap_or_default();
     if boot.as_ref().map(|b| &b["status"]) != Some(&Value::from("pass")) || !evidence.contains("login:") {
         return Err(format!("the boot test should see the installed system's login prompt: {boot:?}").into());
