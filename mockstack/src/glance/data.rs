@@ -250,11 +250,17 @@ impl Pipeline {
     fn fill(&mut self, bytes: &[u8]) -> io::Result<usize> {
         let Some(buffer) = self.current.as_mut() else { return Ok(0) };
         let n = buffer.fill(bytes);
+        self.filled(n)?;
+        Ok(n)
+    }
+
+    /// Counts `n` bytes just put in the current buffer, and dispatches the buffer once it is full.
+    fn filled(&mut self, n: usize) -> io::Result<()> {
         self.size += n as u64;
-        if buffer.is_full() {
+        if self.current.as_ref().is_some_and(Buffer::is_full) {
             self.dispatch()?;
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Waits for the threads; the writer's error comes first.
@@ -310,10 +316,7 @@ fn copy_file_here(src: &Path, dst: &Path, cap: u64) -> Result<Digests, CopyError
             return Err(CopyError::TooLarge);
         }
         buffer.len += n;
-        pipeline.size += n as u64;
-        if buffer.is_full() {
-            pipeline.dispatch().map_err(CopyError::Io)?;
-        }
+        pipeline.filled(n).map_err(CopyError::Io)?;
     }
     pipeline.finish().map_err(CopyError::Io)
 }
