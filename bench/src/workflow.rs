@@ -8,7 +8,7 @@ use anyhow::Context;
 use harness::cloud::{ClientOptions, Cloud};
 use harness::driver::{Clock, DomainXmlSource, HttpDriver};
 use harness::matrix::MatrixReport;
-use harness::matrix::run::run_embedded;
+use harness::matrix::run::{offer_driver_media, run_embedded};
 use harness::scenario::{Outcome, Scenario};
 use harness::target::{Embedded, attached_driver_media, media_for};
 use harness::workflow::ledger::Ledger;
@@ -83,29 +83,8 @@ async fn embedded_build(
     };
     let driver = embedded.driver().await?;
     if offered {
-        use harness::workflow::{Driver, NewImage};
         // What a matrix cloud offers: the media its compute host attaches.
-        let wanted = attached_driver_media(layout);
-        let offers = [
-            (scenario.media.virtio_win_image.clone(), media.virtio_iso.as_ref().filter(|_| wanted.virtio_iso), "iso"),
-            (
-                media.driver_floppy_image.clone().unwrap_or_default(),
-                media.driver_floppy.as_ref().filter(|_| wanted.driver_floppy),
-                "raw",
-            ),
-        ];
-        for (name, file, disk_format) in offers {
-            let Some(file) = file else { continue };
-            let new = NewImage {
-                name,
-                disk_format: disk_format.into(),
-                container_format: "bare".into(),
-                visibility: "public".into(),
-                properties: Default::default(),
-            };
-            let image = driver.create_image(&new).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            driver.upload_image(&image.id, file).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
+        offer_driver_media(&driver, scenario, &media, attached_driver_media(layout)).await?;
     }
     let mut options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch);
     // What `isoharness build` sets for an embedded cloud.

@@ -230,7 +230,7 @@ async fn run_share(
 
 /// Uploads the driver media a scenario's cloud offers every guest (public, like the article's
 /// prerequisite), so that parallel cells share them instead of racing to upload their own.
-async fn offer_driver_media<D: Driver>(
+pub async fn offer_driver_media<D: Driver>(
     driver: &D,
     scenario: &Scenario,
     media: &MediaFiles,
