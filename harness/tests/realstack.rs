@@ -19,6 +19,7 @@ use harness::cloud::config::{ConfigEnv, ConfigRequest, DiskFiles, resolve};
 use harness::cloud::glance::ImageQuery;
 use harness::cloud::{ClientOptions, Cloud};
 use libtest_mimic::{Arguments, Failed, Trial};
+use mockstack::media::qemu::Machine;
 use serde_json::Value;
 
 const ENV: &str = "ISOHARNESS_REALSTACK_CLOUDS";
@@ -470,35 +471,8 @@ fn installed_disk_trial(clouds: &Path) -> Result<(), Failed> {
     let before = runtime.block_on(inventory(clouds))?;
     let disk = dir.path().join("installed.qcow2");
     qemu_img("create", |c| c.args(["-q", "-f", "qcow2"]).arg(&disk).arg("1G"))?;
-    let mut install = Command::new("qemu-system-x86_64")
-        .args(["-accel", "kvm", "-accel", "tcg", "-m", "64", "-display", "none", "-nic", "none", "-no-reboot"])
-        .args(["-serial", "null", "-boot", "d", "-drive"])
-        .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-        .arg("-drive")
-        .arg(format!("file={},media=cdrom,format=raw", iso.display()))
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run qemu-system-x86_64: {e}"))?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = install.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = install.kill();
-            let _ = install.wait();
-            return Err("the tiny installer did not power the machine off in 120 s".into());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
-    if !status.success() {
-        let mut stderr = String::new();
-        if let Some(mut pipe) = install.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-        }
-        return Err(format!("qemu exited with {status} during the install: {stderr}").into());
-    }
+    Machine::install(dir.path(), &iso, &disk, std::time::Duration::from_secs(120))
+        .map_err(|e| format!("the tiny installer: {e}"))?;
     let ledger = dir.path().join("ledger.jsonl");
     let (code, report) = validate_image_file(&runtime, clouds, &disk, &ledger)?;
     if code != 0 || !failed_checks(&report).is_empty() {

@@ -8,6 +8,7 @@
 pub mod floppy;
 pub mod iso9660;
 pub mod os_iso;
+pub mod qemu;
 pub mod tiny_installer;
 pub mod virtio_win;
 

@@ -1,83 +1,13 @@
 //! Generated installer ISOs boot on a real PC: qemu-system-x86_64 runs the tiny installer from the ISO, which installs onto the disk, and the disk then boots.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use mockstack::media::qemu::{Machine, QemuError};
 use mockstack::media::tiny_installer::{BOOTED, FINISHED, NO_DISK, STARTED, installed_mbr};
 use mockstack::media::{OsIsoOptions, os_installer_iso_to_file};
 
 use crate::support::*;
-
-const QEMU: &str = "qemu-system-x86_64";
-
-/// A QEMU machine with its serial port in a file; killed when dropped.
-struct Machine {
-    child: Child,
-    serial: std::path::PathBuf,
-}
-
-impl Machine {
-    fn start(dir: &Path, name: &str, args: &[&str]) -> Machine {
-        let serial = dir.join(format!("{name}.serial"));
-        let child = Command::new(QEMU)
-            // KVM where the machine has it, software emulation otherwise.
-            .args(["-accel", "kvm", "-accel", "tcg", "-m", "64", "-display", "none", "-nic", "none", "-no-reboot"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {QEMU} ({e}): `cargo xtask setup` installs qemu-system-x86"));
-        Machine { child, serial }
-    }
-
-    fn serial(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.serial).unwrap_or_default()).into_owned()
-    }
-
-    /// Waits until the serial output holds `text`; panics with what it holds after `timeout`.
-    fn wait_for(&mut self, text: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let serial = self.serial();
-            if serial.contains(text) {
-                return serial;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let mut stderr = String::new();
-                if let Some(mut pipe) = self.child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-                }
-                panic!("qemu exited ({status}) before printing {text:?}; serial:\n{serial}\nstderr:\n{stderr}");
-            }
-            assert!(Instant::now() < deadline, "no {text:?} on the serial port after {timeout:?}; it holds:\n{serial}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits for the guest to power the machine off (QEMU exits 0).
-    fn wait_powered_off(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waits") {
-                assert!(status.success(), "qemu exited with {status}");
-                return;
-            }
-            assert!(Instant::now() < deadline, "the guest did not power off in {timeout:?}: {}", self.serial());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn first_sector(disk: &Path, dir: &Path) -> Vec<u8> {
     let raw = dir.join("disk.raw");
@@ -95,12 +25,8 @@ fn the_installer_iso_installs_onto_a_virtio_disk_and_the_disk_boots() {
     os_installer_iso_to_file(&ubuntu_2404(), &OsIsoOptions::default(), &iso).expect("writes");
     let disk = dir.path().join("disk.qcow2");
     run("qemu-img", &["create", "-q", "-f", "qcow2", path_str(&disk), "64M"]);
-    let drive = format!("file={},if=virtio,format=qcow2", disk.display());
-    let cdrom = format!("file={},media=cdrom,format=raw", iso.display());
 
-    let mut install = Machine::start(dir.path(), "install", &["-drive", &drive, "-drive", &cdrom, "-boot", "d"]);
-    install.wait_powered_off(Duration::from_secs(120));
-    let serial = install.serial();
+    let serial = Machine::install(dir.path(), &iso, &disk, Duration::from_secs(120)).expect("the installer powers off");
     let started = serial.find(STARTED).unwrap_or_else(|| panic!("no {STARTED:?}: {serial}"));
     let finished = serial.find(FINISHED).unwrap_or_else(|| panic!("no {FINISHED:?}: {serial}"));
     assert!(started < finished, "{serial}");
@@ -112,8 +38,9 @@ fn the_installer_iso_installs_onto_a_virtio_disk_and_the_disk_boots() {
     let sectors = u32::from_le_bytes(mbr[446 + 12..446 + 16].try_into().expect("4 bytes"));
     assert_eq!(sectors, 64 * 2048 - 2048, "the partition spans the disk from sector 2048");
 
-    let mut boot = Machine::start(dir.path(), "boot", &["-drive", &drive]);
-    let serial = boot.wait_for(BOOTED, Duration::from_secs(120));
+    let drive = format!("file={},if=virtio,format=qcow2", disk.display());
+    let mut boot = Machine::start(dir.path(), "boot", &["-drive", &drive]).expect("qemu starts");
+    let serial = boot.wait_for(BOOTED, Duration::from_secs(120)).expect("the installed disk boots");
     assert!(!serial.contains(STARTED), "the installed disk must not start the installer: {serial}");
 }
 
@@ -143,8 +70,9 @@ fn the_installer_drives_a_virtio_disk_the_bios_does_not_map() {
             "-boot",
             "strict=on",
         ],
-    );
-    install.wait_powered_off(Duration::from_secs(120));
+    )
+    .expect("qemu starts");
+    install.wait_powered_off(Duration::from_secs(120)).expect("the installer powers off");
     let serial = install.serial();
     assert!(serial.contains("first virtio disk") && serial.contains(FINISHED), "{serial}");
     let mbr = first_sector(&disk, dir.path());
@@ -159,8 +87,35 @@ fn without_a_hard_disk_the_installer_says_so_and_waits() {
     let iso = dir.path().join("windows.iso");
     os_installer_iso_to_file(&windows_2012(), &OsIsoOptions::default(), &iso).expect("writes");
     let cdrom = format!("file={},media=cdrom,format=raw", iso.display());
-    let mut machine = Machine::start(dir.path(), "nodisk", &["-machine", "q35", "-drive", &cdrom, "-boot", "d"]);
-    machine.wait_for(NO_DISK, Duration::from_secs(120));
+    let mut machine = Machine::start(dir.path(), "nodisk", &["-machine", "q35", "-drive", &cdrom, "-boot", "d"])
+        .expect("qemu starts");
+    machine.wait_for(NO_DISK, Duration::from_secs(120)).expect("the installer says it found no disk");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(machine.child.try_wait().expect("waits").is_none(), "the installer must wait, not power off");
+    assert!(machine.exited().expect("waits").is_none(), "the installer must wait, not power off");
+}
+
+#[test]
+fn a_machine_that_exits_or_stays_silent_is_reported_with_what_it_left() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.qcow2");
+    let drive = format!("file={},format=qcow2", missing.display());
+    let mut broken = Machine::start(dir.path(), "broken", &["-drive", &drive]).expect("qemu starts");
+    match broken.wait_for(BOOTED, Duration::from_secs(60)) {
+        Err(QemuError::Exited { status, stderr, .. }) => {
+            assert!(!status.success() && stderr.contains("missing.qcow2"), "{status}: {stderr}")
+        }
+        other => panic!("a machine whose disk is missing exits at once: {other:?}"),
+    }
+
+    // Nothing to boot: the BIOS gives up on the screen, and the serial port stays empty.
+    let mut silent = Machine::start(dir.path(), "silent", &[]).expect("qemu starts");
+    match silent.wait_for(BOOTED, Duration::from_secs(2)) {
+        Err(error @ QemuError::TimedOut { .. }) => {
+            assert!(
+                error.to_string().contains(&format!("no sign of {BOOTED:?} on the serial port after 2s")),
+                "{error}"
+            )
+        }
+        other => panic!("a machine with nothing to boot times out: {other:?}"),
+    }
 }
