@@ -326,39 +326,16 @@ fn start_all(
     if compute == Compute::Libvirt {
         libvirt::start(layout, started)?;
     }
-    let apis = [
-        Api {
-            name: "glance",
-            port: ports.glance,
-            module: "glance.wsgi.api:application",
-            config_env: "OS_GLANCE_CONFIG_DIR",
-            chunked_uploads: true,
-        },
-        Api {
-            name: "placement",
-            port: ports.placement,
-            module: "placement.wsgi.api:application",
-            config_env: "OS_PLACEMENT_CONFIG_DIR",
-            chunked_uploads: false,
-        },
-        Api {
-            name: "nova-api",
-            port: ports.nova,
-            module: "nova.wsgi.osapi_compute:application",
-            config_env: "OS_NOVA_CONFIG_DIR",
-            chunked_uploads: false,
-        },
-    ];
-    for api in &apis {
-        api.start(layout)?;
+    for api in &SERVICE_APIS {
+        api.start(layout, &ports)?;
     }
     let nova_conf: OsString = layout.etc().join("nova/nova.conf").into();
     for name in ["nova-conductor", "nova-scheduler", "nova-compute"] {
         spawn(layout, name, &layout.bin(name), &["--config-file".into(), nova_conf.clone()], &[])?;
     }
     wait_http(layout, "neutron", ports.neutron, Duration::from_secs(60))?;
-    for api in &apis {
-        api.wait(layout, Duration::from_secs(90))?;
+    for api in &SERVICE_APIS {
+        api.wait(layout, &ports, Duration::from_secs(90))?;
     }
     say(started, "glance, placement, nova-api and the neutron stand-in answer");
     map_compute_host(layout, started)?;
@@ -744,15 +721,8 @@ fn setup_keystone(layout: &Layout, ports: &Ports, secrets: &Secrets, started: In
         &[],
     )?;
     say(started, "keystone bootstrapped");
-    let keystone = Api {
-        name: "keystone",
-        port: ports.keystone,
-        module: "keystone.wsgi.api:application",
-        config_env: "OS_KEYSTONE_CONFIG_DIR",
-        chunked_uploads: false,
-    };
-    keystone.start(layout)?;
-    keystone.wait(layout, Duration::from_secs(60))?;
+    KEYSTONE.start(layout, ports)?;
+    KEYSTONE.wait(layout, ports, Duration::from_secs(60))?;
     let endpoints = endpoints_json(ports);
     setup_command(
         layout,
@@ -797,10 +767,44 @@ fn sync_nova(layout: &Layout, started: Instant) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Keystone, started before the others: their setup registers them in it.
+const KEYSTONE: Api = Api {
+    name: "keystone",
+    port: |ports| ports.keystone,
+    module: "keystone.wsgi.api:application",
+    config_env: "OS_KEYSTONE_CONFIG_DIR",
+    chunked_uploads: false,
+};
+
+/// The other APIs served under uWSGI.
+const SERVICE_APIS: [Api; 3] = [
+    Api {
+        name: "glance",
+        port: |ports| ports.glance,
+        module: "glance.wsgi.api:application",
+        config_env: "OS_GLANCE_CONFIG_DIR",
+        chunked_uploads: true,
+    },
+    Api {
+        name: "placement",
+        port: |ports| ports.placement,
+        module: "placement.wsgi.api:application",
+        config_env: "OS_PLACEMENT_CONFIG_DIR",
+        chunked_uploads: false,
+    },
+    Api {
+        name: "nova-api",
+        port: |ports| ports.nova,
+        module: "nova.wsgi.osapi_compute:application",
+        config_env: "OS_NOVA_CONFIG_DIR",
+        chunked_uploads: false,
+    },
+];
+
 /// One API served under uWSGI.
 struct Api {
     name: &'static str,
-    port: u16,
+    port: fn(&Ports) -> u16,
     module: &'static str,
     config_env: &'static str,
     /// Nova uploads snapshots chunked; without uWSGI's chunked-input flags Glance sees an empty body.
@@ -809,7 +813,7 @@ struct Api {
 
 impl Api {
     /// Starts the API under uWSGI with the flags REALSTACK-NOTES.md found necessary.
-    fn start(&self, layout: &Layout) -> anyhow::Result<()> {
+    fn start(&self, layout: &Layout, ports: &Ports) -> anyhow::Result<()> {
         let config_dir = layout.etc().join(self.name.trim_end_matches("-api"));
         let mut args: Vec<OsString> = [
             "--master",
@@ -836,7 +840,7 @@ impl Api {
         .iter()
         .map(OsString::from)
         .collect();
-        args.push(format!("127.0.0.1:{}", self.port).into());
+        args.push(format!("127.0.0.1:{}", (self.port)(ports)).into());
         args.extend(["--module".into(), self.module.into(), "--home".into(), layout.venv().into_os_string()]);
         if self.chunked_uploads {
             args.extend(
@@ -851,8 +855,9 @@ impl Api {
 
     /// Waits for the API to answer HTTP; one that does not answer in `timeout` is killed and started
     /// once more (a Python service can wedge while starting on a loaded machine), then waited for again.
-    fn wait(&self, layout: &Layout, timeout: Duration) -> anyhow::Result<()> {
-        let Err(first) = wait_http(layout, self.name, self.port, timeout) else { return Ok(()) };
+    fn wait(&self, layout: &Layout, ports: &Ports, timeout: Duration) -> anyhow::Result<()> {
+        let port = (self.port)(ports);
+        let Err(first) = wait_http(layout, self.name, port, timeout) else { return Ok(()) };
         eprintln!("realstack: {first:#}; the end of its log:\n{}", log_tail(layout, self.name, 30));
         eprintln!("realstack: restarting {} once", self.name);
         if let Some(group) = read_pid(layout, self.name) {
@@ -862,8 +867,8 @@ impl Api {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
-        self.start(layout)?;
-        wait_http(layout, self.name, self.port, timeout).map_err(|second| {
+        self.start(layout, ports)?;
+        wait_http(layout, self.name, port, timeout).map_err(|second| {
             anyhow::anyhow!("{second:#} (after a restart); the end of its log:\n{}", log_tail(layout, self.name, 40))
         })
     }
@@ -1056,7 +1061,7 @@ pub fn down(layout: &Layout) -> anyhow::Result<()> {
 }
 
 fn is_uwsgi(name: &str) -> bool {
-    matches!(name, "keystone" | "glance" | "placement" | "nova-api")
+    std::iter::once(&KEYSTONE).chain(&SERVICE_APIS).any(|api| api.name == name)
 }
 
 fn signal_group(group: u32, signal: &str) {
