@@ -327,7 +327,7 @@ fn start_all(
         libvirt::start(layout, started)?;
     }
     for api in &SERVICE_APIS {
-        api.start(layout, &ports)?;
+        api.start(layout, ports)?;
     }
     let nova_conf: OsString = layout.etc().join("nova/nova.conf").into();
     for name in ["nova-conductor", "nova-scheduler", "nova-compute"] {
@@ -335,7 +335,7 @@ fn start_all(
     }
     wait_http(layout, "neutron", ports.neutron, Duration::from_secs(60))?;
     for api in &SERVICE_APIS {
-        api.wait(layout, &ports, Duration::from_secs(90))?;
+        api.wait(layout, ports, Duration::from_secs(90))?;
     }
     say(started, "glance, placement, nova-api and the neutron stand-in answer");
     map_compute_host(layout, started)?;
