@@ -1,6 +1,7 @@
 //! `POST /servers/{id}/action`: dispatch by the body's single key to os-stop, os-start, reboot, createImage, os-getConsoleOutput, lock/unlock and the legacy console actions, with Nova's state checks and 409 wording.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use super::compute::{self, SnapshotImage};
 use super::flavors::policy_forbidden;
 use super::instance_actions::InstanceAction;
-use super::lifecycle::{InvalidState, Pending, Step, TaskState, timing};
+use super::lifecycle::{InvalidState, Pending, Snapshot, Step, TaskState, timing};
 use super::microversion::ApiVersion;
 use super::request::{NovaBody, action_name, check, not_found};
 use super::servers::{Server, metadata_schema, stamp, visible};
@@ -105,8 +106,8 @@ async fn dispatch(
         request_id: request_id.map(|r| r.0.0.clone()).unwrap_or_default(),
     };
     match name.as_str() {
-        "os-stop" => stop(&call, &body),
-        "os-start" => start(&call, &body),
+        "os-stop" => change_power(&call, &body, &STOP),
+        "os-start" => change_power(&call, &body, &START),
         "reboot" => reboot(&call, &body),
         "createImage" => create_image(&call, &body),
         "os-getConsoleOutput" => console_output(&call, &body),
@@ -126,32 +127,44 @@ fn accepted() -> Result<Response, ApiError> {
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-fn stop(call: &Call, body: &Value) -> Result<Response, ApiError> {
-    check(&empty_action_schema("os-stop"), body)?;
-    call.require_write("os_compute_api:servers:stop")?;
-    let at = stamp(call.state, call.now());
-    call.with_server(|s| {
-        if s.locked_by.is_some() && !call.caller.is_admin() {
-            return Err(locked(call.id));
-        }
-        if s.host.is_none() {
-            return Err(not_ready(call.id));
-        }
-        s.check_state().can_stop().map_err(|e| conflict(&e, "stop", call.id))?;
-        s.task_state = Some(TaskState::PoweringOff);
-        s.updated_at = at;
-        let mut action = InstanceAction::start("stop", &call.request_id, Some(call.caller), at);
-        action.begin_event("compute_stop_instance", at);
-        s.actions.push(action);
-        s.pending.push(Pending { at: call.now() + timing::STOP, step: Step::Stopped });
-        Ok(())
-    })?;
-    accepted()
+/// What `os-stop` and `os-start` differ in; they are the same request otherwise.
+struct PowerChange {
+    action: &'static str,
+    policy: &'static str,
+    /// The instance action's name, also the verb of the conflict message.
+    verb: &'static str,
+    allowed: fn(Snapshot) -> Result<(), InvalidState>,
+    task: TaskState,
+    event: &'static str,
+    takes: Duration,
+    then: Step,
 }
 
-fn start(call: &Call, body: &Value) -> Result<Response, ApiError> {
-    check(&empty_action_schema("os-start"), body)?;
-    call.require_write("os_compute_api:servers:start")?;
+const STOP: PowerChange = PowerChange {
+    action: "os-stop",
+    policy: "os_compute_api:servers:stop",
+    verb: "stop",
+    allowed: Snapshot::can_stop,
+    task: TaskState::PoweringOff,
+    event: "compute_stop_instance",
+    takes: timing::STOP,
+    then: Step::Stopped,
+};
+
+const START: PowerChange = PowerChange {
+    action: "os-start",
+    policy: "os_compute_api:servers:start",
+    verb: "start",
+    allowed: Snapshot::can_start,
+    task: TaskState::PoweringOn,
+    event: "compute_start_instance",
+    takes: timing::START,
+    then: Step::Started,
+};
+
+fn change_power(call: &Call, body: &Value, change: &PowerChange) -> Result<Response, ApiError> {
+    check(&empty_action_schema(change.action), body)?;
+    call.require_write(change.policy)?;
     let at = stamp(call.state, call.now());
     call.with_server(|s| {
         if s.locked_by.is_some() && !call.caller.is_admin() {
@@ -160,13 +173,13 @@ fn start(call: &Call, body: &Value) -> Result<Response, ApiError> {
         if s.host.is_none() {
             return Err(not_ready(call.id));
         }
-        s.check_state().can_start().map_err(|e| conflict(&e, "start", call.id))?;
-        s.task_state = Some(TaskState::PoweringOn);
+        (change.allowed)(s.check_state()).map_err(|e| conflict(&e, change.verb, call.id))?;
+        s.task_state = Some(change.task);
         s.updated_at = at;
-        let mut action = InstanceAction::start("start", &call.request_id, Some(call.caller), at);
-        action.begin_event("compute_start_instance", at);
+        let mut action = InstanceAction::start(change.verb, &call.request_id, Some(call.caller), at);
+        action.begin_event(change.event, at);
         s.actions.push(action);
-        s.pending.push(Pending { at: call.now() + timing::START, step: Step::Started });
+        s.pending.push(Pending { at: call.now() + change.takes, step: change.then.clone() });
         Ok(())
     })?;
     accepted()
