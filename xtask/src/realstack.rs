@@ -653,7 +653,10 @@ fn start_mariadb(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Ins
          CREATE USER 'nova'@'127.0.0.1' IDENTIFIED BY '{db}';\n\
          GRANT ALL PRIVILEGES ON nova_api.* TO 'nova'@'127.0.0.1';\n\
          GRANT ALL PRIVILEGES ON nova.* TO 'nova'@'127.0.0.1';\n\
-         GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'127.0.0.1';\n"
+         GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'127.0.0.1';\n\
+         CREATE DATABASE glance;\n\
+         CREATE USER 'glance'@'127.0.0.1' IDENTIFIED BY '{db}';\n\
+         GRANT ALL PRIVILEGES ON glance.* TO 'glance'@'127.0.0.1';\n"
     );
     setup_command(
         layout,
