@@ -324,10 +324,7 @@ async fn index(
     version: ApiVersion,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let query: BTreeMap<String, String> = super::request::query_pairs(uri.query()).into_iter().collect();
-    let flavors = listed(&state, &caller, version, &query)?;
-    let list: Vec<Value> = flavors.iter().map(|f| basic_view(&state, f, version)).collect();
-    Ok(Json(list_body(&state, "flavors", &query, &flavors, list)))
+    list(&state, &caller, version, &uri, "flavors", basic_view)
 }
 
 async fn detail(
@@ -336,10 +333,22 @@ async fn detail(
     version: ApiVersion,
     uri: axum::http::Uri,
 ) -> Result<Json<Value>, ApiError> {
+    list(&state, &caller, version, &uri, "flavors/detail", detail_view)
+}
+
+/// `GET /flavors` and `GET /flavors/detail`: the same listing, each flavor in `view`.
+fn list(
+    state: &AppState,
+    caller: &Caller,
+    version: ApiVersion,
+    uri: &axum::http::Uri,
+    collection: &str,
+    view: fn(&AppState, &Flavor, ApiVersion) -> Value,
+) -> Result<Json<Value>, ApiError> {
     let query: BTreeMap<String, String> = super::request::query_pairs(uri.query()).into_iter().collect();
-    let flavors = listed(&state, &caller, version, &query)?;
-    let list: Vec<Value> = flavors.iter().map(|f| detail_view(&state, f, version)).collect();
-    Ok(Json(list_body(&state, "flavors/detail", &query, &flavors, list)))
+    let flavors = listed(state, caller, version, &query)?;
+    let items: Vec<Value> = flavors.iter().map(|f| view(state, f, version)).collect();
+    Ok(Json(list_body(state, collection, &query, &flavors, items)))
 }
 
 async fn show(
