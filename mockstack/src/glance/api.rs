@@ -138,7 +138,7 @@ async fn create_image(caller: Caller, State(state): State<AppState>, body: Body)
     let Value::Object(fields) = value else {
         return Err(bad_request(format!(
             "Provided object does not match schema 'image': {} is not of type 'object'",
-            schema::py_repr(&value)
+            crate::python::py_repr(&value)
         )));
     };
     let image = state.glance().create(&viewer(&caller), fields)?;

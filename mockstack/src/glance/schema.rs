@@ -175,15 +175,15 @@ pub fn validate_image(body: &Map<String, Value>) -> Result<(), String> {
     let additional = json!({"type": "string"});
     for (key, value) in body {
         let (schema, schema_path) = match properties.get(key) {
-            Some(s) => (s, format!("schema['properties'][{}]", py_repr(&Value::String(key.clone())))),
+            Some(s) => (s, format!("schema['properties'][{}]", py_repr_str(key))),
             None => (&additional, "schema['additionalProperties']".to_string()),
         };
-        let instance_path = format!("instance[{}]", py_repr(&Value::String(key.clone())));
+        let instance_path = format!("instance[{}]", py_repr_str(key));
         if let Err(f) = validate_value(value, schema, &schema_path, &instance_path) {
             return Err(format!(
                 "Provided object does not match schema 'image': {}\n\nFailed validating {} in {}\n\nOn {}:\n    {}",
                 f.message,
-                py_repr(&Value::String(f.keyword.to_string())),
+                py_repr_str(f.keyword),
                 f.schema_path,
                 f.instance_path,
                 py_repr(f.instance)
@@ -235,7 +235,7 @@ fn validate_value<'a>(
             _ => vec![],
         };
         if !types.iter().any(|t| type_matches(value, t)) {
-            let names: Vec<String> = types.iter().map(|t| py_repr(&Value::String((*t).to_string()))).collect();
+            let names: Vec<String> = types.iter().map(|t| py_repr_str(t)).collect();
             return Err(fail("type", format!("{} is not of type {}", py_repr(value), names.join(", "))));
         }
     }
@@ -255,10 +255,7 @@ fn validate_value<'a>(
     if let (Some(pattern), Some(s)) = (schema.get("pattern").and_then(Value::as_str), value.as_str()) {
         let matches = regex::Regex::new(pattern).map(|re| re.is_match(s)).unwrap_or(true);
         if !matches {
-            return Err(fail(
-                "pattern",
-                format!("{} does not match {}", py_repr(value), py_repr(&Value::String(pattern.to_string()))),
-            ));
+            return Err(fail("pattern", format!("{} does not match {}", py_repr(value), py_repr_str(pattern))));
         }
     }
     if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
@@ -270,17 +267,14 @@ fn validate_value<'a>(
         if let Some(Value::Array(required)) = schema.get("required") {
             for name in required.iter().filter_map(Value::as_str) {
                 if !object.contains_key(name) {
-                    return Err(fail(
-                        "required",
-                        format!("{} is a required property", py_repr(&Value::String(name.to_string()))),
-                    ));
+                    return Err(fail("required", format!("{} is a required property", py_repr_str(name))));
                 }
             }
         }
         if let Some(Value::Object(props)) = schema.get("properties") {
             for (key, item) in object {
                 if let Some(sub) = props.get(key) {
-                    let k = py_repr(&Value::String(key.clone()));
+                    let k = py_repr_str(key);
                     validate_value(
                         item,
                         sub,
@@ -294,7 +288,7 @@ fn validate_value<'a>(
     Ok(())
 }
 
-pub use crate::python::py_repr;
+use crate::python::{py_repr, py_repr_str};
 
 #[cfg(test)]
 mod tests {

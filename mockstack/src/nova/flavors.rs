@@ -208,7 +208,7 @@ fn listed(
         let mut extra: Vec<&String> = query.keys().filter(|k| !LIST_PARAMS.contains(&k.as_str())).collect();
         if !extra.is_empty() {
             extra.sort();
-            let names: Vec<String> = extra.iter().map(|k| super::schema::py_repr_str(k)).collect();
+            let names: Vec<String> = extra.iter().map(|k| crate::python::py_repr_str(k)).collect();
             let verb = if extra.len() == 1 { "was" } else { "were" };
             return Err(bad_request(format!(
                 "Additional properties are not allowed ({} {verb} unexpected)",
@@ -254,7 +254,7 @@ fn listed(
     if !SORT_KEYS.contains(&sort_key) {
         return Err(bad_request(format!(
             "Invalid input for query parameters sort_key. Value: {sort_key}. '{sort_key}' is not one of {}",
-            super::schema::py_repr(&json!(SORT_KEYS))
+            crate::python::py_repr(&json!(SORT_KEYS))
         )));
     }
     let descending = match query.get("sort_dir").map(String::as_str) {
@@ -429,8 +429,8 @@ async fn create(
     if rxtx_factor <= 0.0 {
         return Err(bad_request(format!(
             "Invalid input for field/attribute rxtx_factor. Value: {}. {} is less than or equal to the minimum of 0",
-            super::schema::py_str(&f["rxtx_factor"]),
-            super::schema::py_repr(&f["rxtx_factor"])
+            crate::python::py_str(&f["rxtx_factor"]),
+            crate::python::py_repr(&f["rxtx_factor"])
         )));
     }
     let flavor = Flavor {

@@ -368,7 +368,7 @@ pub fn is_valid_name(s: &str) -> bool {
     printable.is_match(s) && edge_ok(s.chars().next()) && edge_ok(s.chars().last())
 }
 
-pub use crate::python::{py_repr, py_repr_str, py_str};
+use crate::python::{py_repr, py_repr_str, py_str};
 
 #[cfg(test)]
 mod tests {

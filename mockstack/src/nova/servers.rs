@@ -371,7 +371,7 @@ fn hints_schema() -> Value {
 fn request_spec_hints(hints: &Map<String, Value>) -> Option<Map<String, Value>> {
     let item = |v: &Value| match v {
         Value::String(s) => Some(Value::String(s.clone())),
-        Value::Bool(_) | Value::Number(_) => Some(Value::String(super::schema::py_str(v))),
+        Value::Bool(_) | Value::Number(_) => Some(Value::String(crate::python::py_str(v))),
         Value::Null | Value::Array(_) | Value::Object(_) => None,
     };
     hints
@@ -604,7 +604,7 @@ async fn create(
         .unwrap_or_default();
     // mockstack has no server groups, so a group hint never names one.
     if let Some(group) = hints.get("group").filter(|g| !matches!(g, Value::Array(a) if a.is_empty())) {
-        let group = super::schema::py_str(group);
+        let group = crate::python::py_str(group);
         return Err(bad_request(format!("Instance group {group} could not be found.")));
     }
 
@@ -996,7 +996,7 @@ fn listed(
             .collect();
         if !extra.is_empty() {
             extra.sort_unstable();
-            let names: Vec<String> = extra.iter().map(|k| super::schema::py_repr_str(k)).collect();
+            let names: Vec<String> = extra.iter().map(|k| crate::python::py_repr_str(k)).collect();
             let verb = if extra.len() == 1 { "was" } else { "were" };
             return Err(bad_request(format!(
                 "Additional properties are not allowed ({} {verb} unexpected)",
