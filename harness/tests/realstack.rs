@@ -390,17 +390,12 @@ fn mockstack_agrees(clouds: &Path, scenario: &str, real: &Value) -> Result<(), F
         Ok(summary)
     };
     let (mock_disks, real_disks) = (disks(&mock)?, disks(real)?);
-    if mock["outcome"] != real["outcome"]
-        || failed_checks(&mock["validation"]) != failed_checks(&real["validation"])
-        || mock_disks != real_disks
-    {
+    let (mock_failed, real_failed) = (failed_checks(&mock["validation"]), failed_checks(&real["validation"]));
+    if mock["outcome"] != real["outcome"] || mock_failed != real_failed || mock_disks != real_disks {
         return Err(format!(
-            "mockstack (stock) and Nova's libvirt driver disagree:\n  outcome {} / {}\n  failed checks {:?} / {:?}\n  \
-             disks {mock_disks:?}\n      / {real_disks:?}",
-            mock["outcome"],
-            real["outcome"],
-            failed_checks(&mock["validation"]),
-            failed_checks(&real["validation"])
+            "mockstack (stock) and Nova's libvirt driver disagree:\n  outcome {} / {}\n  failed checks {mock_failed:?} / \
+             {real_failed:?}\n  disks {mock_disks:?}\n      / {real_disks:?}",
+            mock["outcome"], real["outcome"],
         )
         .into());
     }

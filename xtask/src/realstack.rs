@@ -612,6 +612,10 @@ fn setup_command(layout: &Layout, command: &mut Command, stdin: &[u8]) -> anyhow
     Ok(())
 }
 
+/// The services whose databases live in MariaDB: each user, and the databases it owns. Glance is here rather
+/// than on sqlite, where its four uWSGI threads' concurrent writes failed with "database is locked" (HTTP 500).
+const DATABASES: &[(&str, &[&str])] = &[("nova", &["nova_api", "nova", "nova_cell0"]), ("glance", &["glance"])];
+
 fn start_mariadb(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
     let datadir = layout.data().join("mysql");
     let socket = layout.run().join("mysql.sock");
@@ -647,17 +651,15 @@ fn start_mariadb(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Ins
     .collect();
     spawn(layout, "mariadb", Path::new("/usr/sbin/mariadbd"), &args, &[])?;
     wait_tcp(layout, "mariadb", ports.mysql, Duration::from_secs(60))?;
-    let db = &secrets.db;
-    let sql = format!(
-        "CREATE DATABASE nova_api; CREATE DATABASE nova; CREATE DATABASE nova_cell0;\n\
-         CREATE USER 'nova'@'127.0.0.1' IDENTIFIED BY '{db}';\n\
-         GRANT ALL PRIVILEGES ON nova_api.* TO 'nova'@'127.0.0.1';\n\
-         GRANT ALL PRIVILEGES ON nova.* TO 'nova'@'127.0.0.1';\n\
-         GRANT ALL PRIVILEGES ON nova_cell0.* TO 'nova'@'127.0.0.1';\n\
-         CREATE DATABASE glance;\n\
-         CREATE USER 'glance'@'127.0.0.1' IDENTIFIED BY '{db}';\n\
-         GRANT ALL PRIVILEGES ON glance.* TO 'glance'@'127.0.0.1';\n"
-    );
+    let mut sql = String::new();
+    for (user, databases) in DATABASES {
+        sql.push_str(&format!("CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{}';\n", secrets.db));
+        for database in *databases {
+            sql.push_str(&format!(
+                "CREATE DATABASE {database};\nGRANT ALL PRIVILEGES ON {database}.* TO '{user}'@'127.0.0.1';\n"
+            ));
+        }
+    }
     setup_command(
         layout,
         Command::new("mariadb").args([

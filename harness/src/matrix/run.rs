@@ -102,8 +102,8 @@ fn driver_floppy(arch: FloppyArch) -> &'static FloppyImage {
     })
 }
 
-/// One embedded cloud of a matrix: a layout, the VirtIO-win build and the floppy its host attaches, and the
-/// scenarios that run on it.
+/// One embedded cloud of a matrix: its layout and the scenarios that run on it (all of one VirtIO-win build and,
+/// where its host attaches one, one floppy architecture).
 struct CloudShare<'a> {
     layout: Layout,
     members: Vec<&'a Scenario>,
