@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use guestsim::Layout;
 use harness::cloud::Secret;
 use harness::cloud::config::{
     AuthMethod, CloudConfig, ConfigOrigin, DomainRef, Interface, ProjectRef, Scope, TlsVerify, UserRef,
 };
-use mockstack::{ClockMode, Config, Layout, MockStack};
+use mockstack::{ClockMode, Config, MockStack};
 use serde::{Deserialize, Serialize};
 
 /// What the child prints on its first stdout line once it listens.

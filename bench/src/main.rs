@@ -31,7 +31,7 @@ enum Mode {
         #[arg(long, default_value = bench::workflow::BUILD_SCENARIO)]
         scenario: String,
         #[arg(long, default_value = "patched")]
-        layout: mockstack::Layout,
+        layout: guestsim::Layout,
         #[arg(long, default_value_t = 20)]
         runs: usize,
         #[arg(long, default_value = "scenarios")]
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.mode {
             Some(Mode::ServeMock { state_dir, clock }) => {
-                bench::child::serve(state_dir, clock, mockstack::Layout::Patched).await
+                bench::child::serve(state_dir, clock, guestsim::Layout::Patched).await
             }
             Some(Mode::ProfileBuild { scenario, layout, runs, scenarios }) => {
                 print!("{}", bench::workflow::profile_build(&scenarios, &scenario, layout, runs).await?);

@@ -5,11 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use guestsim::Layout;
 use harness::scenario::{Outcome, Scenario};
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{BuildOptions, run_build};
-use mockstack::{ClockMode, Config, Layout, MockStack};
+use mockstack::{ClockMode, Config, MockStack};
 
 use crate::report::{Figure, Part, RatioKind};
 

@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use guestsim::Layout;
 use harness::cloud::{ClientOptions, Cloud};
 use harness::driver::{Clock, DomainXmlSource, HttpDriver};
 use harness::matrix::MatrixReport;
 use harness::matrix::run::{offer_driver_media, run_embedded};
 use harness::scenario::{Outcome, Scenario};
-use harness::target::{Embedded, attached_driver_media, media_for};
+use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{BuildOptions, BuildReport, MediaFiles};
-use mockstack::Layout;
 
 use crate::hashing::median;
 use crate::real::RealCloud;
@@ -84,7 +84,7 @@ async fn embedded_build(
     let driver = embedded.driver().await?;
     if offered {
         // What a matrix cloud offers: the media its compute host attaches.
-        offer_driver_media(&driver, scenario, &media, attached_driver_media(layout)).await?;
+        offer_driver_media(&driver, scenario, &media, layout.driver_media()).await?;
     }
     let mut options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch);
     // What `isoharness build` sets for an embedded cloud.
@@ -109,11 +109,11 @@ async fn real_build(
         Err(why) => return Ok(Err(why)),
     };
     let iso = scratch.join(format!("{}.iso", scenario.name));
-    mockstack::media::os_iso::os_installer_iso_to_file(&scenario.guest, &Default::default(), &iso)
+    guestsim::media::os_iso::os_installer_iso_to_file(&scenario.guest, &Default::default(), &iso)
         .context("cannot generate the installer ISO")?;
     let media = MediaFiles {
         os_iso: Some(iso),
-        driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
+        driver_floppy_image: Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
         ..MediaFiles::default()
     };
     let ledger = Ledger::open(&scratch.join("ledger.jsonl"))?;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use mockstack::Layout;
-use mockstack::guest::OsFamily;
+use guestsim::Layout;
+use guestsim::guest::OsFamily;
 
 use crate::cli::exit;
 use crate::scenario::{Outcome, Scenario};

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use mockstack::Layout;
+use guestsim::Layout;
 
 use crate::cli::exit;
 use crate::matrix::{Format, run};

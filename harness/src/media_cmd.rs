@@ -39,7 +39,7 @@ pub fn run(args: MediaArgs) -> anyhow::Result<u8> {
         }
         (None, Some(text)) => {
             let toml_text = text.replace(';', "\n");
-            let guest: mockstack::guest::GuestFacts =
+            let guest: guestsim::guest::GuestFacts =
                 toml::from_str(&toml_text).map_err(|e| anyhow::anyhow!("--guest: {}", e.message()))?;
             let name = guest.name.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-");
             (name, guest)
@@ -48,21 +48,18 @@ pub fn run(args: MediaArgs) -> anyhow::Result<u8> {
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let iso = args.out.join(format!("{name}.iso"));
-    mockstack::media::os_iso::os_installer_iso_to_file(&guest, &Default::default(), &iso)
+    guestsim::media::os_iso::os_installer_iso_to_file(&guest, &Default::default(), &iso)
         .with_context(|| format!("cannot write {}", iso.display()))?;
     println!("{}", iso.display());
     if let Some(build) = args.virtio_win {
-        use mockstack::media::virtio_win::{VirtioWinSpec, virtio_win_iso_to_file};
-        let spec = match build {
-            VirtioWinBuild::Full => VirtioWinSpec::current(),
-            VirtioWinBuild::Rhel => VirtioWinSpec::rhel_style(),
-        };
+        use guestsim::media::virtio_win::virtio_win_iso_to_file;
+        let spec = build.spec();
         let path = args.out.join(format!("{}.iso", spec.volume_id()));
         virtio_win_iso_to_file(&spec, &path).with_context(|| format!("cannot write {}", path.display()))?;
         println!("{}", path.display());
     }
     if args.floppy {
-        use mockstack::media::virtio_win::{DriverFloppySpec, FloppyArch, driver_floppy_to_file};
+        use guestsim::media::virtio_win::{DriverFloppySpec, FloppyArch, driver_floppy_to_file};
         let arch = FloppyArch::for_guest(guest.arch).context("driver floppies exist for x86 and amd64 guests only")?;
         let path = args.out.join(arch.image_name());
         driver_floppy_to_file(&DriverFloppySpec::for_arch(arch), &path)

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use mockstack::{ClockMode, Config, IdentitySet, Layout, MockStack};
+use guestsim::Layout;
+use mockstack::{ClockMode, Config, IdentitySet, MockStack};
 
 #[derive(Debug, Args)]
 pub struct MockArgs {
@@ -38,10 +39,10 @@ pub struct MockArgs {
     #[arg(long)]
     pub image_size_cap: Option<u64>,
     /// Glance image (name or id) a patched compute host attaches as the VirtIO-driver CD-ROM.
-    #[arg(long, default_value = mockstack::state::DEFAULT_VIRTIO_WIN_IMAGE)]
+    #[arg(long, default_value = guestsim::DEFAULT_VIRTIO_WIN_IMAGE)]
     pub virtio_win_image: String,
     /// Glance image (name or id) the patched-floppy layout attaches as the driver floppy.
-    #[arg(long, default_value = mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE)]
+    #[arg(long, default_value = guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE)]
     pub driver_floppy_image: String,
 }
 

@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context;
-use mockstack::media::virtio_win::FloppyArch;
-use mockstack::{ClockMode, Config, Layout, MockStack};
+use guestsim::Layout;
+use guestsim::media::virtio_win::FloppyArch;
+use mockstack::{ClockMode, Config, MockStack};
 
 use crate::cloud::config::{
     AuthMethod, CloudConfig, ConfigOrigin, DomainRef, Interface, ProjectRef, Scope, TlsVerify, UserRef,
@@ -67,7 +68,7 @@ impl Embedded {
     ) -> anyhow::Result<(Embedded, MediaFiles)> {
         let (for_media, dir) = (scenario.clone(), dir.to_path_buf());
         let media = tokio::task::spawn_blocking(move || {
-            MediaCache::new(&dir).embedded_media_attached(&for_media, attached_driver_media(layout))
+            MediaCache::new(&dir).embedded_media_attached(&for_media, layout.driver_media())
         });
         let embedded = Embedded::start(layout, &scenario.media.virtio_win_image).await;
         let media = media.await.map_err(|_| anyhow::anyhow!("the media generation panicked"))??;
@@ -106,14 +107,8 @@ impl Embedded {
             Clock::Mock(self.mock.state().clock().clone()),
             DomainXmlSource::MockAdmin(self.mock.url().to_string()),
         )
-        .with_attached_driver_media(attached_driver_media(self.layout)))
+        .with_attached_driver_media(self.layout.driver_media()))
     }
-}
-
-/// The driver media a compute host of `layout` attaches to an ISO boot (mockstack's rule).
-pub fn attached_driver_media(layout: Layout) -> DriverMedia {
-    let (virtio_iso, driver_floppy) = mockstack::nova::compute::attached_driver_media(layout);
-    DriverMedia { virtio_iso, driver_floppy }
 }
 
 /// Connects to the real cloud the arguments name.
@@ -142,7 +137,7 @@ pub fn media_for(scenario: &Scenario, embedded: bool, dir: &Path) -> anyhow::Res
         return MediaCache::new(dir).embedded_media(scenario);
     }
     let mut files = MediaFiles {
-        driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
+        driver_floppy_image: Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
         ..MediaFiles::default()
     };
     let base = scenario.path.parent().unwrap_or(Path::new("."));
@@ -228,7 +223,7 @@ impl MediaCache {
             written.insert(path, md5);
         }
         let mut files = MediaFiles {
-            driver_floppy_image: Some(mockstack::state::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
+            driver_floppy_image: Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE.to_string()),
             os_iso: Some(installer),
             virtio_iso,
             driver_floppy,
@@ -244,22 +239,18 @@ impl MediaCache {
 }
 
 fn generate_installer(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
-    use mockstack::media::os_iso::{OsIsoOptions, os_installer_iso_to_file};
+    use guestsim::media::os_iso::{OsIsoOptions, os_installer_iso_to_file};
     os_installer_iso_to_file(&scenario.guest, &OsIsoOptions::default(), path)
         .with_context(|| format!("cannot generate the installer ISO for {}", scenario.name))
 }
 
 fn generate_virtio_win(build: VirtioWinBuild, path: &Path) -> anyhow::Result<()> {
-    use mockstack::media::virtio_win::{VirtioWinSpec, virtio_win_iso_to_file};
-    let spec = match build {
-        VirtioWinBuild::Full => VirtioWinSpec::current(),
-        VirtioWinBuild::Rhel => VirtioWinSpec::rhel_style(),
-    };
-    virtio_win_iso_to_file(&spec, path).context("cannot generate the VirtIO-win ISO")
+    use guestsim::media::virtio_win::virtio_win_iso_to_file;
+    virtio_win_iso_to_file(&build.spec(), path).context("cannot generate the VirtIO-win ISO")
 }
 
 fn generate_floppy(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
-    use mockstack::media::virtio_win::{DriverFloppySpec, driver_floppy_to_file};
+    use guestsim::media::virtio_win::{DriverFloppySpec, driver_floppy_to_file};
     let arch = FloppyArch::for_guest(scenario.guest.arch)
         .with_context(|| format!("no driver floppy exists for {:?} guests", scenario.guest.arch))?;
     driver_floppy_to_file(&DriverFloppySpec::for_arch(arch), path).context("cannot generate the driver floppy")
@@ -299,7 +290,7 @@ mod tests {
         let windows = scenario("windows-server-2003-r2");
         for layout in [Layout::Stock, Layout::Patched, Layout::PatchedFloppy] {
             let dir = tempfile::tempdir().unwrap();
-            let attached = attached_driver_media(layout);
+            let attached = layout.driver_media();
             let media = MediaCache::new(dir.path()).embedded_media_attached(&windows, attached).unwrap();
             assert_eq!(media.virtio_iso.is_some(), attached.virtio_iso, "{layout}");
             assert_eq!(media.driver_floppy.is_some(), attached.driver_floppy, "{layout}");

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
+use guestsim::Layout;
 use harness::matrix::run::{expected, run_embedded};
 use harness::scenario::Scenario;
-use mockstack::Layout;
 
 fn scenarios(names: &[&str]) -> Vec<Scenario> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");

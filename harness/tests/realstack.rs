@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use guestsim::media::qemu::Machine;
 use harness::cloud::config::{ConfigEnv, ConfigRequest, DiskFiles, resolve};
 use harness::cloud::glance::ImageQuery;
 use harness::cloud::{ClientOptions, Cloud};
 use libtest_mimic::{Arguments, Failed, Trial};
-use mockstack::media::qemu::Machine;
 use serde_json::Value;
 
 const ENV: &str = "ISOHARNESS_REALSTACK_CLOUDS";

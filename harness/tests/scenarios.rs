@@ -9,12 +9,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use guestsim::Layout;
 use harness::matrix::run::run_cell;
 use harness::scenario::Scenario;
 use harness::target::{CloudArgs, Embedded, connect_real};
 use harness::workflow::ledger::Ledger;
 use libtest_mimic::{Arguments, Failed, Trial};
-use mockstack::Layout;
 
 fn scenarios_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")

@@ -5,12 +5,12 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
+use guestsim::Layout;
 use harness::scenario::{Outcome, Scenario};
 use harness::target::{Embedded, media_for};
 use harness::validate::{self, CheckStatus, Request, ValidationReport};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{BuildOptions, Driver, ImageChange, run_build};
-use mockstack::Layout;
 
 fn scenario(name: &str) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use guestsim::Layout;
 use harness::scenario::{Outcome, Scenario};
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
@@ -13,7 +14,7 @@ use harness::workflow::{
     BuildOptions, CloudError, Digests, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
     run_build,
 };
-use mockstack::{ClockMode, Config, Layout, MockStack};
+use mockstack::{ClockMode, Config, MockStack};
 
 fn scenario(name: &str) -> Scenario {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"));

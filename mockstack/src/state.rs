@@ -8,7 +8,7 @@ use crate::auth::TokenStore;
 use crate::clock::{Clock, ClockMode};
 use crate::identity::IdentitySet;
 use crate::journal::Journal;
-use crate::layout::Layout;
+use guestsim::layout::Layout;
 
 /// How a mockstack is set up. `Config::default()` is what `isoharness mock` starts with.
 #[derive(Debug, Clone)]
@@ -42,17 +42,12 @@ impl Default for Config {
             region: "RegionOne".into(),
             image_size_cap: 1 << 40,
             layout: Layout::Patched,
-            virtio_win_image: Some(DEFAULT_VIRTIO_WIN_IMAGE.into()),
-            driver_floppy_image: Some(DEFAULT_DRIVER_FLOPPY_IMAGE.into()),
+            virtio_win_image: Some(guestsim::DEFAULT_VIRTIO_WIN_IMAGE.into()),
+            driver_floppy_image: Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE.into()),
             quota: crate::nova::servers::DEFAULT_QUOTA,
         }
     }
 }
-
-/// The image name a patched compute host looks for when no other is configured.
-pub const DEFAULT_VIRTIO_WIN_IMAGE: &str = "virtio-win";
-/// The image name the `patched-floppy` layout looks for when no other is configured.
-pub const DEFAULT_DRIVER_FLOPPY_IMAGE: &str = "virtio-win-floppy";
 
 /// Handle on one mockstack's state; cheap to clone, shared by every handler.
 #[derive(Clone)]

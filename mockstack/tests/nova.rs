@@ -126,7 +126,7 @@ impl Cloud {
 
 /// A Linux installer ISO as `isoharness media` writes them (a small guest descriptor inside).
 fn installer_iso() -> Vec<u8> {
-    let facts: mockstack::guest::GuestFacts = toml::from_str(
+    let facts: guestsim::guest::GuestFacts = toml::from_str(
         r#"
 name = "Ubuntu 24.04 LTS"
 family = "linux"
@@ -144,7 +144,7 @@ agent = "cloud-init"
     )
     .unwrap();
     let mut out = Vec::new();
-    mockstack::media::os_iso::os_installer_iso(&facts, &Default::default(), &mut out).unwrap();
+    guestsim::media::os_iso::os_installer_iso(&facts, &Default::default(), &mut out).unwrap();
     out
 }
 
@@ -938,7 +938,7 @@ async fn consoles_follow_the_microversion_split_at_2_6() {
 /// What one layout makes of an unattended Linux install: the snapshot's content and what a
 /// server booted from it does.
 struct LayoutCase {
-    layout: mockstack::Layout,
+    layout: guestsim::Layout,
     snapshot_is_installed: bool,
 }
 
@@ -987,15 +987,11 @@ async fn install_snapshot_and_boot(case: &LayoutCase) {
     assert_eq!(image["disk_format"], "qcow2");
     assert_eq!(image["os_distro"], "ubuntu");
     let data = cloud.mock.state().glance().data_path(&snapshot).unwrap();
-    let content = mockstack::hypervisor::inspect(&data).unwrap();
+    let content = guestsim::hypervisor::inspect(&data).unwrap();
     if case.snapshot_is_installed {
-        assert!(matches!(content, mockstack::hypervisor::DiskContent::Installed(_)), "{:?}: {content:?}", case.layout);
+        assert!(matches!(content, guestsim::hypervisor::DiskContent::Installed(_)), "{:?}: {content:?}", case.layout);
     } else {
-        assert!(
-            matches!(content, mockstack::hypervisor::DiskContent::Iso9660 { .. }),
-            "{:?}: {content:?}",
-            case.layout
-        );
+        assert!(matches!(content, guestsim::hypervisor::DiskContent::Iso9660 { .. }), "{:?}: {content:?}", case.layout);
     }
 
     let boot =
@@ -1006,15 +1002,15 @@ async fn install_snapshot_and_boot(case: &LayoutCase) {
     cloud.advance(120);
     let shown = cloud.server(&alice, &booted, "2.96").await;
     let guest = cloud.mock.state().nova().server(&booted).unwrap().guest.unwrap_or_else(|| panic!("{shown}"));
-    let os_running = matches!(guest.result, mockstack::hypervisor::GuestResult::OsRunning { .. });
+    let os_running = matches!(guest.result, guestsim::hypervisor::GuestResult::OsRunning { .. });
     assert_eq!(os_running, case.snapshot_is_installed, "{:?}: {:?}", case.layout, guest.result);
 }
 
 #[tokio::test]
 async fn the_layout_decides_what_a_snapshot_of_an_iso_install_holds() {
     for case in [
-        LayoutCase { layout: mockstack::Layout::Stock, snapshot_is_installed: false },
-        LayoutCase { layout: mockstack::Layout::Patched, snapshot_is_installed: true },
+        LayoutCase { layout: guestsim::Layout::Stock, snapshot_is_installed: false },
+        LayoutCase { layout: guestsim::Layout::Patched, snapshot_is_installed: true },
     ] {
         install_snapshot_and_boot(&case).await;
     }
@@ -1024,7 +1020,7 @@ async fn the_layout_decides_what_a_snapshot_of_an_iso_install_holds() {
 async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
     let config = Config {
         clock: ClockMode::Manual { tick: Duration::ZERO },
-        layout: mockstack::Layout::Patched,
+        layout: guestsim::Layout::Patched,
         ..Config::default()
     };
     let cloud = Cloud::with_config(config).await;
@@ -1048,7 +1044,7 @@ async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
         .unwrap();
     let virtio_id = created["id"].as_str().unwrap();
     let mut iso = Vec::new();
-    mockstack::media::virtio_win::virtio_win_iso(&mockstack::media::virtio_win::VirtioWinSpec::current(), &mut iso)
+    guestsim::media::virtio_win::virtio_win_iso(&guestsim::media::virtio_win::VirtioWinSpec::current(), &mut iso)
         .unwrap();
     let r = cloud
         .http

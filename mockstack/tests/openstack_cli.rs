@@ -201,7 +201,7 @@ async fn start_fast() -> MockStack {
 
 /// Writes an installer ISO whose install waits at the console for a person (so the server stays up).
 fn attended_installer_iso(path: &std::path::Path) {
-    let facts: mockstack::guest::GuestFacts = toml::from_str(
+    let facts: guestsim::guest::GuestFacts = toml::from_str(
         r#"
 name = "Debian 12"
 family = "linux"
@@ -218,7 +218,7 @@ unattended = false
 "#,
     )
     .unwrap();
-    mockstack::media::os_iso::os_installer_iso_to_file(&facts, &Default::default(), path).unwrap();
+    guestsim::media::os_iso::os_installer_iso_to_file(&facts, &Default::default(), path).unwrap();
 }
 
 /// Runs `openstack ARGS` as alice and returns stdout, failing with the CLI's stderr.
@@ -379,7 +379,7 @@ async fn the_seven_steps_through_the_cli() {
     let config = Config { clock: mockstack::ClockMode::Scaled(100.0), ..Config::default() };
     let mock = MockStack::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let facts: mockstack::guest::GuestFacts = toml::from_str(
+    let facts: guestsim::guest::GuestFacts = toml::from_str(
         r#"
 name = "Windows Server 2012"
 family = "windows"
@@ -398,10 +398,10 @@ agent = "cloudbase-init"
     )
     .unwrap();
     let iso = dir.path().join("win2012.iso");
-    mockstack::media::os_iso::os_installer_iso_to_file(&facts, &Default::default(), &iso).unwrap();
+    guestsim::media::os_iso::os_installer_iso_to_file(&facts, &Default::default(), &iso).unwrap();
     let virtio = dir.path().join("virtio-win.iso");
-    mockstack::media::virtio_win::virtio_win_iso_to_file(
-        &mockstack::media::virtio_win::VirtioWinSpec::current(),
+    guestsim::media::virtio_win::virtio_win_iso_to_file(
+        &guestsim::media::virtio_win::VirtioWinSpec::current(),
         &virtio,
     )
     .unwrap();

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use mockstack::Layout;
+use guestsim::Layout;
 use serde::Serialize;
 
 use crate::scenario::Outcome;

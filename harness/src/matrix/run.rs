@@ -4,28 +4,26 @@
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use mockstack::Layout;
+use guestsim::Layout;
 use std::sync::OnceLock;
 
-use mockstack::guest::Medium;
-use mockstack::hypervisor::blockinfo::{DiskSource, FlavorDisks, ImageMeta, MappingRequest, VirtType, disk_mapping};
-use mockstack::hypervisor::installer::{Outcome as OutcomeOf, OutcomeKind, expected_outcome, summarize_media};
-use mockstack::media::floppy::FloppyImage;
-use mockstack::media::iso9660::IsoImage;
-use mockstack::media::virtio_win::{
-    DriverFloppySpec, FloppyArch, VirtioWinSpec, driver_floppy as write_floppy, virtio_win_iso,
-};
+use guestsim::guest::Medium;
+use guestsim::hypervisor::blockinfo::{DiskSource, FlavorDisks, ImageMeta, MappingRequest, VirtType, disk_mapping};
+use guestsim::hypervisor::installer::{Outcome as OutcomeOf, OutcomeKind, expected_outcome, summarize_media};
+use guestsim::media::floppy::FloppyImage;
+use guestsim::media::iso9660::IsoImage;
+use guestsim::media::virtio_win::{DriverFloppySpec, FloppyArch, driver_floppy as write_floppy, virtio_win_iso};
 
 use super::report::{Cell, MatrixReport};
 use crate::domxml;
 use crate::scenario::{Outcome, Scenario, VirtioWinBuild};
-use crate::target::{Embedded, MediaCache, attached_driver_media, media_for};
+use crate::target::{Embedded, MediaCache, media_for};
 use crate::workflow::MediaFiles;
 use crate::workflow::ledger::Ledger;
 use crate::workflow::{BuildOptions, Driver, DriverMedia, NewImage, run_build};
 
 /// The outcome the installer rules derive for a scenario on a layout, with the reason: the
-/// same rules the simulated compute host follows ([`mockstack::hypervisor::installer`]), fed
+/// same rules the simulated compute host follows ([`guestsim::hypervisor::installer`]), fed
 /// with the layout's disk mapping and the driver media the cloud offers, but no cloud.
 pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
     let image = ImageMeta {
@@ -79,13 +77,13 @@ pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
 fn driver_iso(build: VirtioWinBuild) -> &'static IsoImage {
     static FULL: OnceLock<IsoImage> = OnceLock::new();
     static RHEL: OnceLock<IsoImage> = OnceLock::new();
-    let (cell, spec): (&OnceLock<IsoImage>, fn() -> VirtioWinSpec) = match build {
-        VirtioWinBuild::Full => (&FULL, VirtioWinSpec::current),
-        VirtioWinBuild::Rhel => (&RHEL, VirtioWinSpec::rhel_style),
+    let cell = match build {
+        VirtioWinBuild::Full => &FULL,
+        VirtioWinBuild::Rhel => &RHEL,
     };
     cell.get_or_init(|| {
         let mut bytes = Vec::new();
-        virtio_win_iso(&spec(), &mut bytes).expect("the generated VirtIO-win ISO writes to memory");
+        virtio_win_iso(&build.spec(), &mut bytes).expect("the generated VirtIO-win ISO writes to memory");
         IsoImage::from_bytes(bytes).expect("the generated VirtIO-win ISO reads back")
     })
 }
@@ -125,7 +123,7 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
     // the one VirtIO ISO and the one floppy its operator configured (and is offered only what it attaches, what the
     // builds would upload themselves); the floppy tells clouds apart only where it is attached.
     let floppy_of = |s: &Scenario, layout: Layout| {
-        FloppyArch::for_guest(s.guest.arch).filter(|_| attached_driver_media(layout).driver_floppy)
+        FloppyArch::for_guest(s.guest.arch).filter(|_| layout.driver_media().driver_floppy)
     };
     let mut clouds: Vec<(Layout, VirtioWinBuild, Option<FloppyArch>)> = Vec::new();
     for layout in layouts {
@@ -202,7 +200,7 @@ async fn run_share(
         let first = cloud.members[0];
         let embedded = Embedded::start(cloud.layout, &first.media.virtio_win_image).await?;
         let driver = embedded.driver().await?;
-        offer_driver_media(&driver, first, &media.embedded_media(first)?, attached_driver_media(cloud.layout)).await?;
+        offer_driver_media(&driver, first, &media.embedded_media(first)?, cloud.layout.driver_media()).await?;
         anyhow::Ok((embedded, driver))
     }))
     .await?;

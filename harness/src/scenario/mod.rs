@@ -10,8 +10,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mockstack::Layout;
-use mockstack::guest::GuestFacts;
+use guestsim::Layout;
+use guestsim::guest::GuestFacts;
 use serde::{Deserialize, Serialize};
 
 mod outcome;
@@ -83,16 +83,10 @@ impl Default for Media {
 }
 
 fn default_virtio_win_image() -> String {
-    mockstack::state::DEFAULT_VIRTIO_WIN_IMAGE.to_string()
+    guestsim::DEFAULT_VIRTIO_WIN_IMAGE.to_string()
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum VirtioWinBuild {
-    #[default]
-    Full,
-    Rhel,
-}
+pub use guestsim::media::virtio_win::VirtioWinBuild;
 
 /// The `[flavor]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,15 +271,15 @@ impl Scenario {
             expect.insert(parsed, outcome);
         }
         let guest = &file.guest;
-        if guest.family == mockstack::guest::OsFamily::Windows
-            && guest.virtio_storage == mockstack::guest::DriverSource::Cdrom
+        if guest.family == guestsim::guest::OsFamily::Windows
+            && guest.virtio_storage == guestsim::guest::DriverSource::Cdrom
             && guest.virtio_win_folder.is_none()
         {
             return Err(at_key("guest.virtio_storage")(
                 "a Windows guest that loads drivers from a CD-ROM needs `virtio_win_folder` (e.g. \"2k12\")".into(),
             ));
         }
-        if guest.virtio_storage == mockstack::guest::DriverSource::Floppy && guest.floppy_folder.is_none() {
+        if guest.virtio_storage == guestsim::guest::DriverSource::Floppy && guest.floppy_folder.is_none() {
             return Err(at_key("guest.virtio_storage")(
                 "a guest that loads drivers from a floppy needs `floppy_folder` (e.g. \"Win2003\")".into(),
             ));

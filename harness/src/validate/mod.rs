@@ -10,8 +10,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use guestsim::guest::{GuestAgent, OsFamily};
 use md5::Digest as _;
-use mockstack::guest::{GuestAgent, OsFamily};
 use regex::Regex;
 use serde::Serialize;
 

@@ -93,16 +93,7 @@ pub enum ImageChange {
     Remove(String),
 }
 
-/// The two driver media of the article: the VirtIO-win ISO and the driver floppy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DriverMedia {
-    pub virtio_iso: bool,
-    pub driver_floppy: bool,
-}
-
-impl DriverMedia {
-    pub const ALL: DriverMedia = DriverMedia { virtio_iso: true, driver_floppy: true };
-}
+pub use guestsim::DriverMedia;
 
 /// Local digests of data streamed to or from Glance.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

@@ -289,7 +289,7 @@ impl<C: Driver> Build<'_, C> {
     /// text-mode setup: the floppy).
     async fn ensure_driver_media(&mut self, media: &MediaFiles) -> Result<(), Stop> {
         let started = self.cloud.elapsed();
-        use mockstack::guest::{DriverSource, OsFamily};
+        use guestsim::guest::{DriverSource, OsFamily};
         let guest = &self.scenario.guest;
         let needed = DriverMedia {
             virtio_iso: guest.family == OsFamily::Windows,

@@ -66,15 +66,14 @@ fn installer_iso(dir: &Path) -> Result<Vec<u8>, String> {
     let facts = "name = \"Parity Linux\"\nfamily = \"linux\"\nrelease = \"1\"\ndistro = \"ubuntu\"\narch = \"x86_64\"\n\
                  virtio_storage = \"built-in\"\nfirmware = \"bios\"\nmin_ram_mb = 512\nmin_disk_gb = 1\n\
                  install_seconds = 60\nboot_seconds = 20\n";
-    let guest: mockstack::guest::GuestFacts = toml::from_str(facts).map_err(|e| e.to_string())?;
+    let guest: guestsim::guest::GuestFacts = toml::from_str(facts).map_err(|e| e.to_string())?;
     let path = dir.join("parity-linux.iso");
-    mockstack::media::os_iso::os_installer_iso_to_file(&guest, &Default::default(), &path)
-        .map_err(|e| e.to_string())?;
+    guestsim::media::os_iso::os_installer_iso_to_file(&guest, &Default::default(), &path).map_err(|e| e.to_string())?;
     std::fs::read(&path).map_err(|e| e.to_string())
 }
 
 async fn run_mock(iso: &[u8]) -> Result<(Vec<Call>, script::Endpoints), (Vec<Call>, String)> {
-    let embedded = harness::target::Embedded::start(mockstack::Layout::Stock, "virtio-win")
+    let embedded = harness::target::Embedded::start(guestsim::Layout::Stock, "virtio-win")
         .await
         .map_err(|e| (Vec::new(), format!("cannot start mockstack: {e:#}")))?;
     let state = embedded.mock.state();

@@ -9,11 +9,10 @@ use serde_json::{Map, Value, json};
 use super::bdm::Bdm;
 use super::flavors::Flavor;
 use crate::glance::{Image, ImageStatus, Viewer};
-use crate::hypervisor::{
+use crate::state::AppState;
+use guestsim::hypervisor::{
     self, BlockInfoError, FlavorDisks, ImageFile, ImageMeta, InstanceSources, MappingRequest, VirtType,
 };
-use crate::layout::Layout;
-use crate::state::AppState;
 
 /// What Nova reads from an image.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,16 +221,12 @@ pub fn driver_floppy_image(state: &AppState) -> Option<String> {
 /// The operator options naming a patched host's extra media, resolved among the images the
 /// instance's project can see (the article's prerequisite: a VirtIO ISO every user can see).
 fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option<ImageInfo>) {
-    let (attaches_virtio, attaches_floppy) = attached_driver_media(state.config().layout);
+    let attached = state.config().layout.driver_media();
+    let (attaches_virtio, attaches_floppy) = (attached.virtio_iso, attached.driver_floppy);
     let find = |name: Option<String>| name.and_then(|n| find_image(state, &n, &spec.project_id));
     let virtio = if attaches_virtio { find(virtio_win_image(state)) } else { None };
     let floppy = if attaches_floppy { find(driver_floppy_image(state)) } else { None };
     (virtio, floppy)
-}
-
-/// Which driver media a compute host of `layout` attaches to an ISO boot: (the VirtIO-win ISO, the driver floppy).
-pub fn attached_driver_media(layout: Layout) -> (bool, bool) {
-    (layout != Layout::Stock, layout == Layout::PatchedFloppy)
 }
 
 /// The Glance data file behind an image the compute host attaches.

@@ -41,7 +41,7 @@ pub struct NovaState {
     flavors: flavors::FlavorTable,
     servers: Mutex<servers::ServerTable>,
     dir: PathBuf,
-    host: crate::hypervisor::Host,
+    host: guestsim::hypervisor::Host,
     /// Driver-media image names set through the admin API, replacing the configured ones.
     media: Mutex<compute::MediaOverrides>,
     /// Serialises catch-up so steps are applied once and in order.
@@ -52,13 +52,13 @@ impl NovaState {
     /// `dir` is where instance directories go (the simulated `/var/lib/nova/instances`).
     pub fn new(dir: &Path) -> std::io::Result<NovaState> {
         std::fs::create_dir_all(dir)?;
-        let opener: std::sync::Arc<crate::hypervisor::MediumOpener> =
-            std::sync::Arc::new(|path: &Path| crate::media::open_medium(path).map_err(|e| e.to_string()));
+        let opener: std::sync::Arc<guestsim::hypervisor::MediumOpener> =
+            std::sync::Arc::new(|path: &Path| guestsim::media::open_medium(path).map_err(|e| e.to_string()));
         Ok(NovaState {
             flavors: flavors::FlavorTable::default(),
             servers: Mutex::new(servers::ServerTable::default()),
             dir: dir.to_path_buf(),
-            host: crate::hypervisor::Host::new(dir, opener),
+            host: guestsim::hypervisor::Host::new(dir, opener),
             media: Mutex::new(compute::MediaOverrides::default()),
             catching_up: Mutex::new(()),
         })
@@ -81,7 +81,7 @@ impl NovaState {
     }
 
     /// The simulated compute host.
-    pub fn host(&self) -> &crate::hypervisor::Host {
+    pub fn host(&self) -> &guestsim::hypervisor::Host {
         &self.host
     }
 

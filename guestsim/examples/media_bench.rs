@@ -1,9 +1,9 @@
-//! Prints how long generating each mockstack medium takes and how large it is (`cargo run --release --example media_bench`).
+//! Prints how long generating each mockstack medium takes and how large it is (`cargo run --release -p guestsim --example media_bench`).
 
 use std::time::{Duration, Instant};
 
-use mockstack::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
-use mockstack::media::{
+use guestsim::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
+use guestsim::media::{
     DriverFloppySpec, FloppyArch, IsoImage, MediaError, OsIsoOptions, VirtioWinSpec, driver_floppy, os_installer_iso,
     virtio_win_iso,
 };

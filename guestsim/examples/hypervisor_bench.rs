@@ -1,18 +1,18 @@
 //! Times one whole simulated ISO install on the hypervisor module: mapping, domain XML, disk files, install, snapshot, boot.
 //!
-//! `cargo run --release -p mockstack --example hypervisor_bench [ITERATIONS]`
+//! `cargo run --release -p guestsim --example hypervisor_bench [ITERATIONS]`
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mockstack::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
-use mockstack::hypervisor::{
+use guestsim::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
+use guestsim::hypervisor::{
     DomainSpec, FlavorDisks, FlavorInfo, Host, ImageFile, ImageInfo, ImageMeta, InstanceSources, MappingRequest,
     VirtType, disk_mapping, render_domain,
 };
-use mockstack::layout::Layout;
+use guestsim::layout::Layout;
 
 fn facts(windows: bool) -> GuestFacts {
     GuestFacts {
@@ -54,16 +54,16 @@ fn main() -> anyhow::Result<()> {
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images)?;
     let virtio = images.join("virtio-win.iso");
-    mockstack::media::virtio_win_iso_to_file(&mockstack::media::VirtioWinSpec::current(), &virtio)?;
-    let opener: Arc<mockstack::hypervisor::MediumOpener> =
-        Arc::new(|path: &Path| mockstack::media::open_medium(path).map_err(|e| e.to_string()));
+    guestsim::media::virtio_win_iso_to_file(&guestsim::media::VirtioWinSpec::current(), &virtio)?;
+    let opener: Arc<guestsim::hypervisor::MediumOpener> =
+        Arc::new(|path: &Path| guestsim::media::open_medium(path).map_err(|e| e.to_string()));
     let host = Host::new(dir.path().join("instances"), opener);
     let started = "2026-11-24T18:30:00Z".parse()?;
 
     for windows in [false, true] {
         let facts = facts(windows);
         let iso = images.join(if windows { "windows.iso" } else { "linux.iso" });
-        mockstack::media::os_installer_iso_to_file(&facts, &mockstack::media::OsIsoOptions::default(), &iso)?;
+        guestsim::media::os_installer_iso_to_file(&facts, &guestsim::media::OsIsoOptions::default(), &iso)?;
         let props: Vec<(&str, &str)> = if windows { vec![("os_type", "windows")] } else { vec![] };
         let image = ImageMeta::new("iso", props.iter().copied());
         let flavor = FlavorDisks { root_gb: 20, ephemeral_gb: 0, swap_mb: 0 };
@@ -142,7 +142,7 @@ fn main() -> anyhow::Result<()> {
             let booted = host.create_instance(&format!("{}-boot", spec.uuid), boot_mapping, boot_sources)?;
             let boot = t.time("7 boot the snapshot", || host.power_on(&booted, started))?;
             anyhow::ensure!(
-                matches!(boot.result, mockstack::hypervisor::GuestResult::OsRunning { agent_finished: true }),
+                matches!(boot.result, guestsim::hypervisor::GuestResult::OsRunning { agent_finished: true }),
                 "the snapshot did not boot: {:?}",
                 boot.result
             );

@@ -1,7 +1,7 @@
 //! FAT12 floppies: cross-checks with mtools, reading images mtools made, robustness.
 
-use mockstack::guest::Medium;
-use mockstack::media::{FloppyBuilder, FloppyImage, FloppySize, open_medium};
+use guestsim::guest::Medium;
+use guestsim::media::{FloppyBuilder, FloppyImage, FloppySize, open_medium};
 use proptest::prelude::*;
 
 use crate::support::*;

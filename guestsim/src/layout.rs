@@ -17,8 +17,32 @@ pub enum Layout {
     PatchedFloppy,
 }
 
+/// The Glance image name a patched compute host looks for when no other is configured (the
+/// `[libvirt]` option of a patched Nova, `--virtio-win-image` of mockstack).
+pub const DEFAULT_VIRTIO_WIN_IMAGE: &str = "virtio-win";
+/// The Glance image name the `patched-floppy` layout looks for when no other is configured.
+pub const DEFAULT_DRIVER_FLOPPY_IMAGE: &str = "virtio-win-floppy";
+
+/// The two driver media of the article a compute host may attach to an ISO boot: the VirtIO-win
+/// ISO (a second CD-ROM) and the driver floppy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DriverMedia {
+    pub virtio_iso: bool,
+    pub driver_floppy: bool,
+}
+
+impl DriverMedia {
+    pub const ALL: DriverMedia = DriverMedia { virtio_iso: true, driver_floppy: true };
+}
+
 impl Layout {
     pub const ALL: [Layout; 3] = [Layout::Stock, Layout::Patched, Layout::PatchedFloppy];
+
+    /// The driver media a host of this layout attaches to an ISO boot: the VirtIO ISO unless
+    /// stock, the driver floppy on `patched-floppy` only.
+    pub fn driver_media(self) -> DriverMedia {
+        DriverMedia { virtio_iso: self != Layout::Stock, driver_floppy: self == Layout::PatchedFloppy }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use guestsim::media::{BootEntry, BootPlatform, IsoBuilder};
 use jiff::civil::DateTime;
-use mockstack::media::{BootEntry, BootPlatform, IsoBuilder};
 
 pub fn fixed_time() -> DateTime {
     "2024-04-23T12:34:56".parse().expect("valid literal")
@@ -85,7 +85,7 @@ pub fn sample_iso() -> Vec<u8> {
     bytes
 }
 
-use mockstack::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
+use guestsim::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
 
 /// Guest facts for a test, with the driver folders an OS of that name has.
 pub fn facts(name: &str, release: &str, distro: &str, arch: Arch, virtio_storage: DriverSource) -> GuestFacts {

@@ -306,6 +306,29 @@ pub fn inf_target(inf: &str) -> Option<InfTarget> {
     None
 }
 
+/// Which VirtIO-win driver ISO build an operator offers: the full upstream build, or a
+/// RHEL-style build without the folders of Windows XP, Server 2003 and Server 2008.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum VirtioWinBuild {
+    /// Every OS folder, like virtio-win 0.1.285.
+    #[default]
+    Full,
+    /// No `xp`, `2k3` or `2k8` folders, like the virtio-win RPM of RHEL.
+    Rhel,
+}
+
+impl VirtioWinBuild {
+    /// The content of this build's ISO.
+    pub fn spec(self) -> VirtioWinSpec {
+        match self {
+            VirtioWinBuild::Full => VirtioWinSpec::current(),
+            VirtioWinBuild::Rhel => VirtioWinSpec::rhel_style(),
+        }
+    }
+}
+
 /// Which VirtIO-win driver ISO to generate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VirtioWinSpec {

@@ -1,7 +1,7 @@
 //! Generated media: OS installer ISOs, the VirtIO-win ISO and driver floppies, and the driver lookup rule.
 
-use mockstack::guest::{Arch, DriverSource, GuestFacts, Medium};
-use mockstack::media::{
+use guestsim::guest::{Arch, DriverSource, GuestFacts, Medium};
+use guestsim::media::{
     DriverFloppySpec, FloppyArch, FloppyImage, IsoImage, MediaError, OsIsoOptions, VirtioWinSpec, driver_floppy,
     find_driver, guest_facts, inf_target, open_medium, os_installer_iso, os_installer_iso_to_file, os_volume_id,
     virtio_win_iso,
@@ -242,11 +242,11 @@ fn generated_media_pass_the_real_tools() {
     assert!(description.contains("Volume id: SSS_X64FRE_EN-US_DV5"), "{description}");
 
     let virtio = dir.path().join("virtio-win.iso");
-    mockstack::media::virtio_win_iso_to_file(&VirtioWinSpec::current(), &virtio).expect("writes");
+    guestsim::media::virtio_win_iso_to_file(&VirtioWinSpec::current(), &virtio).expect("writes");
     assert_eq!(xorriso_files(&virtio), IsoImage::open(&virtio).expect("parses").file_paths());
 
     let vfd = dir.path().join("virtio-win_amd64.vfd");
-    mockstack::media::driver_floppy_to_file(&DriverFloppySpec::for_arch(FloppyArch::Amd64), &vfd).expect("writes");
+    guestsim::media::driver_floppy_to_file(&DriverFloppySpec::for_arch(FloppyArch::Amd64), &vfd).expect("writes");
     let mdir = run("mdir", &["-i", path_str(&vfd), "::/"]);
     assert!(mdir.contains("Volume in drive : is VIRTIO-WIN"), "{mdir}");
     let txtsetup = dir.path().join("txtsetup.oem");
@@ -294,7 +294,7 @@ fn find_driver_follows_the_installer_rules() {
 #[test]
 fn malformed_guest_facts_are_located() {
     let check = |toml: &[u8], expected: &str| {
-        let mut builder = mockstack::media::IsoBuilder::new("BROKEN", fixed_time()).expect("valid");
+        let mut builder = guestsim::media::IsoBuilder::new("BROKEN", fixed_time()).expect("valid");
         builder.add_file(".isoharness/guest.toml", toml.to_vec()).expect("valid");
         let mut bytes = Vec::new();
         builder.write(&mut bytes).expect("writes");

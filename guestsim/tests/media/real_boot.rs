@@ -3,9 +3,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mockstack::media::qemu::{Machine, QemuError};
-use mockstack::media::tiny_installer::{BOOTED, FINISHED, NO_DISK, STARTED, installed_mbr};
-use mockstack::media::{OsIsoOptions, os_installer_iso_to_file};
+use guestsim::media::qemu::{Machine, QemuError};
+use guestsim::media::tiny_installer::{BOOTED, FINISHED, NO_DISK, STARTED, installed_mbr};
+use guestsim::media::{OsIsoOptions, os_installer_iso_to_file};
 
 use crate::support::*;
 

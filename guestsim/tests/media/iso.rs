@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use mockstack::guest::Medium;
-use mockstack::media::{BootPlatform, FileContent, IsoBuilder, IsoImage, MediaError, open_medium};
+use guestsim::guest::Medium;
+use guestsim::media::{BootPlatform, FileContent, IsoBuilder, IsoImage, MediaError, open_medium};
 use proptest::prelude::*;
 
 use crate::support::*;
@@ -246,7 +246,7 @@ fn builder_rejects_what_the_format_cannot_hold() {
     check("emoji-😀", "basic multilingual plane");
     check("/", "a file needs a name");
     assert!(matches!(IsoBuilder::new(&"V".repeat(33), fixed_time()), Err(MediaError::InvalidPath { .. })));
-    let mut builder = IsoBuilder::new("V", fixed_time()).expect("valid").boot(mockstack::media::BootEntry {
+    let mut builder = IsoBuilder::new("V", fixed_time()).expect("valid").boot(guestsim::media::BootEntry {
         platform: BootPlatform::Bios,
         image: "missing.bin".into(),
         load_sectors: None,
