@@ -1,5 +1,6 @@
-//! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv), brings up the local real cloud and runs the tests; `cargo xtask realstack up|down|status` manages that cloud; `cargo xtask bench` runs the benchmarks.
+//! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv), compiles the tests, brings up the local real cloud and runs them; `cargo xtask realstack up|down|status` manages that cloud; `cargo xtask bench` runs the benchmarks; `cargo xtask ci` is CI's whole job.
 
+mod apt;
 mod realstack;
 
 use std::path::{Path, PathBuf};
@@ -7,20 +8,50 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
 
-/// Debian packages the test suite uses: (package, a binary that shows it is installed, why).
-const APT_PACKAGES: &[(&str, &str, &str)] = &[
-    ("qemu-utils", "qemu-img", "qemu-img: mockstack's instance disks and snapshots are real qcow2 files"),
-    ("xorriso", "xorriso", "cross-checks mockstack's ISO 9660 writer and reader"),
-    ("genisoimage", "isoinfo", "isoinfo: a second ISO 9660 reader for the cross-checks"),
-    ("mtools", "mdir", "mdir: cross-checks the FAT driver floppies"),
-    ("libvirt-clients", "virt-xml-validate", "virt-xml-validate: libvirt's own schema check of domain XML"),
-    ("libxml2-utils", "xmllint", "xmllint: what virt-xml-validate runs the schema with"),
-    ("qemu-system-x86", "qemu-system-x86_64", "boots the generated installer ISOs on a real (emulated) PC"),
-    ("python3-venv", "", "the virtualenv for the openstack CLI"),
+/// Debian packages the test suite uses.
+const APT_PACKAGES: &[apt::Package] = &[
+    apt::Package {
+        name: "qemu-utils",
+        probe: "qemu-img",
+        why: "qemu-img: mockstack's instance disks and snapshots are real qcow2 files",
+    },
+    apt::Package { name: "xorriso", probe: "xorriso", why: "cross-checks mockstack's ISO 9660 writer and reader" },
+    apt::Package {
+        name: "genisoimage",
+        probe: "isoinfo",
+        why: "isoinfo: a second ISO 9660 reader for the cross-checks",
+    },
+    apt::Package { name: "mtools", probe: "mdir", why: "mdir: cross-checks the FAT driver floppies" },
+    apt::Package {
+        name: "libvirt-clients",
+        probe: "virt-xml-validate",
+        why: "virt-xml-validate: libvirt's own schema check of domain XML",
+    },
+    apt::Package {
+        name: "libxml2-utils",
+        probe: "xmllint",
+        why: "xmllint: what virt-xml-validate runs the schema with",
+    },
+    apt::Package {
+        name: "qemu-system-x86",
+        probe: "qemu-system-x86_64",
+        why: "boots the generated installer ISOs on a real (emulated) PC",
+    },
+    apt::Package { name: "python3-venv", probe: "", why: "the virtualenv for the openstack CLI" },
 ];
 
 /// The OpenStack client versions the acceptance tests drive mockstack with (REALSTACK-NOTES.md).
 const PIP_PACKAGES: &[&str] = &["python-openstackclient==10.5.0", "openstacksdk==4.22.0"];
+
+/// The variable that names the real cloud's clouds.yaml to the test suites.
+const CLOUDS_ENV: &str = "ISOHARNESS_REALSTACK_CLOUDS";
+
+const USAGE: &str = "usage: cargo xtask <command>
+  test [--no-realstack] [--no-libvirt] [CARGO TEST ARGS] [-- TEST BINARY ARGS]
+  setup                              install what the tests need, nothing else
+  ci                                 what CI runs: `cargo xtask test`, then fmt, clippy and doc checks
+  realstack [--dir DIR] [--compute fake|libvirt] up|down|status
+  bench [--realstack] [--quick] [--json FILE] [--only PART]...";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,10 +62,7 @@ fn main() -> ExitCode {
         Some("realstack") => realstack::command(&args[1..]),
         Some("bench") => bench(&args[1..]),
         _ => {
-            eprintln!(
-                "usage: cargo xtask <test [--no-realstack] [cargo test args]|setup|ci|realstack [--dir DIR] up|down|status\
-                 |bench [--realstack] [--quick] [--json FILE] [--only PART]...>"
-            );
+            eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -51,114 +79,153 @@ pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn have(binary: &str) -> bool {
+/// One line of progress on stderr.
+pub(crate) fn say(message: impl AsRef<str>) {
+    eprintln!("xtask: {}", message.as_ref());
+}
+
+/// `binary` is a file in one of `PATH`'s directories.
+pub(crate) fn on_path(binary: &str) -> bool {
     !binary.is_empty()
         && std::env::var_os("PATH")
             .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(binary).is_file()))
             .unwrap_or(false)
 }
 
+/// A command as one would type it: program and arguments, quoted where they hold spaces.
+pub(crate) fn describe(command: &Command) -> String {
+    let quote = |part: &std::ffi::OsStr| {
+        let part = part.to_string_lossy();
+        if part.is_empty() || part.contains([' ', '"', '\'', '$']) { format!("'{part}'") } else { part.into_owned() }
+    };
+    std::iter::once(command.get_program()).chain(command.get_args()).map(quote).collect::<Vec<_>>().join(" ")
+}
+
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
-    eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    say(format!("$ {}", describe(cmd)));
+    let status = cmd.status().with_context(|| format!("cannot run {}", describe(cmd)))?;
     if !status.success() {
-        bail!("{cmd:?} failed with {status}");
+        bail!("{} failed with {status}", describe(cmd));
     }
     Ok(())
 }
 
-/// Installs the packages of `packages` (package, probe binary, why) that are missing.
-pub(crate) fn ensure_apt(packages: &[(&str, &str, &str)]) -> anyhow::Result<()> {
-    let missing: Vec<&(&str, &str, &str)> = packages
-        .iter()
-        .filter(|(package, bin, _)| {
-            if bin.is_empty() {
-                !Command::new("dpkg").args(["-s", package]).output().map(|o| o.status.success()).unwrap_or(false)
-            } else {
-                !have(bin)
-            }
-        })
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    for (package, _, why) in &missing {
-        eprintln!("xtask: installing {package}: {why}");
-    }
-    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
-    let apt = |args: &[&str]| {
-        let mut full: Vec<&str> = sudo.to_vec();
-        full.push("apt-get");
-        full.extend_from_slice(args);
-        let mut cmd = Command::new(full[0]);
-        cmd.args(&full[1..]).env("DEBIAN_FRONTEND", "noninteractive");
-        run(&mut cmd)
-    };
-    apt(&["update", "-q"])?;
-    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
-    install.extend(missing.iter().map(|(package, _, _)| *package));
-    apt(&install)
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
 }
 
 /// Installs missing Debian packages and the openstack CLI; returns the CLI's path.
 fn setup() -> anyhow::Result<PathBuf> {
-    ensure_apt(APT_PACKAGES)?;
+    apt::ensure("the tests", APT_PACKAGES)?;
     let venv = workspace_root().join(".venv");
     let cli = venv.join("bin").join("openstack");
     if !cli.is_file() {
-        eprintln!("xtask: installing the openstack CLI into {}", venv.display());
+        say(format!("installing the openstack CLI into {} (pip)", venv.display()));
         run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
         run(Command::new(venv.join("bin").join("pip"))
-            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(["install", "-q", "--disable-pip-version-check", "--no-input"])
             .args(PIP_PACKAGES))?;
     }
     Ok(cli)
 }
 
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+/// The arguments of `cargo xtask test`.
+#[derive(Debug, PartialEq, Eq)]
+struct TestArgs {
+    realstack: bool,
+    libvirt: bool,
+    /// For `cargo test` itself: packages, test targets, a name filter.
+    cargo: Vec<String>,
+    /// After `--`: for the test binaries.
+    binaries: Vec<String>,
 }
 
-/// `cargo xtask test [--no-realstack] [--no-libvirt] [ARGS]`: set up, bring the local real cloud up
-/// with the fake compute driver, run `cargo test --workspace ARGS` with `ISOHARNESS_REALSTACK_CLOUDS`
-/// naming its clouds.yaml, and take the cloud down again whatever the tests did. Then, for a whole
-/// run (no ARGS), bring it up again on Nova's libvirt driver and run the real-cloud suite
-/// (`harness/tests/realstack.rs`) there. `--no-realstack` skips the cloud (its suites then report
-/// their trials as ignored), `--no-libvirt` the second round; a machine where libvirtd cannot run
-/// skips the second round with a warning.
+impl TestArgs {
+    fn parse(args: &[String]) -> TestArgs {
+        let (ours, binaries) = match args.iter().position(|a| a == "--") {
+            Some(split) => (&args[..split], args[split + 1..].to_vec()),
+            None => (args, Vec::new()),
+        };
+        let flag = |name: &str| ours.iter().any(|a| a == name);
+        TestArgs {
+            realstack: !flag("--no-realstack"),
+            libvirt: !flag("--no-libvirt"),
+            cargo: ours.iter().filter(|a| *a != "--no-realstack" && *a != "--no-libvirt").cloned().collect(),
+            binaries,
+        }
+    }
+
+    /// No arguments for cargo or the binaries: the whole suite, and then the libvirt round.
+    fn whole_run(&self) -> bool {
+        self.cargo.is_empty() && self.binaries.is_empty()
+    }
+
+    /// `cargo test` over the workspace, or over the packages `-p`/`--package` name; with `compile_only`, the
+    /// test binaries are built and not run.
+    fn cargo_test(&self, compile_only: bool) -> Vec<String> {
+        let names_packages =
+            self.cargo.iter().any(|a| a == "--package" || a.starts_with("-p") || a.starts_with("--package="));
+        let mut args = vec!["test".to_string()];
+        if !names_packages {
+            args.push("--workspace".into());
+        }
+        args.extend(self.cargo.iter().cloned());
+        if compile_only {
+            args.push("--no-run".into());
+        } else if !self.binaries.is_empty() {
+            args.push("--".into());
+            args.extend(self.binaries.iter().cloned());
+        }
+        args
+    }
+}
+
+/// `cargo xtask test [--no-realstack] [--no-libvirt] [ARGS] [-- BINARY ARGS]`: install what is missing, compile the
+/// test binaries, then bring the local real cloud up with the fake compute driver, run `cargo test --workspace
+/// ARGS` with `ISOHARNESS_REALSTACK_CLOUDS` naming its clouds.yaml, and take the cloud down again whatever the
+/// tests did. Then, for a whole run (no ARGS), bring it up again on Nova's libvirt driver and run the real-cloud
+/// suite (`harness/tests/realstack.rs`) there. `--no-realstack` skips the cloud (its suites then report their
+/// trials as ignored), `--no-libvirt` the second round; a machine where libvirtd cannot run skips the second
+/// round with a warning. `-p PACKAGE` in ARGS narrows the run to that package.
 fn test(args: &[String]) -> anyhow::Result<()> {
-    let flags = ["--no-realstack", "--no-libvirt"];
-    let with_realstack = !args.iter().any(|a| a == "--no-realstack");
-    let with_libvirt = !args.iter().any(|a| a == "--no-libvirt");
-    let extra: Vec<&String> = args.iter().filter(|a| !flags.contains(&a.as_str())).collect();
-    let whole_run = extra.is_empty();
+    let args = TestArgs::parse(args);
+    let libvirt_round = args.realstack && args.libvirt && args.whole_run();
     let cli = setup()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(workspace_root())
-        .args(["test", "--workspace"])
-        .args(extra)
-        .env("ISOHARNESS_OPENSTACK_CLI", cli);
-    if !with_realstack {
-        command.env_remove("ISOHARNESS_REALSTACK_CLOUDS");
+    if args.realstack {
+        apt::ensure("the local real cloud", realstack::APT_PACKAGES)?;
+    }
+    if libvirt_round {
+        apt::ensure("the local real cloud's libvirt mode", realstack::LIBVIRT_APT_PACKAGES)?;
+    }
+    let libvirt_suite = ["test", "-p", "harness", "--test", "realstack"];
+    // Compiled before any cloud comes up, so that no cloud idles while the tests build.
+    let compiling = std::time::Instant::now();
+    run(cargo().args(args.cargo_test(true)).env("ISOHARNESS_OPENSTACK_CLI", &cli))?;
+    if libvirt_round {
+        run(cargo().args(libvirt_suite).arg("--no-run"))?;
+    }
+    say(format!("the tests are compiled ({:.0} s)", compiling.elapsed().as_secs_f64()));
+    let mut command = cargo();
+    command.args(args.cargo_test(false)).env("ISOHARNESS_OPENSTACK_CLI", &cli);
+    if !args.realstack {
+        command.env_remove(CLOUDS_ENV);
         return run(&mut command);
     }
     let layout = realstack::Layout::new(realstack::default_root());
     test_on_realstack(&layout, realstack::Compute::Fake, &mut command)?;
-    if !(whole_run && with_libvirt) {
+    if !libvirt_round {
         return Ok(());
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut suite = Command::new(cargo);
+    let mut suite = cargo();
     suite
-        .current_dir(workspace_root())
-        .args(["test", "-p", "harness", "--test", "realstack"])
+        .args(libvirt_suite)
         .env("ISOHARNESS_REALSTACK_COMPUTE", "libvirt")
         .env("ISOHARNESS_REALSTACK_LIBVIRT_URI", realstack::libvirt_uri(&layout));
     match test_on_realstack(&layout, realstack::Compute::Libvirt, &mut suite) {
         Err(e) if e.downcast_ref::<realstack::LibvirtUnavailable>().is_some() => {
-            eprintln!("xtask: WARNING: the libvirt round is skipped: {e:#}");
+            say(format!("WARNING: the libvirt round is skipped: {e:#}"));
             Ok(())
         }
         other => other,
@@ -183,10 +250,10 @@ fn test_on_realstack(
             )));
         }
     };
-    eprintln!("xtask: the local real cloud ({}) came up in {:.0} s", compute.name(), started.elapsed().as_secs_f64());
+    say(format!("the local real cloud ({}) came up in {:.0} s", compute.name(), started.elapsed().as_secs_f64()));
     let tests_started = std::time::Instant::now();
     let result = run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds));
-    eprintln!("xtask: the tests took {:.0} s", tests_started.elapsed().as_secs_f64());
+    say(format!("the tests took {:.0} s", tests_started.elapsed().as_secs_f64()));
     let stopped = realstack::down(layout);
     match (result, stopped) {
         (Err(tests), _) => Err(tests),
@@ -201,9 +268,8 @@ fn test_on_realstack(
 fn bench(args: &[String]) -> anyhow::Result<()> {
     let with_realstack = args.iter().any(|a| a == "--realstack");
     let extra: Vec<&String> = args.iter().filter(|a| *a != "--realstack").collect();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.current_dir(workspace_root()).args(["run", "--release", "-q", "-p", "bench", "--"]).args(extra);
+    let mut command = cargo();
+    command.args(["run", "--release", "-q", "-p", "bench", "--"]).args(extra);
     if !with_realstack || std::env::var_os("ISOHARNESS_REALSTACK_CLOUDS").is_some() {
         return run(&mut command);
     }
@@ -234,23 +300,67 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-/// `cargo xtask ci`: the tests, then formatting, lints and docs, as `.ci/run` does.
+/// One step of CI: the arguments of `cargo`, and variables to set.
+struct CiStep {
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+/// What CI runs, in order. The first is the README's test command.
+const CI_STEPS: &[CiStep] = &[
+    CiStep { args: &["xtask", "test"], env: &[] },
+    CiStep { args: &["fmt", "--all", "--check"], env: &[] },
+    CiStep { args: &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"], env: &[] },
+    CiStep { args: &["doc", "--workspace", "--no-deps"], env: &[("RUSTDOCFLAGS", "-D warnings")] },
+];
+
+/// `cargo xtask ci`, which `.ci/run` runs: every step of [`CI_STEPS`], stopping at the first that fails.
 fn ci() -> anyhow::Result<()> {
-    test(&[])?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = workspace_root();
-    run(Command::new(&cargo).current_dir(&root).args(["fmt", "--all", "--check"]))?;
-    run(Command::new(&cargo).current_dir(&root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    run(Command::new(&cargo)
-        .current_dir(&root)
-        .args(["doc", "--workspace", "--no-deps"])
-        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    for (number, step) in CI_STEPS.iter().enumerate() {
+        say(format!("ci step {} of {}: cargo {}", number + 1, CI_STEPS.len(), step.args.join(" ")));
+        run(cargo().args(step.args).envs(step.env.iter().copied()))?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn test_arguments_split_into_ours_cargos_and_the_binaries() {
+        let whole = TestArgs::parse(&[]);
+        assert!(whole.realstack && whole.libvirt && whole.whole_run());
+        assert_eq!(whole.cargo_test(true), ["test", "--workspace", "--no-run"]);
+        assert_eq!(whole.cargo_test(false), ["test", "--workspace"]);
+
+        let narrow = TestArgs::parse(&strings(&["--no-realstack", "-p", "guestsim", "--", "--test-threads", "2"]));
+        assert!(!narrow.realstack && narrow.libvirt && !narrow.whole_run());
+        assert_eq!(narrow.cargo_test(true), ["test", "-p", "guestsim", "--no-run"]);
+        assert_eq!(narrow.cargo_test(false), ["test", "-p", "guestsim", "--", "--test-threads", "2"]);
+
+        let filtered = TestArgs::parse(&strings(&["--no-libvirt", "parity", "--", "--no-realstack"]));
+        assert!(filtered.realstack && !filtered.libvirt, "after `--` the flags belong to the binaries");
+        assert_eq!(filtered.cargo_test(false), ["test", "--workspace", "parity", "--", "--no-realstack"]);
+    }
+
+    #[test]
+    fn ci_starts_with_the_readmes_test_command_and_ci_run_calls_it() {
+        let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+        let command = format!("cargo {}", CI_STEPS[0].args.join(" "));
+        assert!(readme.lines().take(10).any(|l| l.starts_with(&command)), "the README's second command is {command}");
+        let ci_run = std::fs::read_to_string(workspace_root().join(".ci/run")).unwrap();
+        assert!(ci_run.lines().any(|l| l.trim() == "exec cargo xtask ci"), ".ci/run runs `cargo xtask ci`");
+    }
+
+    #[test]
+    fn commands_are_described_as_typed() {
+        let mut command = Command::new("cargo");
+        command.args(["doc", "--no-deps"]).arg("a b").env("X", "1");
+        assert_eq!(describe(&command), "cargo doc --no-deps 'a b'");
+    }
 }

@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 
 mod libvirt;
 
-pub use libvirt::{Unavailable as LibvirtUnavailable, uri as libvirt_uri};
+pub use libvirt::{APT_PACKAGES as LIBVIRT_APT_PACKAGES, Unavailable as LibvirtUnavailable, uri as libvirt_uri};
 
 /// The first of the ports the local real cloud uses; it takes [`PORT_BASE`]..=`PORT_BASE + 9` on 127.0.0.1.
 pub const PORT_BASE: u16 = 45300;
@@ -37,12 +37,20 @@ const REGION: &str = "RegionOne";
 /// The name of the cloud in the clouds.yaml that `up` writes.
 pub const CLOUD_NAME: &str = "realstack";
 
-/// Debian packages the real cloud needs: (package, a binary it provides, why).
-pub const APT_PACKAGES: &[(&str, &str, &str)] = &[
-    ("mariadb-server", "mariadbd", "Nova's databases (several Nova processes would lock sqlite)"),
-    ("rabbitmq-server", "epmd", "Nova's message queue"),
-    ("qemu-utils", "qemu-img", "the compute driver writes snapshots as qcow2, as libvirt does"),
-    ("python3-venv", "", "the virtualenv holding the services"),
+/// Debian packages the real cloud needs.
+pub const APT_PACKAGES: &[crate::apt::Package] = &[
+    crate::apt::Package {
+        name: "mariadb-server",
+        probe: "mariadbd",
+        why: "Nova's databases (several Nova processes would lock sqlite)",
+    },
+    crate::apt::Package { name: "rabbitmq-server", probe: "epmd", why: "Nova's message queue" },
+    crate::apt::Package {
+        name: "qemu-utils",
+        probe: "qemu-img",
+        why: "the compute driver writes snapshots as qcow2, as libvirt does",
+    },
+    crate::apt::Package { name: "python3-venv", probe: "", why: "the virtualenv holding the services" },
 ];
 
 /// The ports, fixed so that `status` and `down` need no state to find them.
@@ -251,7 +259,7 @@ pub fn up(layout: &Layout, compute: Compute) -> anyhow::Result<PathBuf> {
         down(layout)?;
     }
     check_ports_free(&ports)?;
-    crate::ensure_apt(APT_PACKAGES)?;
+    crate::apt::ensure("the local real cloud", APT_PACKAGES)?;
     for dir in [layout.logs(), layout.run(), layout.etc()] {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }

@@ -18,13 +18,25 @@ use anyhow::{Context, bail};
 use super::{Layout, say, spawn};
 
 /// Debian packages the libvirt mode needs on top of the cloud's own.
-pub const APT_PACKAGES: &[(&str, &str, &str)] = &[
-    ("qemu-system-x86", "qemu-system-x86_64", "the guests' PC, under KVM or software emulation"),
-    ("libvirt-daemon", "libvirtd", "Nova's libvirt driver talks to libvirtd"),
-    ("libvirt-daemon-driver-qemu", "", "libvirtd's QEMU driver"),
-    ("libvirt-clients", "virsh", "virsh: the domain XML of a guest, and clean-up of left-over domains"),
-    ("libvirt-dev", "", "libvirt-python is built against the system's libvirt"),
-    ("pkg-config", "pkg-config", "finds the system libvirt's version for libvirt-python"),
+pub const APT_PACKAGES: &[crate::apt::Package] = &[
+    crate::apt::Package {
+        name: "qemu-system-x86",
+        probe: "qemu-system-x86_64",
+        why: "the guests' PC, under KVM or software emulation",
+    },
+    crate::apt::Package { name: "libvirt-daemon", probe: "libvirtd", why: "Nova's libvirt driver talks to libvirtd" },
+    crate::apt::Package { name: "libvirt-daemon-driver-qemu", probe: "", why: "libvirtd's QEMU driver" },
+    crate::apt::Package {
+        name: "libvirt-clients",
+        probe: "virsh",
+        why: "virsh: the domain XML of a guest, and clean-up of left-over domains",
+    },
+    crate::apt::Package { name: "libvirt-dev", probe: "", why: "libvirt-python is built against the system's libvirt" },
+    crate::apt::Package {
+        name: "pkg-config",
+        probe: "pkg-config",
+        why: "finds the system libvirt's version for libvirt-python",
+    },
 ];
 
 /// The system paths libvirtd uses, each bind-mounted from `data/libvirt/<name>`.
@@ -75,7 +87,7 @@ pub fn virt_type() -> &'static str {
 /// What the libvirt mode needs beyond the packages: libvirt-python in the virtualenv, matching the
 /// system's libvirt, and the `libvirt-qemu` user the QEMU driver resolves before it reads qemu.conf.
 pub fn prepare(layout: &Layout, started: Instant) -> anyhow::Result<()> {
-    crate::ensure_apt(APT_PACKAGES)?;
+    crate::apt::ensure("the local real cloud's libvirt mode", APT_PACKAGES)?;
     if Command::new("getent").args(["passwd", "libvirt-qemu"]).output().map(|o| !o.status.success()).unwrap_or(true) {
         crate::run(
             Command::new("useradd")
