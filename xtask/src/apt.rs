@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use plan::{Harm, Origin, Plan};
+use plan::{Harm, Origin, Plan, Simulation};
 use services::Privilege;
 
 /// A Debian package something here needs.
@@ -122,15 +122,13 @@ impl Apt {
     }
 
     /// What `apt-get install` of `targets` would do, without root (`apt-get -s`).
-    fn simulate(&self, targets: &[String]) -> anyhow::Result<Plan> {
+    fn simulate(&self, targets: &[String]) -> anyhow::Result<Simulation> {
         let mut command = self.apt_get(false);
         command.args(["-s", "install", "--no-install-recommends"]).args(targets);
         let output = command.output().with_context(|| format!("cannot run {}", crate::describe(&command)))?;
         append_to_log(&command, &output.stdout, &output.stderr)?;
-        if !output.status.success() {
-            bail!("{} failed: {}", crate::describe(&command), String::from_utf8_lossy(&output.stderr).trim());
-        }
-        Ok(Plan::parse(&String::from_utf8_lossy(&output.stdout)))
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        Ok(Simulation::read(output.status.success(), &text))
     }
 
     /// Where the installed version of `package` came from (`apt-cache policy`, `/etc/os-release`).
@@ -198,23 +196,28 @@ impl Apt {
     /// ones came from (`qemu-system-x86/bookworm-backports`), adding that suite to a private copy of the sources
     /// when the machine's lack it. Otherwise the install is refused, naming what it would take away.
     fn plan_without_harm(&mut self, names: &[String]) -> anyhow::Result<(Vec<String>, Plan)> {
-        let plan = self.simulate(names)?;
-        let harm = plan.harm();
-        if harm.is_empty() {
-            return Ok((names.to_vec(), plan));
-        }
-        let refuse = |harm: &[Harm], why: &str| {
+        let (in_the_way, what): (Vec<String>, String) = match self.simulate(names)? {
+            Simulation::Plan(plan) if plan.harm().is_empty() => return Ok((names.to_vec(), plan)),
+            Simulation::Plan(plan) => (
+                plan.harm().iter().map(|h| h.package().to_string()).collect(),
+                format!("apt-get's plan {}", plan.harm().iter().map(Harm::to_string).collect::<Vec<_>>().join(", ")),
+            ),
+            Simulation::Unresolvable { named, message } => (
+                named.into_iter().filter(|name| installed(name)).collect(),
+                format!("apt-get finds no plan:\n{message}\n"),
+            ),
+        };
+        let refuse = |why: &str| {
             anyhow::anyhow!(
-                "refusing to install {}: apt-get would replace what the machine has ({}); {why}. Install them \
-                 yourself in a way that keeps the installed packages, then run this again",
+                "refusing to install {}: {what}; {why}. Install them yourself in a way that keeps the \
+                 installed packages, then run this again",
                 names.join(" "),
-                harm.iter().map(Harm::to_string).collect::<Vec<_>>().join(", ")
             )
         };
-        let origins: BTreeSet<Option<Origin>> = harm.iter().map(|h| self.origin(h.package())).collect();
+        let origins: BTreeSet<Option<Origin>> = in_the_way.iter().map(|package| self.origin(package)).collect();
         let origin = match origins.into_iter().collect::<Vec<_>>().as_slice() {
             [Some(origin)] => origin.clone(),
-            _ => return Err(refuse(&harm, "the suite the installed versions came from cannot be told")),
+            _ => return Err(refuse("the one suite the installed versions came from cannot be told")),
         };
         if let Some(line) = &origin.missing_source {
             self.add_source(line)?;
@@ -222,24 +225,26 @@ impl Apt {
         }
         let mut targets = Vec::new();
         for name in names {
-            let alone = self.simulate(std::slice::from_ref(name))?;
-            targets.push(if alone.harm().is_empty() { name.clone() } else { format!("{name}/{}", origin.suite) });
+            let alone = self.simulate(std::slice::from_ref(name))?.harmless();
+            targets.push(if alone.is_some() { name.clone() } else { format!("{name}/{}", origin.suite) });
         }
-        let adapted = self.simulate(&targets)?;
-        if !adapted.harm().is_empty() {
-            return Err(refuse(&adapted.harm(), &format!("taking them from {} does not help either", origin.suite)));
-        }
-        let from_suite: Vec<&str> = targets.iter().filter(|t| t.contains('/')).map(String::as_str).collect();
-        let kept: Vec<&str> = harm.iter().map(Harm::package).collect();
+        let Some(plan) = self.simulate(&targets)?.harmless() else {
+            return Err(refuse(&format!("taking them from {} does not help either", origin.suite)));
+        };
+        let from_suite: Vec<&str> = targets.iter().filter_map(|t| t.split_once('/')).map(|(name, _)| name).collect();
         crate::say(format!(
-            "  taking {} from {}{}, the suite of the installed {}: from the release, apt-get would {}",
+            "  taking {} from {}{}, the suite of the installed {}: from the release, {}",
             from_suite.join(" "),
             origin.suite,
-            if origin.missing_source.is_some() { " (added for this install only, /etc/apt unchanged)" } else { "" },
-            kept.join(", "),
-            harm.iter().map(Harm::to_string).collect::<Vec<_>>().join(", ")
+            if origin.missing_source.is_some() {
+                " (its source added for this install only; /etc/apt unchanged)"
+            } else {
+                ""
+            },
+            in_the_way.join(", "),
+            what.lines().next().unwrap_or_default().trim_end_matches(':'),
         ));
-        Ok((targets, adapted))
+        Ok((targets, plan))
     }
 }
 

@@ -87,6 +87,45 @@ impl Plan {
     }
 }
 
+/// What `apt-get -s install` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Simulation {
+    Plan(Plan),
+    /// apt found no plan at all. With a suite among the sources that holds the installed version, apt reports
+    /// the conflict (`qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2... is to be
+    /// installed`) instead of planning a removal.
+    Unresolvable {
+        /// The packages the "unmet dependencies" lines are about (`qemu-utils` above).
+        named: Vec<String>,
+        /// apt's account, from "The following packages have unmet dependencies" on.
+        message: String,
+    },
+}
+
+impl Simulation {
+    /// Reads what `apt-get -s install` printed (stdout and stderr) and whether it succeeded.
+    pub fn read(succeeded: bool, output: &str) -> Simulation {
+        if succeeded {
+            return Simulation::Plan(Plan::parse(output));
+        }
+        let account = output.find("The following packages have unmet").map_or(output, |start| &output[start..]);
+        let named = account
+            .lines()
+            .filter(|line| line.starts_with(' ') && !line.starts_with("  "))
+            .filter_map(|line| line.trim_start().split_once(" : ").map(|(name, _)| name.to_string()))
+            .collect();
+        Simulation::Unresolvable { named, message: account.trim().to_string() }
+    }
+
+    /// The plan, when apt found one that removes and downgrades nothing.
+    pub fn harmless(self) -> Option<Plan> {
+        match self {
+            Simulation::Plan(plan) if plan.harm().is_empty() => Some(plan),
+            _ => None,
+        }
+    }
+}
+
 /// `Inst NAME [OLD] (NEW ORIGIN [ARCH]) ...`, `Remv NAME [VERSION]` or `Purg NAME [VERSION]`.
 fn parse_step(line: &str) -> Option<Step> {
     let (kind, rest) = line.split_once(' ')?;
@@ -283,6 +322,21 @@ Inst libconfig-inifiles-perl (3.000003-2+deb12u1 Debian:12.15/oldstable, Debian-
 Inst mariadb-server (1:10.11.19-0+deb12u1 Debian-Security:12/oldstable-security [amd64])
 ";
 
+    /// The same with bookworm-backports among the sources (only at priority 100): apt plans nothing.
+    const QEMU_UNRESOLVABLE: &str = "\
+Reading package lists...
+Some packages could not be installed. This may mean that you have
+requested an impossible situation or if you are using the unstable
+distribution that some required packages have not yet been created
+or been moved out of Incoming.
+The following information may help to resolve the situation:
+
+The following packages have unmet dependencies:
+ qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2+dfsg-7+deb12u18+b3 is to be installed
+              Breaks: qemu-system-x86 (< 1:8.0) but 1:7.2+dfsg-7+deb12u18+b3 is to be installed
+E: Error, pkgProblemResolver::Resolve generated breaks, this may be caused by held packages.
+";
+
     const POLICY_WITHOUT_BACKPORTS: &str = "\
 qemu-utils:
   Installed: 1:10.0.2+ds-2+deb13u1~bpo12+1
@@ -331,6 +385,17 @@ qemu-utils:
             plan.steps[2],
             Step::Install { package: "qemu-system-x86".into(), version: "1:10.0.2+ds-2+deb13u1~bpo12+1".into() }
         );
+    }
+
+    #[test]
+    fn an_unresolvable_install_names_the_installed_package_in_the_way() {
+        let simulation = Simulation::read(false, QEMU_UNRESOLVABLE);
+        let Simulation::Unresolvable { named, message } = &simulation else { panic!("{simulation:?}") };
+        assert_eq!(named, &["qemu-utils"]);
+        assert!(message.starts_with("The following packages have unmet dependencies:"), "{message}");
+        assert_eq!(simulation.harmless(), None);
+        assert_eq!(Simulation::read(true, QEMU_FROM_BOOKWORM).harmless(), None);
+        assert_eq!(Simulation::read(true, QEMU_FROM_BACKPORTS).harmless(), Some(Plan::parse(QEMU_FROM_BACKPORTS)));
     }
 
     #[test]
