@@ -98,7 +98,12 @@ pub(crate) fn describe(command: &Command) -> String {
         let part = part.to_string_lossy();
         if part.is_empty() || part.contains([' ', '"', '\'', '$']) { format!("'{part}'") } else { part.into_owned() }
     };
-    std::iter::once(command.get_program()).chain(command.get_args()).map(quote).collect::<Vec<_>>().join(" ")
+    // `cargo` rather than the toolchain's full path that cargo hands its subcommands in CARGO.
+    let program = match std::env::var_os("CARGO") {
+        Some(cargo) if cargo == command.get_program() => std::ffi::OsStr::new("cargo"),
+        _ => command.get_program(),
+    };
+    std::iter::once(program).chain(command.get_args()).map(quote).collect::<Vec<_>>().join(" ")
 }
 
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
