@@ -4,7 +4,8 @@
 //!
 //! Debian's maintainer scripts ask `/usr/sbin/policy-rc.d` (through `invoke-rc.d`/`deb-systemd-invoke`)
 //! before they start a service; exit status 101 means "forbidden". They enable units regardless
-//! (`deb-systemd-helper enable`), hence the second half.
+//! (`deb-systemd-helper enable`), hence the second half. (`deb-systemd-helper` itself cannot undo that: it
+//! refuses to run outside a maintainer script; `systemctl disable` works whether systemd runs or not.)
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -258,9 +259,9 @@ pub fn newly_enabled(before: &BTreeSet<PathBuf>, after: &BTreeSet<PathBuf>) -> E
     enabled
 }
 
-/// Disables what an install enabled: `systemctl disable --now` where systemd runs, `deb-systemd-helper disable`
-/// where it does not (a container, a chroot), `update-rc.d NAME disable` for SysV scripts; links that still
-/// remain (a helper missing or failing) are removed by hand. Returns what was disabled.
+/// Disables what an install enabled: `systemctl disable --now` where systemd runs, `systemctl --root=/ disable`
+/// (links only) where it does not (a container, a chroot), `update-rc.d NAME disable` for SysV scripts; links
+/// that still remain (no systemctl, a helper failing) are removed by hand. Returns what was disabled.
 pub fn disable_new(
     root: &Path,
     before: &BTreeSet<PathBuf>,
@@ -269,20 +270,23 @@ pub fn disable_new(
 ) -> anyhow::Result<Enabled> {
     let enabled = newly_enabled(before, &boot_links(root));
     let systemd_runs = root.join("run/systemd/system").is_dir();
+    let offline_root = format!("--root={}", root.display());
+    let mut failures = Vec::new();
     for unit in &enabled.units {
-        let result = if systemd_runs {
-            log(privilege.command("systemctl").args(["disable", "--now", unit]))
+        let mut systemctl = privilege.command("systemctl");
+        if systemd_runs {
+            systemctl.args(["disable", "--now", unit]);
         } else {
-            log(privilege.command("deb-systemd-helper").args(["disable", unit]))
-        };
-        if let Err(e) = result {
-            eprintln!("xtask: WARNING: {e:#}; removing its links by hand");
+            systemctl.args([offline_root.as_str(), "disable", unit]);
         }
+        failures.extend(log(&mut systemctl).err());
     }
     for script in &enabled.sysv {
-        if let Err(e) = log(privilege.command("update-rc.d").args([script.as_str(), "disable"])) {
-            eprintln!("xtask: WARNING: {e:#}; removing its links by hand");
-        }
+        failures.extend(log(privilege.command("update-rc.d").args([script.as_str(), "disable"])).err());
+    }
+    for failure in failures {
+        let first_line = failure.to_string().lines().next().unwrap_or_default().to_string();
+        eprintln!("xtask: note: {first_line}; its links are removed by hand");
     }
     let left: Vec<PathBuf> = boot_links(root).difference(before).cloned().collect();
     for link in &left {
