@@ -1177,6 +1177,9 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), 10);
         assert!(all.iter().all(|p| (PORT_BASE..=PORT_BASE + 9).contains(p)));
+        let displays = libvirt::GUEST_DISPLAY_PORTS;
+        assert!(all.iter().all(|p| !displays.contains(p)), "the guests' displays have ports of their own");
+        assert!(*displays.start() > 5900 + 100, "away from VNC's usual 5900 and up");
     }
 
     #[test]

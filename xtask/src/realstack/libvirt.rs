@@ -48,16 +48,29 @@ const MOUNTS: &[(&str, &str)] = &[
     ("log", "/var/log/libvirt"),
 ];
 
-/// libvirtd runs guests as root, unconfined, without cgroups (there is no systemd here), and
-/// writes each guest's serial console straight to the file Nova names (no virtlogd).
-const QEMU_CONF: &str = "# Written by `cargo xtask realstack up --compute libvirt`.\n\
-user = \"root\"\n\
-group = \"root\"\n\
-security_driver = \"none\"\n\
-dynamic_ownership = 0\n\
-remember_owner = 0\n\
-cgroup_controllers = [ ]\n\
-stdio_handler = \"file\"\n";
+/// The ports of the guests' VNC displays (Nova asks for one per guest): the ten after the cloud's own, rather
+/// than libvirt's default 5900 and up, where the machine's own virtual machines and VNC servers live.
+pub const GUEST_DISPLAY_PORTS: std::ops::RangeInclusive<u16> = super::PORT_BASE + 10..=super::PORT_BASE + 19;
+
+/// libvirtd runs guests as root, unconfined, without cgroups (there is no systemd here), writes each guest's
+/// serial console straight to the file Nova names (no virtlogd), and gives their displays
+/// [`GUEST_DISPLAY_PORTS`].
+fn qemu_conf() -> String {
+    format!(
+        "# Written by `cargo xtask realstack up --compute libvirt`.\n\
+         user = \"root\"\n\
+         group = \"root\"\n\
+         security_driver = \"none\"\n\
+         dynamic_ownership = 0\n\
+         remember_owner = 0\n\
+         cgroup_controllers = [ ]\n\
+         stdio_handler = \"file\"\n\
+         remote_display_port_min = {}\n\
+         remote_display_port_max = {}\n",
+        GUEST_DISPLAY_PORTS.start(),
+        GUEST_DISPLAY_PORTS.end()
+    )
+}
 
 const LIBVIRTD_CONF: &str = "# Written by `cargo xtask realstack up --compute libvirt`.\n\
 listen_tls = 0\n\
@@ -137,7 +150,7 @@ fn start_daemon(layout: &Layout, started: Instant) -> anyhow::Result<()> {
     for (name, _) in MOUNTS {
         fs::create_dir_all(root.join(name))?;
     }
-    fs::write(root.join("etc/qemu.conf"), QEMU_CONF)?;
+    fs::write(root.join("etc/qemu.conf"), qemu_conf())?;
     fs::write(root.join("etc/libvirtd.conf"), LIBVIRTD_CONF)?;
     let mut script = String::from("set -e\n");
     for (name, target) in MOUNTS {
