@@ -82,7 +82,7 @@ pub fn ensure(purpose: &str, packages: &[Package]) -> anyhow::Result<()> {
         bail!("apt-get finished but {} is still not installed; see {}", absent.join(", "), log_path().display());
     }
     crate::say(format!(
-        "installed for {purpose}: {added} new packages with their dependencies, in {:.0} s",
+        "installed for {purpose}: {added} packages new to the machine (dependencies included), in {:.0} s",
         started.elapsed().as_secs_f64()
     ));
     Ok(())
