@@ -117,10 +117,17 @@ fn find_policy(root: &Path) -> FoundPolicy {
     if text.starts_with(MARKER.as_bytes()) {
         return FoundPolicy::Ours;
     }
-    match Command::new(&path).args(["isoharness-probe", "start"]).status() {
-        Ok(status) if status.code() == Some(101) => FoundPolicy::Forbids,
-        _ => FoundPolicy::Allows,
+    // A file just written can be "busy" for a moment when another thread forks meanwhile (ETXTBSY): retry.
+    for _ in 0..20 {
+        match Command::new(&path).args(["isoharness-probe", "start"]).status() {
+            Ok(status) if status.code() == Some(101) => return FoundPolicy::Forbids,
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            _ => return FoundPolicy::Allows,
+        }
     }
+    FoundPolicy::Allows
 }
 
 /// Puts back what an interrupted run left: the machine's `policy-rc.d` if ours replaced it, or nothing.
