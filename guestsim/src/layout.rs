@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Which disk assembly the simulated compute host uses (see ../shared/OS-MATRIX.md).
+/// Which disk assembly the simulated compute host uses (docs/guest-matrix.md#layouts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {

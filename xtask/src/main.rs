@@ -19,7 +19,7 @@ const APT_PACKAGES: &[(&str, &str, &str)] = &[
     ("python3-venv", "", "the virtualenv for the openstack CLI"),
 ];
 
-/// The OpenStack client versions the acceptance tests drive mockstack with (REALSTACK-NOTES.md).
+/// The OpenStack client versions the acceptance tests drive mockstack with (docs/real-cloud.md#versions).
 const PIP_PACKAGES: &[&str] = &["python-openstackclient==10.5.0", "openstacksdk==4.22.0"];
 
 fn main() -> ExitCode {

@@ -817,7 +817,7 @@ struct Api {
 }
 
 impl Api {
-    /// Starts the API under uWSGI with the flags REALSTACK-NOTES.md found necessary.
+    /// Starts the API under uWSGI with the flags it needs (docs/real-cloud.md#uwsgi).
     fn start(&self, layout: &Layout, ports: &Ports) -> anyhow::Result<()> {
         let config_dir = layout.etc().join(self.name.trim_end_matches("-api"));
         let mut args: Vec<OsString> = [

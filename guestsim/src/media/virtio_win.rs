@@ -2,7 +2,7 @@
 //!
 //! Which driver exists for which Windows release and architecture follows from a table of Windows
 //! releases (folder names, NT version, server or client, build) and a few rules taken from the
-//! virtio-win packaging (see OS-MATRIX.md): vioscsi exists from Windows Server 2008 (NT 6.0) on,
+//! virtio-win packaging (docs/guest-matrix.md#virtio-win): vioscsi exists from Windows Server 2008 (NT 6.0) on,
 //! x86 builds exist for clients before Windows 11 and servers before 2008 R2, ARM64 builds for
 //! Windows 10/11 and Server 2025. Driver files are small text stand-ins, but each `.inf` names
 //! its target OS and architecture in real `[Manufacturer]` decorations, which [`inf_target`] reads back.

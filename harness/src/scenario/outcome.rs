@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// What one run of the workflow produced (OS-MATRIX.md, "Outcomes of a cell").
+/// What one run of the workflow produced (docs/guest-matrix.md#outcomes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {

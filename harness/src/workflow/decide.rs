@@ -27,7 +27,7 @@ pub struct InstallRules {
     pub failure_console: Option<Regex>,
 }
 
-/// Console lines that mean an installer gave up, whatever the scenario says (OS-MATRIX.md).
+/// Console lines that mean an installer gave up, whatever the scenario says (docs/guest-matrix.md#failure-lines).
 const INSTALLER_FAILURES: &[&str] = &[
     "Setup did not find any hard disk drives",
     "We couldn't find any drives",
