@@ -45,7 +45,7 @@ fn scenario_named(dir: &Path, name: &str) -> anyhow::Result<Scenario> {
 }
 
 /// [`embedded_build`] on a thread of its own with the runtime `isoharness build` uses (one thread: see
-/// `harness::cli::Cli::runtime`).
+/// `Cli::runtime` in `harness/src/cli.rs`).
 fn embedded_build_as_the_cli_runs_it(
     scenario: &Scenario,
     layout: Layout,
