@@ -297,10 +297,8 @@ impl<C: Driver> Build<'_, C> {
         };
         // Where the compute host is known, what it does not attach makes no difference to the build.
         let wanted = self.cloud.attached_driver_media().unwrap_or(DriverMedia::ALL);
-        let storage_from = |medium: &str| match guest.virtio_storage {
-            DriverSource::Cdrom | DriverSource::Floppy => format!("viostor from {medium}"),
-            _ => "its VirtIO drivers".to_string(),
-        };
+        let iso_need =
+            if guest.virtio_storage == DriverSource::Cdrom { "viostor from a CD-ROM" } else { "its drivers" };
         let media_list = [
             (
                 self.scenario.media.virtio_win_image.clone(),
@@ -308,7 +306,7 @@ impl<C: Driver> Build<'_, C> {
                 "iso",
                 needed.virtio_iso,
                 wanted.virtio_iso,
-                ("VirtIO-win ISO", storage_from("a CD-ROM")),
+                ("VirtIO-win ISO", iso_need),
             ),
             (
                 media.driver_floppy_image.clone().unwrap_or_default(),
@@ -316,7 +314,7 @@ impl<C: Driver> Build<'_, C> {
                 "raw",
                 needed.driver_floppy,
                 wanted.driver_floppy,
-                ("driver floppy", storage_from("a floppy")),
+                ("driver floppy", "viostor from a floppy"),
             ),
         ];
         let (mut done, mut passed_over) = (Vec::new(), Vec::new());
