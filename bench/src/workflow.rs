@@ -45,7 +45,7 @@ fn scenario_named(dir: &Path, name: &str) -> anyhow::Result<Scenario> {
 }
 
 /// [`embedded_build`] on a thread of its own with the runtime `isoharness build` uses (one thread: see
-/// `harness::cli::Cli::runtime`).
+/// `Cli::runtime` in `harness/src/cli.rs`).
 fn embedded_build_as_the_cli_runs_it(
     scenario: &Scenario,
     layout: Layout,
@@ -86,7 +86,7 @@ async fn embedded_build(
         // What a matrix cloud offers: the media its compute host attaches.
         offer_driver_media(&driver, scenario, &media, layout.driver_media()).await?;
     }
-    let mut options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch);
+    let mut options = BuildOptions::new(harness::workflow::RunId::new(), scratch);
     // What `isoharness build` sets for an embedded cloud.
     options.poll_min = Duration::from_secs(5);
     options.poll_max = Duration::from_secs(60);
@@ -121,7 +121,7 @@ async fn real_build(
     let cloud = Cloud::connect(config, ClientOptions::default()).await?;
     let calls = cloud.call_log();
     let driver = HttpDriver::new(cloud, Clock::Real(Instant::now()), DomainXmlSource::None);
-    let options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch);
+    let options = BuildOptions::new(harness::workflow::RunId::new(), scratch);
     let report = harness::workflow::run_build(&driver, &ledger, scenario, &media, &options).await;
     let _ = driver.cloud().revoke_token().await;
     let secs = started.elapsed().as_secs_f64();
@@ -151,7 +151,7 @@ pub async fn profile_build(scenarios: &Path, name: &str, layout: Layout, runs: u
     let started = Instant::now();
     let mut outcome = String::new();
     for _ in 0..runs.max(1) {
-        let mut options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch.path());
+        let mut options = BuildOptions::new(harness::workflow::RunId::new(), scratch.path());
         options.poll_min = Duration::from_secs(5);
         options.poll_max = Duration::from_secs(60);
         let report = harness::workflow::run_build(&driver, &ledger, &scenario, &media, &options).await;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which disk assembly the simulated compute host uses (docs/guest-matrix.md#layouts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
     /// Upstream Nova: the ISO is the root CD-ROM; snapshots copy the ISO.

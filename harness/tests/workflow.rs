@@ -264,7 +264,7 @@ async fn a_killed_run_is_cleaned_up_by_the_cleanup_command() {
     let mock = MockStack::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clouds = dir.path().join("clouds.yaml");
-    std::fs::write(&clouds, harness::mock_cmd::clouds_yaml(&mock)).unwrap();
+    std::fs::write(&clouds, mock.clouds_yaml()).unwrap();
     let ledger: PathBuf = dir.path().join("ledger.jsonl");
     let scenario_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ubuntu-24.04.toml");
     // The real-cloud path needs the installer as a file: write it with `isoharness media`.

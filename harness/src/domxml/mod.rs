@@ -7,6 +7,7 @@
 //! The rules are listed in [`rules::RULES`].
 
 pub mod expect;
+pub mod inputs;
 pub mod model;
 pub mod report;
 pub mod rules;
@@ -15,6 +16,7 @@ pub mod xml;
 pub use expect::{
     Expectation, ExpectedBus, ExpectedDevice, ExpectedKind, FirmwareNeeds, LayoutKind, LayoutSpec, Role, classify,
 };
+pub use inputs::{InputsReport, check_inputs, load_layout};
 pub use model::{Domain, parse};
 pub use report::{Counts, Finding, Report, Severity};
 pub use rules::{RULES, Rule, check};

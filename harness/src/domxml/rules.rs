@@ -83,7 +83,7 @@ pub fn check(domain: &Domain, expect: &Expectation) -> Report {
             &LAYOUT_UNRECOGNISED,
             domain.pos,
             "the domain is neither stock (ISO CD-ROM first) nor patched (a blank root disk first, then CD-ROMs)",
-            "pass --expect with the layout you meant, or describe it as a scenario layout",
+            "pass --layout with the layout you meant, or describe it in a --layout-file",
         )),
     }
     findings.sort_by(|a, b| (a.line, a.column, a.rule).cmp(&(b.line, b.column, b.rule)));

@@ -213,7 +213,7 @@ async fn run_share(
     let cells: Vec<Cell> = futures_util::stream::iter(work)
         .map(|(group, driver, layout, scenario)| async move {
             let dir = scratch.join(format!("{group}-{}", scenario.name));
-            let run_id = format!("{}-{layout}", crate::build_cmd::new_run_id());
+            let run_id = format!("{}-{layout}", crate::workflow::RunId::new());
             let files = media.embedded_media(scenario);
             run_cell_with_media(driver, ledger, scenario, layout, &dir, files, &run_id).await
         })
@@ -368,7 +368,7 @@ pub async fn run_real<D: Driver>(
     let mut cells: Vec<Cell> = futures_util::stream::iter(scenarios)
         .map(|scenario| async move {
             let dir = scratch_path.join(&scenario.name);
-            let run_id = crate::build_cmd::new_run_id();
+            let run_id = String::from(crate::workflow::RunId::new());
             run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
             run_cell(driver, ledger, scenario, layout, &dir, false, &run_id).await
         })

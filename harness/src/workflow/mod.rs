@@ -7,6 +7,7 @@
 pub mod decide;
 pub mod ledger;
 mod run;
+mod run_id;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,6 +19,7 @@ pub use run::{
     BuildOptions, BuildReport, MediaFiles, StepListener, StepReport, StepStatus, cleanup_live,
     delete_live as run_delete_live, run_build,
 };
+pub use run_id::RunId;
 
 /// A Glance image as the engine needs to see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

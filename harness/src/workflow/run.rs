@@ -297,6 +297,8 @@ impl<C: Driver> Build<'_, C> {
         };
         // Where the compute host is known, what it does not attach makes no difference to the build.
         let wanted = self.cloud.attached_driver_media().unwrap_or(DriverMedia::ALL);
+        let iso_need =
+            if guest.virtio_storage == DriverSource::Cdrom { "viostor from a CD-ROM" } else { "its drivers" };
         let media_list = [
             (
                 self.scenario.media.virtio_win_image.clone(),
@@ -304,6 +306,7 @@ impl<C: Driver> Build<'_, C> {
                 "iso",
                 needed.virtio_iso,
                 wanted.virtio_iso,
+                ("VirtIO-win ISO", iso_need),
             ),
             (
                 media.driver_floppy_image.clone().unwrap_or_default(),
@@ -311,23 +314,28 @@ impl<C: Driver> Build<'_, C> {
                 "raw",
                 needed.driver_floppy,
                 wanted.driver_floppy,
+                ("driver floppy", "viostor from a floppy"),
             ),
         ];
-        let mut done = Vec::new();
-        for (name, file, disk_format, needed, wanted) in media_list {
+        let (mut done, mut passed_over) = (Vec::new(), Vec::new());
+        for (name, file, disk_format, needed, wanted, (medium, need)) in media_list {
             if name.is_empty() || (file.is_none() && !needed) {
                 continue;
             }
             if !wanted {
-                done.push(format!(
-                    "{name}: not needed (the guest does without it and the compute host does not attach it)"
-                ));
+                passed_over.push(if needed {
+                    format!("{name}: skipped: the compute host attaches no {medium}, and this guest needs {need}")
+                } else {
+                    format!("{name}: skipped: the compute host attaches no {medium}, and the guest does without it")
+                });
                 continue;
             }
             let known = file.as_ref().and_then(|f| media.known_md5.get(f)).map(String::as_str);
             done.push(self.ensure_named(&name, file.as_deref(), known, disk_format).await?);
         }
+        // Only media the host attaches were made ready: a step that made none ready did not run.
         let status = if done.is_empty() { StepStatus::Skipped } else { StepStatus::Ok };
+        done.extend(passed_over);
         let detail = if done.is_empty() { "the guest needs no driver media".to_string() } else { done.join("; ") };
         self.step("driver-media", status, detail, started);
         Ok(())

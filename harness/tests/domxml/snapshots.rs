@@ -1,7 +1,6 @@
 //! insta snapshots of the human and JSON reports (under the root `snapshots/domxml/`), UUIDs redacted.
 
-use harness::check_xml_cmd::check_inputs;
-use harness::domxml::Expectation;
+use harness::domxml::{Expectation, InputsReport, check_inputs};
 
 use crate::support::{fixture, layout};
 
@@ -13,7 +12,7 @@ fn settings() -> insta::Settings {
     settings
 }
 
-fn outcome(files: &[&str], expect: &Expectation) -> harness::check_xml_cmd::Outcome {
+fn outcome(files: &[&str], expect: &Expectation) -> InputsReport {
     let inputs = files.iter().map(|f| (f.to_string(), Ok(fixture(f).into_bytes()))).collect();
     check_inputs(inputs, expect, false)
 }
