@@ -102,7 +102,7 @@ pub fn begin_snapshot_upload(
     properties: &BTreeMap<String, String>,
 ) -> Result<(), String> {
     let glance = state.glance();
-    let admin = Viewer { project_id: String::new(), admin: true, writer: true };
+    let admin = Viewer::cloud_admin();
     let current = glance.image(image_id).ok_or_else(|| format!("Image {image_id} could not be found."))?;
     let op = |present: bool| if present { "replace" } else { "add" };
     let mut ops = vec![
