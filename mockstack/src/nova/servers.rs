@@ -1,4 +1,4 @@
-//! Servers: the instance record, create (schemas per microversion, image/flavor/BDM/network/quota checks), list/detail/show views per microversion, update and delete.
+//! Servers: the instance record, create (schemas per microversion, image/flavor/BDM/network checks, then the quota), list/detail/show views per microversion, update and delete.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use super::image_meta;
 use super::instance_actions::InstanceAction;
 use super::lifecycle::{Pending, PowerState, Step, TaskState, VmState, status, timing};
 use super::microversion::ApiVersion;
+use super::quota;
 use super::request::{NovaBody, check, truthy};
 use super::{ById, bookmark, links};
 use crate::auth::Caller;
@@ -410,70 +411,6 @@ fn admin_password() -> String {
     random_token(12, b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
 }
 
-/// Per-project quota (Nova's defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    pub instances: u64,
-    pub cores: u64,
-    pub ram_mb: u64,
-}
-
-pub const DEFAULT_QUOTA: Quota = Quota { instances: 10, cores: 20, ram_mb: 51200 };
-
-/// One quota resource of a project: what is used, the limit, and what one instance takes.
-struct Usage {
-    resource: &'static str,
-    used: u64,
-    limit: u64,
-    each: u64,
-}
-
-fn check_quota(
-    table: &ServerTable,
-    project_id: &str,
-    flavor: &Flavor,
-    min: u64,
-    max: u64,
-    quota: Quota,
-) -> Result<u64, ApiError> {
-    let mine: Vec<&Server> = table.live.values().filter(|s| s.project_id == project_id).collect();
-    let usage = [
-        Usage {
-            resource: "cores",
-            used: mine.iter().map(|s| s.flavor.vcpus as u64).sum(),
-            limit: quota.cores,
-            each: flavor.vcpus as u64,
-        },
-        Usage { resource: "instances", used: mine.len() as u64, limit: quota.instances, each: 1 },
-        Usage {
-            resource: "ram",
-            used: mine.iter().map(|s| s.flavor.ram_mb).sum(),
-            limit: quota.ram_mb,
-            each: flavor.ram_mb,
-        },
-    ];
-    let allowed =
-        usage.iter().map(|u| u.limit.saturating_sub(u.used).checked_div(u.each).unwrap_or(u64::MAX)).min().unwrap_or(0);
-    if allowed >= max {
-        return Ok(max);
-    }
-    if allowed >= min {
-        return Ok(allowed);
-    }
-    let overs: Vec<&Usage> = usage.iter().filter(|u| u.used + u.each * min > u.limit).collect();
-    let join = |f: fn(&Usage, u64) -> String| overs.iter().map(|u| f(u, min)).collect::<Vec<_>>().join(", ");
-    let names = join(|u, _| u.resource.to_string());
-    Err(ApiError::compute(
-        StatusCode::FORBIDDEN,
-        format!(
-            "Quota exceeded for {names}: Requested {}, but already used {} of {} {names}",
-            join(|u, min| (u.each * min).to_string()),
-            join(|u, _| u.used.to_string()),
-            join(|u, _| u.limit.to_string()),
-        ),
-    ))
-}
-
 struct Images<'a> {
     state: &'a AppState,
     project_id: &'a str,
@@ -636,7 +573,8 @@ async fn create(
     system_metadata.insert("boot_roles".into(), caller.token.roles.join(","));
 
     let mut table = state.nova().servers();
-    let count = check_quota(&table, caller.project_id(), &flavor, min_count, max_count, state.config().quota)?;
+    let used = table.live.values().filter(|s| s.project_id == caller.project_id()).map(|s| &s.flavor);
+    let count = quota::instances_allowed(used, &flavor, min_count, max_count, state.config().quota)?;
     let scheduler_hints =
         request_spec_hints(&hints).ok_or_else(|| super::request::unexpected_error("<class 'ValueError'>"))?;
     let mut first_id = String::new();
