@@ -16,7 +16,9 @@ pub const MAX_LIMIT: usize = 1000;
 pub const SORT_KEYS: [&str; 8] =
     ["name", "status", "container_format", "disk_format", "size", "id", "created_at", "updated_at"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A sort direction, as the query names it (`asc`, `desc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum SortDir {
     Asc,
     Desc,
@@ -64,8 +66,9 @@ pub enum Filter {
     Time { key: String, op: TimeOp, at: Timestamp },
 }
 
-/// The comparison of a time filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The comparison of a time filter, as the query names it (`gt:`, `gte:`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum TimeOp {
     Gt,
     Gte,
@@ -149,15 +152,7 @@ fn parse_filter(key: &str, value: &str) -> Result<Filter, GlanceError> {
         let (op, time) = split_filter_op(value);
         let at = parse_isotime(time)
             .ok_or_else(|| bad(format!("Bad \"{key}\" query filter format. Use ISO 8601 DateTime notation.")))?;
-        let op = match op {
-            "gt" => TimeOp::Gt,
-            "gte" => TimeOp::Gte,
-            "lt" => TimeOp::Lt,
-            "lte" => TimeOp::Lte,
-            "neq" => TimeOp::Neq,
-            "eq" => TimeOp::Eq,
-            other => return Err(bad(format!("Unable to filter by unknown operator '{other}'."))),
-        };
+        let op = op.parse().map_err(|_| bad(format!("Unable to filter by unknown operator '{op}'.")))?;
         return Ok(Filter::Time { key: key.to_string(), op, at });
     }
     if IN_COLUMNS.contains(&key) {
@@ -201,11 +196,7 @@ pub struct ListPage {
 }
 
 fn parse_dir(s: &str) -> Result<SortDir, GlanceError> {
-    match s {
-        "asc" => Ok(SortDir::Asc),
-        "desc" => Ok(SortDir::Desc),
-        other => Err(bad(format!("Invalid sort direction: {other}"))),
-    }
+    s.parse().map_err(|_| bad(format!("Invalid sort direction: {s}")))
 }
 
 fn parse_sort_key(s: &str) -> Result<String, GlanceError> {
@@ -221,7 +212,7 @@ fn column(image: &Image, key: &str) -> Option<Option<String>> {
     Some(match key {
         "id" => Some(image.id.clone()),
         "name" => image.name.clone(),
-        "status" => Some(image.status.as_str().to_string()),
+        "status" => Some(image.status.to_string()),
         "owner" => image.owner.clone(),
         "disk_format" => image.disk_format.clone(),
         "container_format" => image.container_format.clone(),
@@ -270,9 +261,7 @@ impl ListQuery {
                 "member_status" => {
                     query.member_status = match value.as_str() {
                         "all" => MemberFilter::All,
-                        s => MemberFilter::Only(
-                            MemberStatus::parse(s).ok_or_else(|| bad(format!("Invalid status: {s}")))?,
-                        ),
+                        s => MemberFilter::Only(s.parse().map_err(|_| bad(format!("Invalid status: {s}")))?),
                     }
                 }
                 "tag" => query.tags.push(value.trim().to_string()),
@@ -289,7 +278,7 @@ impl ListQuery {
                     query.visibility = Some(match value.as_str() {
                         "all" => VisibilityFilter::All,
                         v => VisibilityFilter::Only(
-                            Visibility::parse(v).ok_or_else(|| bad(format!("Invalid visibility value: {v}")))?,
+                            v.parse().map_err(|_| bad(format!("Invalid visibility value: {v}")))?,
                         ),
                     })
                 }
@@ -393,7 +382,7 @@ fn sort_value(record: &ImageRecord, key: &str) -> SortValue {
     let image = &record.image;
     match key {
         "name" => SortValue::Text(image.name.clone()),
-        "status" => SortValue::Text(Some(image.status.as_str().to_string())),
+        "status" => SortValue::Text(Some(image.status.to_string())),
         "container_format" => SortValue::Text(image.container_format.clone()),
         "disk_format" => SortValue::Text(image.disk_format.clone()),
         "size" => SortValue::Number(image.size),

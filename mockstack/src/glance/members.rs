@@ -79,7 +79,7 @@ impl GlanceState {
         if !(viewer.admin || (viewer.writer && member_id == viewer.project_id)) {
             return Err(GlanceError::policy("modify_member"));
         }
-        let status = MemberStatus::parse(status).ok_or_else(|| {
+        let status = status.parse::<MemberStatus>().map_err(|_| {
             bad("Incorrect request: Status must be \"pending\", \"accepted\" or \"rejected\".".to_string())
         })?;
         member.status = status;

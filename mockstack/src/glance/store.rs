@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use super::model::{GlanceError, Image, ImageStatus, Member, MemberStatus, Visibility};
-use super::patch::{self, Change, Dialect, Op};
+use super::patch::{self, Change, Dialect, PatchOp};
 use super::policy::{Viewer, can_change, can_see, check_visibility_policy, is_member};
 use super::schema;
 use crate::clock::{Clock, ClockMode};
@@ -264,7 +264,7 @@ impl GlanceState {
             )));
         }
         let visibility = match core.remove("visibility") {
-            Some(v) => v.as_str().and_then(Visibility::parse).unwrap_or(Visibility::Shared),
+            Some(v) => v.as_str().and_then(|v| v.parse().ok()).unwrap_or(Visibility::Shared),
             None => Visibility::Shared,
         };
         check_visibility_policy(visibility, viewer)?;
@@ -460,9 +460,9 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
     let root = change.root().to_string();
     if root == "locations" {
         let verb = match change.op {
-            Op::Add => "add",
-            Op::Remove => "remove",
-            Op::Replace => {
+            PatchOp::Add => "add",
+            PatchOp::Remove => "remove",
+            PatchOp::Replace => {
                 if change.value.as_ref().is_some_and(|v| v.as_array().is_some_and(Vec::is_empty)) {
                     return Err(forbidden("Cannot set locations to empty list."));
                 }
@@ -472,11 +472,11 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
         return Err(forbidden(format!("It's not allowed to {verb} locations if locations are invisible.")));
     }
     let value = change.value.clone().unwrap_or(Value::Null);
-    if change.op == Op::Replace && root == "owner" && !viewer.admin {
+    if change.op == PatchOp::Replace && root == "owner" && !viewer.admin {
         return Err(forbidden("Owner can't be updated by non admin."));
     }
     if root == "visibility"
-        && let Some(v) = value.as_str().and_then(Visibility::parse)
+        && let Some(v) = value.as_str().and_then(|v| v.parse().ok())
     {
         check_visibility_policy(v, viewer)?;
     }
@@ -485,7 +485,7 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
     }
     let is_attribute = ATTRIBUTES.contains(&root.as_str());
     match change.op {
-        Op::Remove => {
+        PatchOp::Remove => {
             if is_attribute {
                 return Err(forbidden(format!("Property {root} may not be removed.")));
             }
@@ -493,13 +493,13 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
                 return Err(GlanceError::Conflict(format!("Property {root} does not exist.")));
             }
         }
-        Op::Replace if !is_attribute && !image.properties.contains_key(&root) => {
+        PatchOp::Replace if !is_attribute && !image.properties.contains_key(&root) => {
             return Err(GlanceError::Conflict(format!("Property {root} does not exist.")));
         }
-        Op::Add if change.dialect == Dialect::Draft4 && (is_attribute || image.properties.contains_key(&root)) => {
+        PatchOp::Add if change.dialect == Dialect::Draft4 && (is_attribute || image.properties.contains_key(&root)) => {
             return Err(GlanceError::Conflict(format!("Property {root} already present.")));
         }
-        Op::Add | Op::Replace => {
+        PatchOp::Add | PatchOp::Replace => {
             if is_attribute {
                 set_attribute(image, &root, &value)?;
             } else {
@@ -524,7 +524,7 @@ fn set_attribute(image: &mut Image, key: &str, value: &Value) -> Result<(), Glan
         "visibility" => {
             image.visibility = value
                 .as_str()
-                .and_then(Visibility::parse)
+                .and_then(|v| v.parse().ok())
                 .ok_or_else(|| bad("Visibility must be one of \"community\", \"public\", \"private\", or \"shared\""))?
         }
         "os_hidden" => image.os_hidden = value.as_bool().unwrap_or(false),
@@ -567,7 +567,7 @@ pub(super) mod tests {
     fn check_create(viewer: &Viewer, fields: Value, expected: Result<&str, &str>) {
         let (_dir, g) = glance();
         match (g.create(viewer, body(fields.clone())), expected) {
-            (Ok(img), Ok(status)) => assert_eq!(img.status.as_str(), status),
+            (Ok(img), Ok(status)) => assert_eq!(img.status.to_string(), status),
             (Err(e), Err(want)) => assert_eq!(e.to_string(), want, "for {fields}"),
             (got, want) => panic!("for {fields}: got {got:?}, expected {want:?}"),
         }

@@ -33,7 +33,7 @@ impl From<Image> for ImageInfo {
         ImageInfo {
             id: image.id,
             name: image.name.unwrap_or_default(),
-            status: image.status.as_str().to_string(),
+            status: image.status.to_string(),
             disk_format: image.disk_format,
             container_format: image.container_format,
             size: image.size,

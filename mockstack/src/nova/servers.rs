@@ -802,8 +802,8 @@ pub fn show_view(state: &AppState, server: &Server, caller: &Caller, version: Ap
             v.insert("OS-EXT-SRV-ATTR:user_data".into(), json!(server.user_data));
         }
     }
-    v.insert("OS-EXT-STS:task_state".into(), json!(server.task_state.map(TaskState::as_str)));
-    v.insert("OS-EXT-STS:vm_state".into(), json!(server.vm_state.as_str()));
+    v.insert("OS-EXT-STS:task_state".into(), json!(server.task_state.map(|t| t.to_string())));
+    v.insert("OS-EXT-STS:vm_state".into(), json!(server.vm_state.to_string()));
     v.insert("OS-EXT-STS:power_state".into(), json!(server.power_state as u8));
     let volumes: Vec<Value> = Vec::new();
     v.insert("os-extended-volumes:volumes_attached".into(), json!(volumes));
