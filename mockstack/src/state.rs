@@ -52,10 +52,11 @@ impl Default for Config {
 /// Handle on one mockstack's state; cheap to clone, shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    inner: Arc<Inner>,
+    inner: Arc<AppStateInner>,
 }
 
-struct Inner {
+/// What every clone of an [`AppState`] shares.
+struct AppStateInner {
     config: Config,
     clock: Arc<Clock>,
     tokens: TokenStore,
@@ -85,7 +86,7 @@ impl AppState {
         glance.configure(clock.clone(), config.image_size_cap);
         let nova = crate::nova::NovaState::new(&data_dir.join("instances"))?;
         Ok(AppState {
-            inner: Arc::new(Inner {
+            inner: Arc::new(AppStateInner {
                 config,
                 clock,
                 tokens: TokenStore::default(),

@@ -30,10 +30,10 @@ pub const READONLY: [&str; 13] = [
 pub const RESERVED: [&str; 3] = ["location", "deleted", "deleted_at"];
 pub const RESERVED_NAMESPACE: &str = "os_glance";
 
-/// A JSON-patch operation, as both dialects name it.
+/// What a JSON-patch change does (its `op`), as both dialects name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "lowercase")]
-pub enum PatchOp {
+pub enum PatchVerb {
     Add,
     Remove,
     Replace,
@@ -61,7 +61,7 @@ impl Dialect {
 /// One validated change: `path` is the decoded JSON pointer (one element except for locations).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    pub op: PatchOp,
+    pub op: PatchVerb,
     pub path: Vec<String>,
     pub value: Option<Value>,
     pub dialect: Dialect,
@@ -103,7 +103,8 @@ pub fn parse(body: &Value, dialect: Dialect) -> Result<Vec<Change>, GlanceError>
                 (op, op_name, pointer)
             }
             Dialect::Draft4 => {
-                let present: Vec<PatchOp> = PatchOp::iter().filter(|op| raw.contains_key(<&str>::from(op))).collect();
+                let present: Vec<PatchVerb> =
+                    PatchVerb::iter().filter(|op| raw.contains_key(<&str>::from(op))).collect();
                 let op = match present.as_slice() {
                     [one] => *one,
                     [] => Err(bad(
@@ -120,7 +121,7 @@ pub fn parse(body: &Value, dialect: Dialect) -> Result<Vec<Change>, GlanceError>
         let pointer = pointer.as_str().ok_or_else(|| bad(format!("Pointer `{pointer}` does not start with \"/\".")))?;
         let path = decode_pointer(pointer)?;
         validate_path(op, &path)?;
-        let value = if op == PatchOp::Remove {
+        let value = if op == PatchVerb::Remove {
             None
         } else {
             Some(
@@ -165,9 +166,9 @@ fn decode_pointer(pointer: &str) -> Result<Vec<String>, GlanceError> {
         .collect())
 }
 
-fn validate_path(op: PatchOp, path: &[String]) -> Result<(), GlanceError> {
+fn validate_path(op: PatchVerb, path: &[String]) -> Result<(), GlanceError> {
     let depth = match (path.first().map(String::as_str), op) {
-        (Some("locations"), PatchOp::Add | PatchOp::Remove) => 2,
+        (Some("locations"), PatchVerb::Add | PatchVerb::Remove) => 2,
         _ => 1,
     };
     if path.len() != depth {

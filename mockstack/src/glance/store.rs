@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use super::model::{GlanceError, Image, ImageStatus, Member, MemberStatus, Visibility};
-use super::patch::{self, Change, Dialect, PatchOp};
+use super::patch::{self, Change, Dialect, PatchVerb};
 use super::policy::{Viewer, can_change, can_see, check_visibility_policy, is_member};
 use super::schema;
 use crate::clock::{Clock, ClockMode};
@@ -460,9 +460,9 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
     let root = change.root().to_string();
     if root == "locations" {
         let verb = match change.op {
-            PatchOp::Add => "add",
-            PatchOp::Remove => "remove",
-            PatchOp::Replace => {
+            PatchVerb::Add => "add",
+            PatchVerb::Remove => "remove",
+            PatchVerb::Replace => {
                 if change.value.as_ref().is_some_and(|v| v.as_array().is_some_and(Vec::is_empty)) {
                     return Err(forbidden("Cannot set locations to empty list."));
                 }
@@ -472,7 +472,7 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
         return Err(forbidden(format!("It's not allowed to {verb} locations if locations are invisible.")));
     }
     let value = change.value.clone().unwrap_or(Value::Null);
-    if change.op == PatchOp::Replace && root == "owner" && !viewer.admin {
+    if change.op == PatchVerb::Replace && root == "owner" && !viewer.admin {
         return Err(forbidden("Owner can't be updated by non admin."));
     }
     if root == "visibility"
@@ -485,7 +485,7 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
     }
     let is_attribute = ATTRIBUTES.contains(&root.as_str());
     match change.op {
-        PatchOp::Remove => {
+        PatchVerb::Remove => {
             if is_attribute {
                 return Err(forbidden(format!("Property {root} may not be removed.")));
             }
@@ -493,13 +493,15 @@ fn apply_change(image: &mut Image, change: &Change, viewer: &Viewer) -> Result<(
                 return Err(GlanceError::Conflict(format!("Property {root} does not exist.")));
             }
         }
-        PatchOp::Replace if !is_attribute && !image.properties.contains_key(&root) => {
+        PatchVerb::Replace if !is_attribute && !image.properties.contains_key(&root) => {
             return Err(GlanceError::Conflict(format!("Property {root} does not exist.")));
         }
-        PatchOp::Add if change.dialect == Dialect::Draft4 && (is_attribute || image.properties.contains_key(&root)) => {
+        PatchVerb::Add
+            if change.dialect == Dialect::Draft4 && (is_attribute || image.properties.contains_key(&root)) =>
+        {
             return Err(GlanceError::Conflict(format!("Property {root} already present.")));
         }
-        PatchOp::Add | PatchOp::Replace => {
+        PatchVerb::Add | PatchVerb::Replace => {
             if is_attribute {
                 set_attribute(image, &root, &value)?;
             } else {

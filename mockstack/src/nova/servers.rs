@@ -8,13 +8,14 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use guestsim::hypervisor::GuestRun;
 use jiff::Timestamp;
 use rand::RngExt;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::bdm::{self, Bdm};
-use super::compute::{self, GuestRun, ImageInfo};
+use super::compute;
 use super::flavors::{Flavor, policy_forbidden};
 use super::image_meta;
 use super::instance_actions::InstanceAction;
@@ -25,6 +26,7 @@ use super::request::{NovaBody, check, truthy};
 use super::{ById, bookmark, links};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::glance::{Image, ImageStatus};
 use crate::server::RequestId;
 use crate::state::AppState;
 
@@ -77,7 +79,8 @@ pub struct Server {
     /// Nova's system metadata: `image_*` properties of the boot image, owner names.
     pub system_metadata: BTreeMap<String, String>,
     pub bdms: Vec<Bdm>,
-    pub image: Option<ImageInfo>,
+    /// The boot image as the caller saw it at create time (`None` when booted from a volume).
+    pub image: Option<Image>,
     pub actions: Vec<InstanceAction>,
     pub pending: Vec<Pending>,
     /// Increases at every power-on, so a stale guest event of an earlier run is ignored.
@@ -89,7 +92,8 @@ pub struct Server {
     pub console_log: String,
     /// The snapshot image being created, if any.
     pub snapshot_image: Option<String>,
-    pub compute: Option<compute::Instance>,
+    /// The domain the compute host defined, once the build got that far.
+    pub compute: Option<compute::DefinedDomain>,
 }
 
 impl Server {
@@ -411,13 +415,14 @@ fn admin_password() -> String {
     random_token(12, b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
 }
 
-struct Images<'a> {
+/// The images a caller can see, as the block-device checks look them up.
+struct CallerImages<'a> {
     state: &'a AppState,
     project_id: &'a str,
     admin: bool,
 }
 
-impl bdm::Lookup for Images<'_> {
+impl bdm::Lookup for CallerImages<'_> {
     fn image_exists(&self, id: &str) -> bool {
         compute::image(self.state, id, self.project_id, self.admin).is_some()
     }
@@ -514,7 +519,7 @@ async fn create(
     } else {
         let image = compute::image(&state, &image_id, caller.project_id(), caller.is_admin())
             .ok_or_else(|| bad_request("Can not find requested image"))?;
-        if image.status != "active" {
+        if image.status != ImageStatus::Active {
             return Err(bad_request(format!("Image {image_id} is not active.")));
         }
         Some(image)
@@ -531,7 +536,7 @@ async fn create(
     if forced_host.is_none() && requested_az.as_deref().is_some_and(|az| az != DEFAULT_AZ) {
         return Err(bad_request("The requested availability zone is not available"));
     }
-    let images = Images { state: &state, project_id: caller.project_id(), admin: caller.is_admin() };
+    let images = CallerImages { state: &state, project_id: caller.project_id(), admin: caller.is_admin() };
     bdm::validate(&bdms, &image_id, &flavor, &images).map_err(|e| bad_request(e.0))?;
     let hints = body
         .get("os:scheduler_hints")
@@ -675,7 +680,7 @@ fn parse_availability_zone(requested: Option<&str>) -> Result<(Option<String>, O
 }
 
 /// `_validate_flavor_image_nostatus`: memory, then root disk against the image size and min_disk.
-fn check_flavor_fits(caller: &Caller, flavor: &Flavor, image: &ImageInfo, root_is_local: bool) -> Result<(), ApiError> {
+fn check_flavor_fits(caller: &Caller, flavor: &Flavor, image: &Image, root_is_local: bool) -> Result<(), ApiError> {
     if flavor.ram_mb < image.min_ram {
         return Err(bad_request("Flavor's memory is too small for requested image."));
     }
