@@ -127,7 +127,7 @@ impl Drop for Chunk {
     }
 }
 
-/// The image file, written at explicit offsets: directly from the buffers where it can, through the page cache
+/// Writes the image file at explicit offsets: directly from the buffers where it can, through the page cache
 /// otherwise.
 struct DirectWriter {
     buffered: File,
