@@ -160,7 +160,7 @@ fn gpt_entry(entry: &mut [u8], kind: [u8; 16], n: u8, first: u64, last: u64, nam
 
 fn gpt_header(my_lba: u64, alternate_lba: u64, entries_lba: u64, sectors: u64, entries_crc: u32) -> Vec<u8> {
     let mut h = vec![0u8; 512];
-    h[0..8].copy_from_slice(b"EFI PART");
+    h[0..8].copy_from_slice(&sniff::GPT_SIGNATURE);
     h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
     h[12..16].copy_from_slice(&92u32.to_le_bytes());
     h[24..32].copy_from_slice(&my_lba.to_le_bytes());
