@@ -35,7 +35,7 @@ impl Embedded {
             layout,
             virtio_win_image: Some(virtio_win_image.to_string()),
             // Room for every cell of a parallel matrix: each holds an install and a boot-test server.
-            quota: mockstack::nova::servers::Quota { instances: 1000, cores: 4000, ram_mb: 16 << 20 },
+            quota: mockstack::nova::quota::Quota { instances: 1000, cores: 4000, ram_mb: 16 << 20 },
             ..Config::default()
         };
         let mock = MockStack::start(config, "127.0.0.1:0".parse().expect("literal address"))
