@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use guestsim::Layout;
+use guestsim::OutcomeKind;
 use harness::cloud::{ClientOptions, Cloud};
 use harness::driver::{Clock, DomainXmlSource, HttpDriver};
 use harness::matrix::MatrixReport;
 use harness::matrix::run::{offer_driver_media, run_embedded};
-use harness::scenario::{Outcome, Scenario};
+use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{BuildOptions, BuildReport, MediaFiles};
@@ -194,7 +195,7 @@ pub async fn run_build(plan: &WorkflowPlan, real: &RealCloud) -> anyhow::Result<
             if layout == Layout::Patched {
                 let scratch = tempfile::Builder::new().prefix("isoharness-bench-build-").tempdir_in(&plan.work_dir)?;
                 let (_, e, report) = embedded_build_as_the_cli_runs_it(&scenario, layout, scratch.path(), true)?;
-                anyhow::ensure!(report.outcome == Some(Outcome::ImageOk), "the build with offered media failed");
+                anyhow::ensure!(report.outcome == Some(OutcomeKind::ImageOk), "the build with offered media failed");
                 offered_engine.push(e);
             }
         }
@@ -205,7 +206,7 @@ pub async fn run_build(plan: &WorkflowPlan, real: &RealCloud) -> anyhow::Result<
         let name = format!("one build of {}, embedded mockstack ({layout})", scenario.name);
         let outcome = outcome_text(&report);
         if layout == Layout::Patched {
-            anyhow::ensure!(report.outcome == Some(Outcome::ImageOk), "the patched build gave {outcome}");
+            anyhow::ensure!(report.outcome == Some(OutcomeKind::ImageOk), "the patched build gave {outcome}");
             figures.push(
                 Figure::new(Part::Build, format!("{name}, whole command"), whole, "s")
                     .against("the cloud time it covers (virtual)", Some(virtual_secs), "s", RatioKind::TimesLess)

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use guestsim::Layout;
 use guestsim::guest::OsFamily;
+use guestsim::{Layout, OutcomeKind};
 
 use crate::cli::exit;
-use crate::scenario::{Outcome, Scenario};
+use crate::scenario::Scenario;
 use crate::target::{CloudArgs, Embedded, connect_real, media_for, wants_real_cloud};
 use crate::validate::{self, CheckStatus, ValidationReport};
 use crate::workflow::ledger::Ledger;
@@ -148,7 +148,7 @@ pub async fn build(args: BuildArgs) -> anyhow::Result<u8> {
     };
     let _ = driver.cloud().revoke_token().await;
     print_build(&report, args.format);
-    Ok(if report.outcome == Some(Outcome::ImageOk) { exit::OK } else { exit::FINDINGS })
+    Ok(if report.outcome == Some(OutcomeKind::ImageOk) { exit::OK } else { exit::FINDINGS })
 }
 
 fn print_build(report: &BuildReport, format: OutputFormat) {

@@ -8,7 +8,7 @@ use clap::Args;
 use guestsim::Layout;
 
 use crate::cli::exit;
-use crate::matrix::{Format, run};
+use crate::matrix::{MatrixFormat, run};
 use crate::scenario::Scenario;
 use crate::target::CloudArgs;
 
@@ -29,7 +29,7 @@ pub struct MatrixArgs {
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
     #[arg(long, value_enum, default_value = "table")]
-    pub format: Format,
+    pub format: MatrixFormat,
     /// Write the report here instead of stdout.
     #[arg(long)]
     pub output: Option<PathBuf>,

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use guestsim::Layout;
-use harness::scenario::{Outcome, Scenario};
+use guestsim::{Layout, OutcomeKind};
+use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{
@@ -63,10 +63,10 @@ fn sequence(calls: &[String]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_follow_the_layout_for_linux_and_windows() {
     let cases = [
-        ("ubuntu-24.04", Layout::Patched, Some(Outcome::ImageOk)),
-        ("ubuntu-24.04", Layout::Stock, Some(Outcome::IsoCopy)),
-        ("windows-server-2012", Layout::Patched, Some(Outcome::ImageOk)),
-        ("windows-server-2012", Layout::Stock, Some(Outcome::NoTargetDisk)),
+        ("ubuntu-24.04", Layout::Patched, Some(OutcomeKind::ImageOk)),
+        ("ubuntu-24.04", Layout::Stock, Some(OutcomeKind::IsoCopy)),
+        ("windows-server-2012", Layout::Patched, Some(OutcomeKind::ImageOk)),
+        ("windows-server-2012", Layout::Stock, Some(OutcomeKind::NoTargetDisk)),
     ];
     for (name, layout, expected) in cases {
         let (report, calls, leftovers) = build(name, layout).await;
@@ -90,7 +90,7 @@ async fn driver_media_follow_what_the_embedded_host_attaches() {
             let uploaded = step.detail.split("; ").any(|d| d.starts_with(&format!("{name}: uploaded")));
             assert_eq!(uploaded, attached, "{name} on {layout}: {}", step.detail);
         }
-        let expected = [(Layout::Stock, Outcome::IsoCopy), (Layout::Patched, Outcome::ImageOk)];
+        let expected = [(Layout::Stock, OutcomeKind::IsoCopy), (Layout::Patched, OutcomeKind::ImageOk)];
         if let Some((_, outcome)) = expected.iter().find(|(l, _)| *l == layout) {
             assert_eq!(report.outcome, Some(*outcome), "{layout}: {}", report.reason);
         }
@@ -100,7 +100,7 @@ async fn driver_media_follow_what_the_embedded_host_attaches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_sequence_is_the_seven_steps() {
     let (report, calls, _) = build("ubuntu-24.04", Layout::Patched).await;
-    assert_eq!(report.outcome, Some(Outcome::ImageOk), "{}", report.reason);
+    assert_eq!(report.outcome, Some(OutcomeKind::ImageOk), "{}", report.reason);
     let seq = sequence(&calls);
     // Each step's characteristic call, in the order the article gives them.
     let milestones = [

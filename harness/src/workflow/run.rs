@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use guestsim::OutcomeKind;
 use regex::Regex;
 use serde::Serialize;
 
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
 use super::{CloudError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
-use crate::scenario::{Outcome, Scenario};
+use crate::scenario::Scenario;
 use crate::validate::{self, ValidationReport};
 
 /// Called as each step finishes, for progress output (a terminal line, a JSON event).
@@ -103,7 +104,7 @@ pub struct BuildReport {
     pub steps: Vec<StepReport>,
     /// What the run produced; None when it stopped for a reason that says nothing about the
     /// layout (a transport error, an interrupted run).
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<OutcomeKind>,
     pub reason: String,
     pub console_url: Option<String>,
     /// The console lines that explain a failed install or boot.
@@ -120,7 +121,7 @@ pub struct BuildReport {
 /// Why a step stopped the build.
 enum Stop {
     /// The run says something about the layout: record this outcome.
-    Outcome(Outcome, String, Vec<String>),
+    Outcome(OutcomeKind, String, Vec<String>),
     /// Something went wrong that says nothing about the layout.
     Error(String),
 }
@@ -187,7 +188,7 @@ pub async fn run_build<C: Driver>(
     };
     match build.steps(media).await {
         Ok(final_image) => {
-            build.report.outcome = Some(Outcome::ImageOk);
+            build.report.outcome = Some(OutcomeKind::ImageOk);
             if options.keep {
                 build.keep(&final_image);
                 build.report.image_id = Some(final_image);
@@ -472,7 +473,7 @@ impl<C: Driver> Build<'_, C> {
             Ok(id) => id,
             Err(e) if e.is_refusal() => {
                 self.step("boot", StepStatus::Failed, e.message.clone(), started);
-                return Err(Stop::Outcome(Outcome::Rejected, e.message, Vec::new()));
+                return Err(Stop::Outcome(OutcomeKind::Rejected, e.message, Vec::new()));
             }
             Err(e) => return Err(e.into()),
         };
@@ -484,7 +485,7 @@ impl<C: Driver> Build<'_, C> {
                 match decide::server_verdict(&server, &server.status) {
                     ServerVerdict::Failed(reason) => {
                         self.step("boot", StepStatus::Failed, reason.clone(), started);
-                        return Err(Stop::Outcome(Outcome::Rejected, reason, Vec::new()));
+                        return Err(Stop::Outcome(OutcomeKind::Rejected, reason, Vec::new()));
                     }
                     ServerVerdict::Reached => break server,
                     ServerVerdict::Wait => {}
@@ -537,10 +538,8 @@ impl<C: Driver> Build<'_, C> {
                     self.step("install", StepStatus::Ok, how, started);
                     return Ok(());
                 }
-                InstallVerdict::Failed { reason, evidence } => {
+                InstallVerdict::Failed { outcome, reason, evidence } => {
                     self.step("install", StepStatus::Failed, reason.clone(), started);
-                    let outcome =
-                        if reason == "the installer stopped" { Outcome::NoTargetDisk } else { Outcome::Rejected };
                     return Err(Stop::Outcome(outcome, reason, evidence));
                 }
             }
@@ -629,11 +628,11 @@ impl<C: Driver> Build<'_, C> {
             }
             validate::Verdict::IsoCopy(reason, evidence) => {
                 self.step("validate", StepStatus::Failed, reason.clone(), started);
-                Err(Stop::Outcome(Outcome::IsoCopy, reason, evidence))
+                Err(Stop::Outcome(OutcomeKind::IsoCopy, reason, evidence))
             }
             validate::Verdict::Failed(reason, evidence) => {
                 self.step("validate", StepStatus::Failed, reason.clone(), started);
-                Err(Stop::Outcome(Outcome::Rejected, reason, evidence))
+                Err(Stop::Outcome(OutcomeKind::Rejected, reason, evidence))
             }
             validate::Verdict::Error(reason) => Err(Stop::Error(reason)),
         }

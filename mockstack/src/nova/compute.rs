@@ -11,7 +11,7 @@ use super::flavors::Flavor;
 use crate::glance::{Image, ImageStatus, Viewer};
 use crate::state::AppState;
 use guestsim::hypervisor::{
-    self, BlockInfoError, FlavorDisks, ImageFile, ImageMeta, InstanceSources, MappingRequest, VirtType,
+    self, BlockInfoError, FlavorDisks, ImageMeta, InstanceSources, MappingRequest, SourceImage, VirtType,
 };
 
 /// What Nova reads from an image.
@@ -230,12 +230,12 @@ fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option
 }
 
 /// The Glance data file behind an image the compute host attaches.
-fn image_file(state: &AppState, image: &ImageInfo) -> Result<ImageFile, BuildFailure> {
+fn image_file(state: &AppState, image: &ImageInfo) -> Result<SourceImage, BuildFailure> {
     let path = state
         .glance()
         .data_path(&image.id)
         .ok_or_else(|| BuildFailure::Aborted(format!("Image {} is not active.", image.id)))?;
-    Ok(ImageFile { path, disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()) })
+    Ok(SourceImage { path, disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()) })
 }
 
 /// Defines the instance on the simulated compute host: disk mapping, domain XML, disk files.
@@ -271,7 +271,7 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<Instance, BuildFailur
         uuid: spec.instance_uuid.clone(),
         display_name: spec.display_name.clone(),
         creation_time: spec.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
-        flavor: hypervisor::domain::FlavorInfo {
+        flavor: hypervisor::domain::DomainFlavor {
             id: spec.flavor.id.clone(),
             name: spec.flavor.name.clone(),
             memory_mb: spec.flavor.ram_mb,
@@ -280,7 +280,7 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<Instance, BuildFailur
             ephemeral_gb: spec.flavor.ephemeral_gb,
             swap_mb: spec.flavor.swap_mb,
         },
-        image: hypervisor::domain::ImageInfo {
+        image: hypervisor::domain::DomainImage {
             id: image.id.clone(),
             disk_format: meta.disk_format.clone(),
             container_format: image.container_format.clone().unwrap_or_else(|| "bare".into()),
