@@ -14,10 +14,11 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
+use guestsim::Layout;
 use serde::Serialize;
 
 use crate::cli::exit;
-use crate::domxml::{self, Counts, Expectation, Finding, LayoutKind, Report};
+use crate::domxml::{self, Counts, Expectation, Finding, Report};
 
 #[derive(Debug, Args)]
 pub struct CheckXmlArgs {
@@ -56,7 +57,7 @@ pub struct FileResult {
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<InputError>,
-    pub layout_detected: Option<LayoutKind>,
+    pub layout_detected: Option<Layout>,
     pub checked_as: Option<String>,
     pub counts: Counts,
     pub findings: Vec<Finding>,
@@ -174,7 +175,7 @@ pub fn check_inputs(
 
 pub fn run(args: CheckXmlArgs) -> anyhow::Result<u8> {
     let expect = match &args.layout {
-        Some(path) => Expectation::Layout(load_layout(path)?),
+        Some(path) => Expectation::Described(load_layout(path)?),
         None => args.expect.parse().map_err(anyhow::Error::msg)?,
     };
     let mut stdin_used = false;

@@ -320,12 +320,7 @@ pub async fn run_cell_with_media<D: Driver>(
     cell.reason = report.reason.clone();
     cell.evidence = report.evidence.clone();
     if let Some(xml) = &report.domain_xml {
-        let expectation = match layout {
-            Layout::Stock => domxml::Expectation::Stock,
-            Layout::Patched => domxml::Expectation::Patched,
-            Layout::PatchedFloppy => domxml::Expectation::PatchedFloppy,
-        };
-        match domxml::check_xml(xml, &expectation) {
+        match domxml::check_xml(xml, &domxml::Expectation::Builtin(layout)) {
             Ok(r) => {
                 cell.xml_findings = r
                     .findings
