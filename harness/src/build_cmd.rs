@@ -11,8 +11,8 @@ use guestsim::{Layout, OutcomeKind};
 use crate::cli::exit;
 use crate::scenario::Scenario;
 use crate::target::{CloudArgs, Embedded, connect_real, media_for, wants_real_cloud};
-use crate::validate::{self, CheckStatus, ValidationReport};
 use crate::workflow::ledger::Ledger;
+use crate::workflow::validate::{self, CheckStatus, ValidationReport};
 use crate::workflow::{BuildOptions, BuildReport, Driver, cleanup_live, run_build};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -198,7 +198,7 @@ pub async fn validate_image(args: ValidateArgs) -> anyhow::Result<u8> {
     let driver = connect_real(&args.cloud).await?;
     let scratch = tempfile::Builder::new().prefix("isoharness-").tempdir()?;
     let run_id = new_run_id();
-    let request = validate::Request {
+    let request = validate::ValidationRequest {
         expect_os: args.expect_os,
         agent: None,
         visibility: args.visibility.clone(),

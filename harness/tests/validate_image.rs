@@ -8,8 +8,8 @@ use std::path::Path;
 use guestsim::{Layout, OutcomeKind};
 use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
-use harness::validate::{self, CheckStatus, Request, ValidationReport};
 use harness::workflow::ledger::Ledger;
+use harness::workflow::validate::{self, CheckStatus, ValidationReport, ValidationRequest};
 use harness::workflow::{BuildOptions, Driver, ImageChange, run_build};
 
 fn scenario(name: &str) -> Scenario {
@@ -47,7 +47,7 @@ async fn build_and_keep(mut scenario: Scenario, layout: Layout) -> Built {
 }
 
 async fn validate(built: &Built, boot: bool) -> ValidationReport {
-    let mut request = Request::for_scenario(&built.scenario);
+    let mut request = ValidationRequest::for_scenario(&built.scenario);
     request.boot_test = boot;
     request.scratch_dir = built.dir.path().to_path_buf();
     let report = validate::validate_image(&built.driver, &built.ledger, "ih-valid002", &built.image_id, &request).await;

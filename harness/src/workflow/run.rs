@@ -10,9 +10,10 @@ use serde::Serialize;
 
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
-use super::{CloudError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
+use super::validate::{self, ValidationReport};
+use super::{Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
+use crate::cloud::CloudError;
 use crate::scenario::Scenario;
-use crate::validate::{self, ValidationReport};
 
 /// Called as each step finishes, for progress output (a terminal line, a JSON event).
 pub type StepListener = std::sync::Arc<dyn Fn(&StepReport) + Send + Sync>;
@@ -128,7 +129,7 @@ enum Stop {
 
 impl From<CloudError> for Stop {
     fn from(e: CloudError) -> Stop {
-        Stop::Error(e.message)
+        Stop::Error(e.to_string())
     }
 }
 
@@ -364,7 +365,7 @@ impl<C: Driver> Build<'_, C> {
         properties: BTreeMap<String, String>,
     ) -> Result<(String, String), Stop> {
         let unreadable = |e: std::io::Error| Stop::Error(format!("{}: {e}", file.display()));
-        std::fs::File::open(file).map_err(unreadable)?;
+        self.cloud.check_readable(file).await.map_err(unreadable)?;
         // The file's md5 is only needed when an active image of that name could be the same data: reading the file
         // once more for nothing was a tenth of a build on an embedded cloud.
         let mut md5: Option<String> = None;
@@ -379,7 +380,7 @@ impl<C: Driver> Build<'_, C> {
                     Some(m) => m,
                     None => md5.insert(match known_md5 {
                         Some(known) => known.to_string(),
-                        None => crate::validate::md5_file(file).map_err(unreadable)?,
+                        None => self.cloud.md5_of_file(file).await.map_err(unreadable)?,
                     }),
                 };
                 if image.checksum.as_deref() == Some(local.as_str()) {
@@ -405,19 +406,19 @@ impl<C: Driver> Build<'_, C> {
         };
         let stored = self.cloud.image(&image.id).await?;
         match stored {
-            Some(i) if i.status == "active" && i.checksum.as_deref() == Some(digests.md5.as_str()) => {}
+            Some(i) if i.status == "active" && i.checksum.is_some() && i.checksum == digests.md5 => {}
             Some(i) => {
                 return Err(Stop::Error(format!(
                     "upload of {} did not verify: status {}, checksum {:?}, local md5 {}",
                     file.display(),
                     i.status,
                     i.checksum,
-                    digests.md5
+                    digests.md5.as_deref().unwrap_or("unknown")
                 )));
             }
             None => return Err(Stop::Error(format!("image {} vanished after upload", image.id))),
         }
-        Ok((image.id, format!("uploaded {} bytes", digests.size)))
+        Ok((image.id, format!("uploaded {} bytes", digests.bytes)))
     }
 
     /// A flavor with exactly the scenario's sizes, or one created for the run.
@@ -472,8 +473,8 @@ impl<C: Driver> Build<'_, C> {
         {
             Ok(id) => id,
             Err(e) if e.is_refusal() => {
-                self.step("boot", StepStatus::Failed, e.message.clone(), started);
-                return Err(Stop::Outcome(OutcomeKind::Rejected, e.message, Vec::new()));
+                self.step("boot", StepStatus::Failed, e.to_string(), started);
+                return Err(Stop::Outcome(OutcomeKind::Rejected, e.to_string(), Vec::new()));
             }
             Err(e) => return Err(e.into()),
         };
@@ -557,7 +558,7 @@ impl<C: Driver> Build<'_, C> {
                 self.step("domain-xml", StepStatus::Ok, "fetched", started);
             }
             Ok(None) => self.step("domain-xml", StepStatus::Skipped, "no domain XML source configured", started),
-            Err(e) => self.step("domain-xml", StepStatus::Failed, e.message, started),
+            Err(e) => self.step("domain-xml", StepStatus::Failed, e.to_string(), started),
         }
     }
 
@@ -614,7 +615,7 @@ impl<C: Driver> Build<'_, C> {
     /// The image validator's checks, boot test included: they decide image-ok or iso-copy.
     async fn validate(&mut self, image: &str) -> Result<(), Stop> {
         let started = self.cloud.elapsed();
-        let mut request = validate::Request::for_scenario(self.scenario);
+        let mut request = validate::ValidationRequest::for_scenario(self.scenario);
         request.boot_test = self.options.boot_test;
         request.scratch_dir = self.options.scratch_dir.clone();
         request.name_prefix = self.name("-boot");
@@ -679,7 +680,7 @@ pub async fn delete_live<C: Driver>(cloud: &C, ledger: &Ledger, live: &Live) -> 
             ResourceKind::Flavor => cloud.delete_flavor(id).await,
         };
         if let Err(e) = result {
-            failures.push(e.message);
+            failures.push(e.to_string());
         }
     }
     let kind = format!("{:?}", live.kind).to_lowercase();
@@ -711,7 +712,10 @@ async fn delete_server_and_wait<C: Driver>(cloud: &C, id: &str) -> Result<(), Cl
     let mut poller = Poller::new(Duration::from_secs(1), Duration::from_secs(10));
     while let Some(server) = cloud.server(id).await? {
         if cloud.elapsed().saturating_sub(started) > Duration::from_secs(600) {
-            return Err(CloudError::other(format!("server {id} still {} 10 minutes after delete", server.status)));
+            return Err(CloudError::WaitTimeout {
+                what: format!("server {id} to go after delete (still {})", server.status),
+                waited: Duration::from_secs(600),
+            });
         }
         cloud.sleep(poller.next(&server.status)).await;
     }
