@@ -18,7 +18,7 @@ use harness::workflow::{BuildOptions, BuildReport, MediaFiles};
 
 use crate::hashing::median;
 use crate::real::RealCloud;
-use crate::report::{Figure, Part, RatioKind, Target};
+use crate::report::{Figure, Goal, Part, RatioKind};
 
 /// The scenario the single builds use: a current Linux that installs onto virtio by itself.
 pub const BUILD_SCENARIO: &str = "ubuntu-24.04";
@@ -210,7 +210,7 @@ pub async fn run_build(plan: &WorkflowPlan, real: &RealCloud) -> anyhow::Result<
             figures.push(
                 Figure::new(Part::Build, format!("{name}, whole command"), whole, "s")
                     .against("the cloud time it covers (virtual)", Some(virtual_secs), "s", RatioKind::TimesLess)
-                    .target(Target::ValueBelow(0.05))
+                    .target(Goal::ValueBelow(0.05))
                     .note(format!("start-up, media, seven steps, validation, cleanup; median of {}", plan.build_runs)),
             );
             figures.push(
@@ -292,7 +292,7 @@ pub async fn run_matrix(plan: &WorkflowPlan) -> anyhow::Result<Vec<Figure>> {
     let mut figures = vec![
         Figure::new(p, format!("whole default matrix ({cells} cells), --jobs {DEFAULT_JOBS}"), rate, "cells/s")
             .against("the same matrix, --jobs 1", Some(rate1), "cells/s", RatioKind::Times)
-            .target(Target::ValueAtLeast(50.0))
+            .target(Goal::ValueAtLeast(50.0))
             .note(format!("{} s per pass, median of {}", crate::report::number(wall), plan.matrix_runs)),
         Figure::new(p, "whole default matrix, --jobs 2", rate2, "cells/s").against(
             "the same matrix, --jobs 1",

@@ -196,7 +196,8 @@ mod tests {
             ("validate.rs", include_str!("validate.rs")),
             ("mod.rs", include_str!("mod.rs").split("#[cfg(test)]").next().unwrap_or_default()),
         ];
-        let io = ["std::fs", "File::", "tokio::fs", "reqwest", "tempfile", "std::process", "tokio::process", "std::net"];
+        let io =
+            ["std::fs", "File::", "tokio::fs", "reqwest", "tempfile", "std::process", "tokio::process", "std::net"];
         for (file, text) in engine {
             for api in io {
                 assert!(!text.contains(api), "workflow/{file} uses {api}: do it in the Driver");
