@@ -141,35 +141,22 @@ pub struct Nvram {
 }
 
 /// `<disk device=...>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, strum::Display, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DiskDevice {
     Disk,
     Cdrom,
     Floppy,
     Lun,
+    /// A device kind libvirt may know but the layouts do not use, as written.
+    #[strum(default)]
     Other(String),
 }
 
 impl DiskDevice {
     fn from_attr(value: Option<&str>) -> DiskDevice {
-        match value.unwrap_or("disk") {
-            "disk" => DiskDevice::Disk,
-            "cdrom" => DiskDevice::Cdrom,
-            "floppy" => DiskDevice::Floppy,
-            "lun" => DiskDevice::Lun,
-            other => DiskDevice::Other(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            DiskDevice::Disk => "disk",
-            DiskDevice::Cdrom => "cdrom",
-            DiskDevice::Floppy => "floppy",
-            DiskDevice::Lun => "lun",
-            DiskDevice::Other(s) => s,
-        }
+        value.unwrap_or("disk").parse().unwrap_or_else(|never: std::convert::Infallible| match never {})
     }
 
     /// The `<os><boot dev=...>` value that selects this kind of device.
@@ -180,12 +167,6 @@ impl DiskDevice {
             DiskDevice::Floppy => Some("fd"),
             DiskDevice::Other(_) => None,
         }
-    }
-}
-
-impl fmt::Display for DiskDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -79,8 +79,10 @@ pub struct MediaFiles {
     pub known_md5: BTreeMap<PathBuf, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a step of a build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::Display)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum StepStatus {
     Ok,
     Failed,
@@ -683,7 +685,7 @@ pub async fn delete_live<C: Driver>(cloud: &C, ledger: &Ledger, live: &Live) -> 
             failures.push(e.to_string());
         }
     }
-    let kind = format!("{:?}", live.kind).to_lowercase();
+    let kind = live.kind;
     if failures.is_empty() {
         let _ = cloud.record(
             ledger,
