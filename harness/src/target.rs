@@ -181,7 +181,7 @@ impl MediaCache {
                 .map(|(path, generate)| {
                     scope.spawn(move || {
                         generate(&path)?;
-                        let md5 = crate::validate::md5_file(&path)
+                        let md5 = crate::cloud::transfer::md5_file(&path)
                             .with_context(|| format!("cannot read back {}", path.display()))?;
                         Ok((path, md5))
                     })
@@ -280,7 +280,7 @@ mod tests {
             // Each file's md5 was taken when it was written, and is the file's.
             for path in expected {
                 let known = media.known_md5.get(path).unwrap_or_else(|| panic!("{layout}: no md5 for {path:?}"));
-                let md5 = crate::validate::md5_file(path).unwrap();
+                let md5 = crate::cloud::transfer::md5_file(path).unwrap();
                 assert_eq!(known, &md5, "{layout}: {path:?}");
             }
         }

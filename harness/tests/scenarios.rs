@@ -106,8 +106,8 @@ fn run_embedded(scenario: &Scenario, layout: Layout) -> Result<(), Failed> {
     let summary = format!(
         "scenario: {}\nlayout: {layout}\nexpected: {} ({})\nobserved: {}\nreason: {}\nevidence:\n{}\nxml findings:\n{}\n",
         cell.scenario,
-        cell.expected,
-        cell.expected_reason,
+        cell.expected.kind,
+        cell.expected.reason,
         cell.observed.map(|o| o.to_string()).unwrap_or_else(|| "none".into()),
         cell.reason,
         cell.evidence.iter().map(|l| format!("  {l}\n")).collect::<String>(),

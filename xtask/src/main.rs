@@ -144,7 +144,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         command.env_remove("ISOHARNESS_REALSTACK_CLOUDS");
         return run(&mut command);
     }
-    let layout = realstack::Layout::new(realstack::default_root());
+    let layout = realstack::Dirs::new(realstack::default_root());
     test_on_realstack(&layout, realstack::Compute::Fake, &mut command)?;
     if !(whole_run && with_libvirt) {
         return Ok(());
@@ -167,7 +167,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 
 /// Brings the local real cloud up with `compute`, runs `command` against it and takes it down.
 fn test_on_realstack(
-    layout: &realstack::Layout,
+    layout: &realstack::Dirs,
     compute: realstack::Compute,
     command: &mut Command,
 ) -> anyhow::Result<()> {
@@ -207,7 +207,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     if !with_realstack || std::env::var_os("ISOHARNESS_REALSTACK_CLOUDS").is_some() {
         return run(&mut command);
     }
-    let layout = realstack::Layout::new(realstack::default_root());
+    let layout = realstack::Dirs::new(realstack::default_root());
     // Quietly: the benchmark's table is the only thing this command prints on stdout.
     let keystone = std::net::SocketAddr::from(([127, 0, 0, 1], realstack::PORT_BASE));
     let was_running = layout.clouds_yaml().is_file()

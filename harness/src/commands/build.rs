@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use guestsim::Layout;
+use guestsim::OutcomeKind;
 use harness::exit::ExitStatus;
-use harness::scenario::{Outcome, Scenario};
+use harness::scenario::Scenario;
 use harness::target::{Embedded, connect_real, media_for};
 use harness::workflow::{BuildOptions, BuildReport, Driver, RunId, StepReport, run_build};
 
@@ -133,7 +134,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitStatus> {
             print!("{}", render_human(&report, &place, clock, steps, times));
         }
     }
-    let status = if report.outcome == Some(Outcome::ImageOk) { ExitStatus::Ok } else { ExitStatus::Findings };
+    let status = if report.outcome == Some(OutcomeKind::ImageOk) { ExitStatus::Ok } else { ExitStatus::Findings };
     if !real {
         return Ok(status);
     }

@@ -74,7 +74,7 @@ impl TypedValueParser for LayoutNameParser {
 
 pub fn run(args: CheckXmlArgs) -> anyhow::Result<ExitStatus> {
     let expect = match &args.layout_file {
-        Some(path) => Expectation::Layout(domxml::load_layout(path)?),
+        Some(path) => Expectation::Described(domxml::load_layout(path)?),
         None => args.layout.clone(),
     };
     let mut stdin_used = false;

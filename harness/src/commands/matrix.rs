@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use guestsim::Layout;
 use harness::exit::ExitStatus;
-use harness::matrix::{Format, run};
+use harness::matrix::{MatrixFormat, run};
 use harness::scenario::Scenario;
 use harness::target::connect_real;
 use harness::workflow::Driver;
@@ -44,8 +44,8 @@ pub struct MatrixArgs {
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub jobs: usize,
     /// The report's format
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = MatrixFormat::Table)]
+    pub format: MatrixFormat,
     /// Write the report to FILE instead of stdout (the summary line still goes to stderr)
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,

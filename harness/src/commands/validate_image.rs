@@ -9,7 +9,7 @@ use clap::builder::PossibleValuesParser;
 use guestsim::guest::OsFamily;
 use harness::exit::ExitStatus;
 use harness::target::connect_real;
-use harness::validate::{self, CheckStatus, ValidationReport, Verdict};
+use harness::workflow::validate::{self, CheckStatus, ValidationReport, Verdict};
 use harness::workflow::{Driver, RunId};
 
 use super::{CloudArgs, CommandError, Format};
@@ -69,7 +69,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
     let driver = connect_real(&args.cloud.config_request(), Default::default()).await?;
     let scratch = tempfile::Builder::new().prefix("isoharness-").tempdir()?;
     let run_id = RunId::new();
-    let request = validate::Request {
+    let request = validate::ValidationRequest {
         expect_os: args.expect_os,
         agent: None,
         visibility: args.visibility.clone(),

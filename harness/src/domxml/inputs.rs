@@ -13,8 +13,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{Counts, Expectation, Finding, LayoutKind, LayoutSpec, Report};
+use super::{Counts, Expectation, Finding, LayoutSpec, Report};
 use crate::exit::ExitStatus;
+use guestsim::Layout;
 
 /// The outcome for one input.
 #[derive(Debug, Clone, Serialize)]
@@ -23,7 +24,7 @@ pub struct FileResult {
     pub status: FileStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<InputError>,
-    pub layout_detected: Option<LayoutKind>,
+    pub layout_detected: Option<Layout>,
     pub checked_as: Option<String>,
     pub counts: Counts,
     pub findings: Vec<Finding>,

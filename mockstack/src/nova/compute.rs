@@ -11,7 +11,7 @@ use super::flavors::Flavor;
 use crate::glance::{Image, ImageStatus, Viewer};
 use crate::state::AppState;
 use guestsim::hypervisor::{
-    self, BlockInfoError, FlavorDisks, GuestRun, ImageFile, ImageMeta, InstanceSources, MappingRequest, VirtType,
+    self, BlockInfoError, FlavorDisks, GuestRun, ImageMeta, InstanceSources, MappingRequest, SourceImage, VirtType,
 };
 
 /// Nova acts on Glance with the caller's token; an admin sees every image.
@@ -197,12 +197,12 @@ fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<Image>, Option<Ima
 }
 
 /// The Glance data file behind an image the compute host attaches.
-fn image_file(state: &AppState, image: &Image) -> Result<ImageFile, BuildFailure> {
+fn image_file(state: &AppState, image: &Image) -> Result<SourceImage, BuildFailure> {
     let path = state
         .glance()
         .data_path(&image.id)
         .ok_or_else(|| BuildFailure::Aborted(format!("Image {} is not active.", image.id)))?;
-    Ok(ImageFile { path, disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()) })
+    Ok(SourceImage { path, disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()) })
 }
 
 /// Defines the instance on the simulated compute host: disk mapping, domain XML, disk files.
@@ -238,7 +238,7 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<DefinedDomain, BuildF
         uuid: spec.instance_uuid.clone(),
         display_name: spec.display_name.clone(),
         creation_time: spec.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
-        flavor: hypervisor::domain::FlavorInfo {
+        flavor: hypervisor::domain::DomainFlavor {
             id: spec.flavor.id.clone(),
             name: spec.flavor.name.clone(),
             memory_mb: spec.flavor.ram_mb,
@@ -247,7 +247,7 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<DefinedDomain, BuildF
             ephemeral_gb: spec.flavor.ephemeral_gb,
             swap_mb: spec.flavor.swap_mb,
         },
-        image: hypervisor::domain::ImageInfo {
+        image: hypervisor::domain::DomainImage {
             id: image.id.clone(),
             disk_format: meta.disk_format.clone(),
             container_format: image.container_format.clone().unwrap_or_else(|| "bare".into()),
