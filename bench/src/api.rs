@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::child::{MockChild, mock_admin_config};
 use crate::hashing::generated_block;
 use crate::real::RealCloud;
-use crate::report::{Figure, Part, RatioKind, Target};
+use crate::report::{Figure, Goal, Part, RatioKind};
 
 /// How the API part runs.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct ApiPlan {
 
 /// What one call of a load run does.
 #[derive(Debug, Clone)]
-pub enum Op {
+pub enum LoadCall {
     Get(String),
     PostJson {
         url: String,
@@ -85,7 +85,7 @@ impl Load {
     }
 }
 
-async fn once(client: &reqwest::Client, op: &Op, headers: &HeaderMap) -> Result<(), String> {
+async fn once(client: &reqwest::Client, op: &LoadCall, headers: &HeaderMap) -> Result<(), String> {
     async fn check(response: reqwest::Result<reqwest::Response>) -> Result<Bytes, String> {
         let response = response.map_err(|e| e.to_string())?;
         let status = response.status();
@@ -93,8 +93,8 @@ async fn once(client: &reqwest::Client, op: &Op, headers: &HeaderMap) -> Result<
         if status.is_success() { Ok(body) } else { Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))) }
     }
     match op {
-        Op::Get(url) => check(client.get(url).headers(headers.clone()).send().await).await.map(drop),
-        Op::PostJson { url, body } => check(
+        LoadCall::Get(url) => check(client.get(url).headers(headers.clone()).send().await).await.map(drop),
+        LoadCall::PostJson { url, body } => check(
             client
                 .post(url)
                 .headers(headers.clone())
@@ -105,7 +105,7 @@ async fn once(client: &reqwest::Client, op: &Op, headers: &HeaderMap) -> Result<
         )
         .await
         .map(drop),
-        Op::CreateDeleteImage { images_url, body } => {
+        LoadCall::CreateDeleteImage { images_url, body } => {
             let created = check(
                 client
                     .post(images_url)
@@ -124,7 +124,7 @@ async fn once(client: &reqwest::Client, op: &Op, headers: &HeaderMap) -> Result<
 }
 
 /// Runs `op` on `connections` concurrent connections for warmup + duration; counts what started in the window.
-pub async fn generate(op: Op, headers: HeaderMap, plan: &ApiPlan) -> Load {
+pub async fn generate(op: LoadCall, headers: HeaderMap, plan: &ApiPlan) -> Load {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(plan.connections)
         .timeout(Duration::from_secs(60))
@@ -356,17 +356,17 @@ async fn load_all(cloud: &Cloud, scratch: &std::path::Path, plan: &ApiPlan, who:
         let mut loads: Loads = Vec::new();
         let cycle_body =
             Bytes::from(json!({"name": CYCLE_IMAGE, "disk_format": "raw", "container_format": "bare"}).to_string());
-        let ops: [(&str, Option<Op>, &HeaderMap); 4] = [
-            (CALLS[0], Some(Op::Get(t.image_url.clone())), &t.token_headers),
-            (CALLS[1], Some(Op::Get(t.server_url.clone())), &t.compute_headers),
+        let ops: [(&str, Option<LoadCall>, &HeaderMap); 4] = [
+            (CALLS[0], Some(LoadCall::Get(t.image_url.clone())), &t.token_headers),
+            (CALLS[1], Some(LoadCall::Get(t.server_url.clone())), &t.compute_headers),
             (
                 CALLS[2],
-                t.auth_body.clone().map(|body| Op::PostJson { url: t.tokens_url.clone(), body }),
+                t.auth_body.clone().map(|body| LoadCall::PostJson { url: t.tokens_url.clone(), body }),
                 &HeaderMap::new(),
             ),
             (
                 CALLS[3],
-                Some(Op::CreateDeleteImage { images_url: t.images_url.clone(), body: cycle_body }),
+                Some(LoadCall::CreateDeleteImage { images_url: t.images_url.clone(), body: cycle_body }),
                 &t.token_headers,
             ),
         ];
@@ -398,7 +398,7 @@ pub async fn run(plan: &ApiPlan, real: &RealCloud) -> anyhow::Result<Vec<Figure>
     let child = MockChild::spawn_with(&scratch.path().join("mockstack"), "scaled:20")?;
     let floor = {
         eprintln!("bench api: empty handler ...");
-        generate(Op::Get(format!("{}/", child.ready.floor_url)), HeaderMap::new(), plan).await
+        generate(LoadCall::Get(format!("{}/", child.ready.floor_url)), HeaderMap::new(), plan).await
     };
     let mock_cloud = Cloud::connect(mock_admin_config(&child.ready.url), ClientOptions::default()).await?;
     let mock = load_all(&mock_cloud, scratch.path(), plan, "mockstack").await?;
@@ -457,7 +457,7 @@ pub async fn run(plan: &ApiPlan, real: &RealCloud) -> anyhow::Result<Vec<Figure>
             RatioKind::Times,
         );
         if let Some(t) = targets[i] {
-            ratio = ratio.target(Target::RatioAtLeast(t));
+            ratio = ratio.target(Goal::RatioAtLeast(t));
         }
         figures.push(ratio);
         let p99 = |l: &Result<Load, String>| l.as_ref().ok().and_then(|l| l.quantile_ms(0.99));

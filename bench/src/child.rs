@@ -32,7 +32,7 @@ pub async fn serve(state_dir: Option<PathBuf>, clock: ClockMode, layout: Layout)
         state_dir,
         clock,
         layout,
-        quota: mockstack::nova::servers::Quota { instances: 100_000, cores: 400_000, ram_mb: 1 << 40 },
+        quota: mockstack::nova::quota::Quota { instances: 100_000, cores: 400_000, ram_mb: 1 << 40 },
         ..Config::default()
     };
     let mock = MockStack::start(config, "127.0.0.1:0".parse()?).await.context("cannot start mockstack")?;

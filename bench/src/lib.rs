@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use report::{Part, Report};
+use report::{BenchReport, Part};
 
 /// `bench [--quick] [--json FILE] [--only PART]...`
 #[derive(Debug, Clone, Args)]
@@ -109,10 +109,10 @@ impl Plan {
 }
 
 /// Runs the planned parts in order and returns the report (also written as JSON when asked).
-pub async fn run(plan: &Plan) -> anyhow::Result<Report> {
+pub async fn run(plan: &Plan) -> anyhow::Result<BenchReport> {
     let real = real::RealCloud::from_file(plan.real_clouds.as_deref())?;
     eprintln!("bench: {}", real.describe());
-    let mut report = Report::new(plan.quick);
+    let mut report = BenchReport::new(plan.quick);
     for part in &plan.parts {
         let figures = match part {
             Part::Upload => upload::run(&plan.upload, &real).await,

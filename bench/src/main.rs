@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "bench", about = "isoharness and mockstack against the machine's limits and the real services")]
 #[command(args_conflicts_with_subcommands = true)]
-struct Cli {
+struct BenchCli {
     #[command(subcommand)]
     mode: Option<Mode>,
     #[command(flatten)]
@@ -40,7 +40,7 @@ enum Mode {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = BenchCli::parse();
     // A profiled build runs on one thread, as `isoharness build` does.
     let mut builder = match cli.mode {
         Some(Mode::ProfileBuild { .. }) => tokio::runtime::Builder::new_current_thread(),

@@ -59,7 +59,7 @@ pub enum RatioKind {
 /// The goal a figure is held against; the table says whether it was met, tests never do.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "on", content = "bound")]
-pub enum Target {
+pub enum Goal {
     RatioAtLeast(f64),
     ValueBelow(f64),
     ValueAtLeast(f64),
@@ -79,7 +79,7 @@ pub struct Figure {
     pub reference: Option<Reference>,
     pub ratio_kind: RatioKind,
     pub ratio: Option<f64>,
-    pub target: Option<Target>,
+    pub target: Option<Goal>,
     /// Whether the target was met; None without a target or without the numbers to judge.
     pub met: Option<bool>,
     /// A short remark shown under the figure's name (the method, a caveat).
@@ -131,7 +131,7 @@ impl Figure {
         self.judge()
     }
 
-    pub fn target(mut self, target: Target) -> Figure {
+    pub fn target(mut self, target: Goal) -> Figure {
         self.target = Some(target);
         self.judge()
     }
@@ -143,9 +143,9 @@ impl Figure {
 
     fn judge(mut self) -> Figure {
         self.met = match self.target {
-            Some(Target::RatioAtLeast(bound)) => self.ratio.map(|r| r >= bound),
-            Some(Target::ValueBelow(bound)) => self.value.map(|v| v < bound),
-            Some(Target::ValueAtLeast(bound)) => self.value.map(|v| v >= bound),
+            Some(Goal::RatioAtLeast(bound)) => self.ratio.map(|r| r >= bound),
+            Some(Goal::ValueBelow(bound)) => self.value.map(|v| v < bound),
+            Some(Goal::ValueAtLeast(bound)) => self.value.map(|v| v >= bound),
             None => None,
         };
         self
@@ -182,12 +182,12 @@ impl Figure {
     fn target_text(&self) -> String {
         let Some(target) = self.target else { return String::new() };
         let bound = match target {
-            Target::RatioAtLeast(b) => match self.ratio_kind {
+            Goal::RatioAtLeast(b) => match self.ratio_kind {
                 RatioKind::Fraction => format!("≥ {b}"),
                 _ => format!("≥ {b}×"),
             },
-            Target::ValueBelow(b) => format!("< {} {}", number(b), self.unit),
-            Target::ValueAtLeast(b) => format!("≥ {} {}", number(b), self.unit),
+            Goal::ValueBelow(b) => format!("< {} {}", number(b), self.unit),
+            Goal::ValueAtLeast(b) => format!("≥ {} {}", number(b), self.unit),
         };
         let mark = match self.met {
             Some(true) => "✔",
@@ -214,24 +214,24 @@ pub fn number(v: f64) -> String {
 
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub struct BenchReport {
     pub schema: &'static str,
     pub quick: bool,
-    pub machine: Machine,
+    pub machine: MachineInfo,
     pub figures: Vec<Figure>,
 }
 
 /// The machine the figures come from (they hold only here, and only as ratios).
 #[derive(Debug, Clone, Serialize)]
-pub struct Machine {
+pub struct MachineInfo {
     pub cpus: usize,
     pub cpu_model: String,
     /// The 1-minute load average when the run started: other work on a shared machine.
     pub load_average: Option<f64>,
 }
 
-impl Machine {
-    pub fn probe() -> Machine {
+impl MachineInfo {
+    pub fn probe() -> MachineInfo {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu_model = cpuinfo
             .lines()
@@ -242,13 +242,17 @@ impl Machine {
         let load_average = std::fs::read_to_string("/proc/loadavg")
             .ok()
             .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse().ok()));
-        Machine { cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1), cpu_model, load_average }
+        MachineInfo {
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpu_model,
+            load_average,
+        }
     }
 }
 
-impl Report {
-    pub fn new(quick: bool) -> Report {
-        Report { schema: "isoharness.bench/1", quick, machine: Machine::probe(), figures: Vec::new() }
+impl BenchReport {
+    pub fn new(quick: bool) -> BenchReport {
+        BenchReport { schema: "isoharness.bench/1", quick, machine: MachineInfo::probe(), figures: Vec::new() }
     }
 
     pub fn table(&self) -> String {
@@ -273,7 +277,7 @@ impl Report {
     }
 }
 
-impl fmt::Display for Report {
+impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
@@ -302,7 +306,7 @@ mod tests {
     fn ratios_follow_their_kind_and_targets_are_judged_on_them() {
         let fraction = Figure::new(Part::Upload, "upload", 300.0, "MB/s")
             .against("sha512", Some(600.0), "MB/s", RatioKind::Fraction)
-            .target(Target::RatioAtLeast(0.8));
+            .target(Goal::RatioAtLeast(0.8));
         assert_eq!(fraction.ratio, Some(0.5));
         assert_eq!(fraction.met, Some(false));
         let less = Figure::new(Part::Build, "build", 0.02, "s").against(
@@ -312,7 +316,7 @@ mod tests {
             RatioKind::TimesLess,
         );
         assert_eq!(less.ratio, Some(1500.0));
-        let below = Figure::new(Part::Build, "build", 40.0, "ms").target(Target::ValueBelow(50.0));
+        let below = Figure::new(Part::Build, "build", 40.0, "ms").target(Goal::ValueBelow(50.0));
         assert_eq!(below.met, Some(true));
     }
 
@@ -322,7 +326,7 @@ mod tests {
         assert_eq!(missing.value_text(), "not measured: no real cloud");
         let against_missing = Figure::new(Part::Api, "mockstack", 5000.0, "req/s")
             .against("real Glance", None, "req/s", RatioKind::Times)
-            .target(Target::RatioAtLeast(50.0));
+            .target(Goal::RatioAtLeast(50.0));
         assert_eq!(against_missing.ratio, None);
         assert_eq!(against_missing.met, None);
         assert!(against_missing.target_text().ends_with('?'));

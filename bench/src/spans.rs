@@ -6,8 +6,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use harness::cloud::CloudError;
+use harness::cloud::transfer::TransferDigest;
 use harness::workflow::{
-    CloudError, Digests, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
+    DownloadError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, InspectedDownload, NewImage, NewServer,
+    ServerInfo,
 };
 
 /// Wall time and count per driver call.
@@ -99,14 +102,20 @@ impl<D: Driver> Driver for Timed<D> {
     fn attached_driver_media(&self) -> Option<DriverMedia> {
         self.inner.attached_driver_media()
     }
-    async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
+    async fn upload_image(&self, id: &str, file: &Path) -> Result<TransferDigest, CloudError> {
         self.time("upload_image", self.inner.upload_image(id, file)).await
     }
-    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<TransferDigest, CloudError> {
         self.time("upload_image", self.inner.upload_image_known(id, file, md5)).await
     }
-    async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
-        self.time("download_image", self.inner.download_image(id, to)).await
+    async fn download_and_inspect(&self, id: &str, scratch_dir: &Path) -> Result<InspectedDownload, DownloadError> {
+        self.time("download_and_inspect", self.inner.download_and_inspect(id, scratch_dir)).await
+    }
+    async fn check_readable(&self, file: &Path) -> std::io::Result<()> {
+        self.time("check_readable", self.inner.check_readable(file)).await
+    }
+    async fn md5_of_file(&self, file: &Path) -> std::io::Result<String> {
+        self.time("md5_of_file", self.inner.md5_of_file(file)).await
     }
     async fn update_image(&self, id: &str, changes: &[ImageChange]) -> Result<ImageInfo, CloudError> {
         self.time("update_image", self.inner.update_image(id, changes)).await

@@ -23,7 +23,7 @@ use harness::cloud::{ClientOptions, Cloud};
 use crate::child::{MockChild, PeakRss, cpu_seconds, mock_admin_config};
 use crate::hashing::{HashSamples, generated_block};
 use crate::real::RealCloud;
-use crate::report::{Figure, Part, RatioKind, Target};
+use crate::report::{Figure, Goal, Part, RatioKind};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -318,7 +318,7 @@ async fn upload_with(
         Client::Harness => {
             let put = async {
                 let digest = glance.upload_file(&id, image, None).await?;
-                learned = Some((digest.md5, digest.sha512));
+                learned = digest.md5.zip(digest.sha512);
                 Ok(())
             };
             measure(size, server, watch, put).await
@@ -588,7 +588,7 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
             .note(client.description());
         if *client == Client::Sendfile {
             // The leanest real client: what mockstack itself takes, with the least client CPU taken from the cores.
-            rate = rate.target(Target::RatioAtLeast(0.8));
+            rate = rate.target(Goal::RatioAtLeast(0.8));
         }
         figures.push(rate);
         if *client == Client::Harness {
@@ -679,7 +679,7 @@ pub async fn run(plan: &UploadPlan, real: &RealCloud) -> anyhow::Result<Vec<Figu
         figures.push(
             Figure::maybe(p, format!("mockstack resident memory growth, {}", client.name()), growth, "MiB")
                 .against("image size", Some(plan.size as f64 / MIB as f64), "MiB", RatioKind::Fraction)
-                .target(Target::ValueBelow(64.0))
+                .target(Goal::ValueBelow(64.0))
                 .note("peak VmRSS of the mockstack process during the upload − VmRSS before it"),
         );
     }

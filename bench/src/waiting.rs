@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use guestsim::Layout;
-use harness::scenario::{Outcome, Scenario};
+use guestsim::OutcomeKind;
+use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{BuildOptions, run_build};
@@ -30,7 +31,7 @@ struct Counted {
     /// Calls that only look: `GET` of a server or an image, and the console-output action.
     polls: usize,
     virtual_minutes: f64,
-    outcome: Option<Outcome>,
+    outcome: Option<OutcomeKind>,
 }
 
 async fn counted_build(scenario: &Scenario, poll_min: Duration, poll_max: Duration) -> anyhow::Result<Counted> {

@@ -6,18 +6,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use guestsim::Layout;
+use guestsim::OutcomeKind;
 use harness::cloud::{ClientOptions, Cloud};
 use harness::driver::{Clock, DomainXmlSource, HttpDriver};
 use harness::matrix::MatrixReport;
 use harness::matrix::run::{offer_driver_media, run_embedded};
-use harness::scenario::{Outcome, Scenario};
+use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{BuildOptions, BuildReport, MediaFiles};
 
 use crate::hashing::median;
 use crate::real::RealCloud;
-use crate::report::{Figure, Part, RatioKind, Target};
+use crate::report::{Figure, Goal, Part, RatioKind};
 
 /// The scenario the single builds use: a current Linux that installs onto virtio by itself.
 pub const BUILD_SCENARIO: &str = "ubuntu-24.04";
@@ -45,7 +46,7 @@ fn scenario_named(dir: &Path, name: &str) -> anyhow::Result<Scenario> {
 }
 
 /// [`embedded_build`] on a thread of its own with the runtime `isoharness build` uses (one thread: see
-/// `harness::cli::Cli::runtime`).
+/// `Cli::runtime` in `harness/src/cli.rs`).
 fn embedded_build_as_the_cli_runs_it(
     scenario: &Scenario,
     layout: Layout,
@@ -86,7 +87,7 @@ async fn embedded_build(
         // What a matrix cloud offers: the media its compute host attaches.
         offer_driver_media(&driver, scenario, &media, layout.driver_media()).await?;
     }
-    let mut options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch);
+    let mut options = BuildOptions::new(harness::workflow::RunId::new(), scratch);
     // What `isoharness build` sets for an embedded cloud.
     options.poll_min = Duration::from_secs(5);
     options.poll_max = Duration::from_secs(60);
@@ -121,7 +122,7 @@ async fn real_build(
     let cloud = Cloud::connect(config, ClientOptions::default()).await?;
     let calls = cloud.call_log();
     let driver = HttpDriver::new(cloud, Clock::Real(Instant::now()), DomainXmlSource::None);
-    let options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch);
+    let options = BuildOptions::new(harness::workflow::RunId::new(), scratch);
     let report = harness::workflow::run_build(&driver, &ledger, scenario, &media, &options).await;
     let _ = driver.cloud().revoke_token().await;
     let secs = started.elapsed().as_secs_f64();
@@ -151,7 +152,7 @@ pub async fn profile_build(scenarios: &Path, name: &str, layout: Layout, runs: u
     let started = Instant::now();
     let mut outcome = String::new();
     for _ in 0..runs.max(1) {
-        let mut options = BuildOptions::new(harness::build_cmd::new_run_id(), scratch.path());
+        let mut options = BuildOptions::new(harness::workflow::RunId::new(), scratch.path());
         options.poll_min = Duration::from_secs(5);
         options.poll_max = Duration::from_secs(60);
         let report = harness::workflow::run_build(&driver, &ledger, &scenario, &media, &options).await;
@@ -194,7 +195,7 @@ pub async fn run_build(plan: &WorkflowPlan, real: &RealCloud) -> anyhow::Result<
             if layout == Layout::Patched {
                 let scratch = tempfile::Builder::new().prefix("isoharness-bench-build-").tempdir_in(&plan.work_dir)?;
                 let (_, e, report) = embedded_build_as_the_cli_runs_it(&scenario, layout, scratch.path(), true)?;
-                anyhow::ensure!(report.outcome == Some(Outcome::ImageOk), "the build with offered media failed");
+                anyhow::ensure!(report.outcome == Some(OutcomeKind::ImageOk), "the build with offered media failed");
                 offered_engine.push(e);
             }
         }
@@ -205,11 +206,11 @@ pub async fn run_build(plan: &WorkflowPlan, real: &RealCloud) -> anyhow::Result<
         let name = format!("one build of {}, embedded mockstack ({layout})", scenario.name);
         let outcome = outcome_text(&report);
         if layout == Layout::Patched {
-            anyhow::ensure!(report.outcome == Some(Outcome::ImageOk), "the patched build gave {outcome}");
+            anyhow::ensure!(report.outcome == Some(OutcomeKind::ImageOk), "the patched build gave {outcome}");
             figures.push(
                 Figure::new(Part::Build, format!("{name}, whole command"), whole, "s")
                     .against("the cloud time it covers (virtual)", Some(virtual_secs), "s", RatioKind::TimesLess)
-                    .target(Target::ValueBelow(0.05))
+                    .target(Goal::ValueBelow(0.05))
                     .note(format!("start-up, media, seven steps, validation, cleanup; median of {}", plan.build_runs)),
             );
             figures.push(
@@ -291,7 +292,7 @@ pub async fn run_matrix(plan: &WorkflowPlan) -> anyhow::Result<Vec<Figure>> {
     let mut figures = vec![
         Figure::new(p, format!("whole default matrix ({cells} cells), --jobs {DEFAULT_JOBS}"), rate, "cells/s")
             .against("the same matrix, --jobs 1", Some(rate1), "cells/s", RatioKind::Times)
-            .target(Target::ValueAtLeast(50.0))
+            .target(Goal::ValueAtLeast(50.0))
             .note(format!("{} s per pass, median of {}", crate::report::number(wall), plan.matrix_runs)),
         Figure::new(p, "whole default matrix, --jobs 2", rate2, "cells/s").against(
             "the same matrix, --jobs 1",

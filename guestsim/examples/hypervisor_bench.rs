@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use guestsim::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
 use guestsim::hypervisor::{
-    DomainSpec, FlavorDisks, FlavorInfo, Host, ImageFile, ImageInfo, ImageMeta, InstanceSources, MappingRequest,
+    DomainFlavor, DomainImage, DomainSpec, FlavorDisks, Host, ImageMeta, InstanceSources, MappingRequest, SourceImage,
     VirtType, disk_mapping, render_domain,
 };
 use guestsim::layout::Layout;
@@ -86,7 +86,7 @@ fn main() -> anyhow::Result<()> {
                 uuid: format!("00000000-0000-4000-8000-{i:012}"),
                 display_name: "bench".into(),
                 creation_time: "2026-11-24 18:30:00".into(),
-                flavor: FlavorInfo {
+                flavor: DomainFlavor {
                     id: "1".into(),
                     name: "bench".into(),
                     memory_mb: 2048,
@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
                     ephemeral_gb: 0,
                     swap_mb: 0,
                 },
-                image: ImageInfo {
+                image: DomainImage {
                     id: "img".into(),
                     disk_format: "iso".into(),
                     container_format: "bare".into(),
@@ -113,8 +113,8 @@ fn main() -> anyhow::Result<()> {
             };
             t.time("2 domain xml", || render_domain(&spec, &mapping))?;
             let sources = InstanceSources {
-                boot_image: ImageFile { path: iso.clone(), disk_format: "iso".into() },
-                virtio_iso: Some(ImageFile { path: virtio.clone(), disk_format: "iso".into() }),
+                boot_image: SourceImage { path: iso.clone(), disk_format: "iso".into() },
+                virtio_iso: Some(SourceImage { path: virtio.clone(), disk_format: "iso".into() }),
                 driver_floppy: None,
             };
             let instance = t.time("3 create disks", || host.create_instance(&spec.uuid, mapping.clone(), sources))?;
@@ -135,7 +135,7 @@ fn main() -> anyhow::Result<()> {
                 }
             })?;
             let boot_sources = InstanceSources {
-                boot_image: ImageFile { path: snapshot.clone(), disk_format: "qcow2".into() },
+                boot_image: SourceImage { path: snapshot.clone(), disk_format: "qcow2".into() },
                 virtio_iso: None,
                 driver_floppy: None,
             };

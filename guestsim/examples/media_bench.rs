@@ -7,6 +7,7 @@ use guestsim::media::{
     DriverFloppySpec, FloppyArch, IsoImage, MediaError, OsIsoOptions, VirtioWinSpec, driver_floppy, os_installer_iso,
     virtio_win_iso,
 };
+use guestsim::sniff;
 
 const ROUNDS: u32 = 50;
 
@@ -74,7 +75,7 @@ fn main() -> Result<(), MediaError> {
     println!("(medians of {ROUNDS} rounds; parse includes copying the image)");
     for (name, generate) in &media {
         let (elapsed, size, bytes) = measure(generate)?;
-        let parse = if bytes.get(32769..32774) == Some(b"CD001") {
+        let parse = if bytes.get(sniff::ISO9660_DESCRIPTOR_OFFSET as usize..).is_some_and(sniff::is_iso9660) {
             let (parse, _, _) = measure(|_| IsoImage::from_bytes(bytes.clone()).map(drop))?;
             format!("{:.3} ms", parse.as_secs_f64() * 1e3)
         } else {

@@ -5,23 +5,39 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The OS family, as Glance's `os_type` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::IntoStaticStr)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum OsFamily {
     Linux,
     Windows,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+impl OsFamily {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The guest architecture, as libvirt and the kernel name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Arch {
     #[serde(rename = "x86_64")]
+    #[strum(serialize = "x86_64")]
     X86_64,
     I686,
     Aarch64,
 }
 
 impl Arch {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
     /// The folder name the VirtIO-win media use for this architecture.
     pub fn virtio_win_folder(self) -> &'static str {
         match self {

@@ -1,13 +1,26 @@
 //! The libvirt driver behaviours mockstack can simulate for an instance booted from an ISO.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
-/// Which disk assembly the simulated compute host uses (see ../shared/OS-MATRIX.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Which disk assembly the simulated compute host uses (docs/guest-matrix.md#layouts).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case", parse_err_ty = String, parse_err_fn = unknown_layout)]
 pub enum Layout {
     /// Upstream Nova: the ISO is the root CD-ROM; snapshots copy the ISO.
     Stock,
@@ -45,27 +58,10 @@ impl Layout {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Layout::Stock => "stock",
-            Layout::Patched => "patched",
-            Layout::PatchedFloppy => "patched-floppy",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Layout {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Layout::ALL
-            .into_iter()
-            .find(|l| l.as_str() == s)
-            .ok_or_else(|| format!("unknown layout {s:?}: expected stock, patched or patched-floppy"))
-    }
+fn unknown_layout(s: &str) -> String {
+    format!("unknown layout {s:?}: expected stock, patched or patched-floppy")
 }

@@ -10,11 +10,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use http::Method;
+
 use crate::cloud::glance::{ImageQuery, PatchOp};
+use crate::cloud::http::Request;
 use crate::cloud::nova::{NewFlavor, NewServer as NovaNewServer};
-use crate::cloud::{self, Cloud};
+use crate::cloud::transfer::{TransferDigest, md5_file};
+use crate::cloud::{self, Cloud, CloudError};
 use crate::workflow::{
-    CloudError, CloudErrorKind, Digests, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer,
+    DownloadError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, InspectedDownload, NewImage, NewServer,
     ServerInfo,
 };
 
@@ -83,14 +87,14 @@ impl HttpDriver {
         transfer: impl FnOnce(Option<cloud::transfer::Progress>) -> F,
     ) -> Result<T, CloudError>
     where
-        F: std::future::Future<Output = Result<T, cloud::CloudError>>,
+        F: std::future::Future<Output = Result<T, CloudError>>,
     {
         let (bar, progress) = self.progress_bar(what);
         let result = transfer(progress).await;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        result.map_err(convert)
+        result
     }
 
     fn progress_bar(&self, what: String) -> (Option<indicatif::ProgressBar>, Option<cloud::transfer::Progress>) {
@@ -113,20 +117,6 @@ impl HttpDriver {
     pub fn cloud(&self) -> &Cloud {
         &self.cloud
     }
-}
-
-fn convert(e: cloud::CloudError) -> CloudError {
-    use cloud::CloudError as E;
-    let kind = match &e {
-        E::NotFound(_) => CloudErrorKind::NotFound,
-        E::Conflict(_) => CloudErrorKind::Conflict,
-        E::BadRequest(_) => CloudErrorKind::BadRequest,
-        E::Forbidden(_) => CloudErrorKind::Forbidden,
-        E::Unauthorized(_) => CloudErrorKind::Unauthorized,
-        E::OverLimit(_) => CloudErrorKind::OverLimit,
-        _ => CloudErrorKind::Other,
-    };
-    CloudError { kind, message: e.to_string() }
 }
 
 fn image_info(image: cloud::glance::Image) -> ImageInfo {
@@ -180,15 +170,15 @@ fn flavor_info(f: cloud::nova::Flavor) -> FlavorInfo {
     }
 }
 
-fn not_found_is_none<T>(r: Result<T, cloud::CloudError>) -> Result<Option<T>, CloudError> {
+fn not_found_is_none<T>(r: Result<T, CloudError>) -> Result<Option<T>, CloudError> {
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(convert(e)),
+        Err(e) => Err(e),
     }
 }
 
-fn not_found_is_ok(r: Result<(), cloud::CloudError>) -> Result<(), CloudError> {
+fn not_found_is_ok(r: Result<(), CloudError>) -> Result<(), CloudError> {
     not_found_is_none(r).map(drop)
 }
 
@@ -221,19 +211,19 @@ impl Driver for HttpDriver {
     }
 
     async fn images_named(&self, name: &str) -> Result<Vec<ImageInfo>, CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
+        let glance = self.cloud.glance().await?;
         let query = ImageQuery { name: Some(name.to_string()), ..ImageQuery::default() };
-        let images = glance.list_images(&query).await.map_err(convert)?;
+        let images = glance.list_images(&query).await?;
         Ok(images.into_iter().map(image_info).collect())
     }
 
     async fn image(&self, id: &str) -> Result<Option<ImageInfo>, CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
+        let glance = self.cloud.glance().await?;
         Ok(not_found_is_none(glance.get_image(id).await)?.map(image_info))
     }
 
     async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
+        let glance = self.cloud.glance().await?;
         let new = cloud::glance::NewImage {
             name: image.name.clone(),
             disk_format: Some(image.disk_format.clone()),
@@ -242,30 +232,44 @@ impl Driver for HttpDriver {
             properties: image.properties.clone(),
             ..Default::default()
         };
-        glance.create_image(&new).await.map(image_info).map_err(convert)
+        glance.create_image(&new).await.map(image_info)
     }
 
-    async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
-        let d = self.transfer_with_bar(upload_label(file), |p| glance.upload_file(id, file, p)).await?;
-        Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
+    async fn upload_image(&self, id: &str, file: &Path) -> Result<TransferDigest, CloudError> {
+        let glance = self.cloud.glance().await?;
+        self.transfer_with_bar(upload_label(file), |p| glance.upload_file(id, file, p)).await
     }
 
-    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<TransferDigest, CloudError> {
+        let glance = self.cloud.glance().await?;
         let sent = self.transfer_with_bar(upload_label(file), |p| glance.upload_file_unhashed(id, file, p)).await?;
-        Ok(Digests { size: sent.bytes, md5: md5.to_string(), sha512: String::new() })
+        Ok(TransferDigest { md5: Some(md5.to_string()), ..sent })
     }
 
-    async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
-        let d = self.transfer_with_bar(format!("download {id}"), |p| glance.download_to_path(id, to, p)).await?;
-        Ok(Digests { size: d.bytes, md5: d.md5, sha512: d.sha512 })
+    async fn download_and_inspect(&self, id: &str, scratch_dir: &Path) -> Result<InspectedDownload, DownloadError> {
+        let scratch = tempfile::Builder::new()
+            .prefix("isoharness-validate-")
+            .tempfile_in(scratch_dir)
+            .map_err(DownloadError::Scratch)?;
+        let glance = self.cloud.glance().await.map_err(DownloadError::Transfer)?;
+        let digest = self
+            .transfer_with_bar(format!("download {id}"), |p| glance.download_to_path(id, scratch.path(), p))
+            .await
+            .map_err(DownloadError::Transfer)?;
+        Ok(InspectedDownload { digest, inspection: crate::inspect::inspect(scratch.path()) })
+    }
+
+    async fn check_readable(&self, file: &Path) -> std::io::Result<()> {
+        std::fs::File::open(file).map(drop)
+    }
+
+    async fn md5_of_file(&self, file: &Path) -> std::io::Result<String> {
+        md5_file(file)
     }
 
     async fn update_image(&self, id: &str, changes: &[ImageChange]) -> Result<ImageInfo, CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
-        let current = glance.get_image(id).await.map_err(convert)?;
+        let glance = self.cloud.glance().await?;
+        let current = glance.get_image(id).await?;
         let ops: Vec<PatchOp> = changes
             .iter()
             .map(|c| match c {
@@ -274,21 +278,21 @@ impl Driver for HttpDriver {
                 ImageChange::Remove(k) => PatchOp::remove(k),
             })
             .collect();
-        glance.update_image(id, &ops).await.map(image_info).map_err(convert)
+        glance.update_image(id, &ops).await.map(image_info)
     }
 
     async fn delete_image(&self, id: &str) -> Result<(), CloudError> {
-        let glance = self.cloud.glance().await.map_err(convert)?;
+        let glance = self.cloud.glance().await?;
         not_found_is_ok(glance.delete_image(id).await)
     }
 
     async fn flavors(&self) -> Result<Vec<FlavorInfo>, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
-        Ok(nova.list_flavors().await.map_err(convert)?.into_iter().map(flavor_info).collect())
+        let nova = self.cloud.nova().await?;
+        Ok(nova.list_flavors().await?.into_iter().map(flavor_info).collect())
     }
 
     async fn create_flavor(&self, flavor: &FlavorInfo) -> Result<FlavorInfo, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
+        let nova = self.cloud.nova().await?;
         let new = NewFlavor {
             name: flavor.name.clone(),
             ram: u64::from(flavor.ram_mb),
@@ -299,16 +303,16 @@ impl Driver for HttpDriver {
             is_public: true,
             id: None,
         };
-        nova.create_flavor(&new).await.map(flavor_info).map_err(convert)
+        nova.create_flavor(&new).await.map(flavor_info)
     }
 
     async fn delete_flavor(&self, id: &str) -> Result<(), CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
+        let nova = self.cloud.nova().await?;
         not_found_is_ok(nova.delete_flavor(id).await)
     }
 
     async fn create_server(&self, server: &NewServer) -> Result<String, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
+        let nova = self.cloud.nova().await?;
         let new = NovaNewServer {
             name: server.name.clone(),
             image_ref: server.image_id.clone(),
@@ -316,69 +320,60 @@ impl Driver for HttpDriver {
             metadata: BTreeMap::from([("created_by".to_string(), "isoharness".to_string())]),
             no_network: true,
         };
-        nova.create_server(&new).await.map(|c| c.id).map_err(convert)
+        nova.create_server(&new).await.map(|c| c.id)
     }
 
     async fn server(&self, id: &str) -> Result<Option<ServerInfo>, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
+        let nova = self.cloud.nova().await?;
         Ok(not_found_is_none(nova.get_server(id).await)?.map(server_info))
     }
 
     async fn servers_named(&self, name: &str) -> Result<Vec<ServerInfo>, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
-        Ok(nova.list_servers_by_name(name).await.map_err(convert)?.into_iter().map(server_info).collect())
+        let nova = self.cloud.nova().await?;
+        Ok(nova.list_servers_by_name(name).await?.into_iter().map(server_info).collect())
     }
 
     async fn console_log(&self, id: &str) -> Result<String, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
-        nova.console_output(id, None).await.map_err(convert)
+        let nova = self.cloud.nova().await?;
+        nova.console_output(id, None).await
     }
 
     async fn console_url(&self, id: &str) -> Result<Option<String>, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
+        let nova = self.cloud.nova().await?;
         Ok(not_found_is_none(nova.vnc_console(id).await)?.map(|c| c.url))
     }
 
     async fn snapshot(&self, server_id: &str, name: &str) -> Result<String, CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
-        nova.create_image(server_id, name, &BTreeMap::new()).await.map_err(convert)
+        let nova = self.cloud.nova().await?;
+        nova.create_image(server_id, name, &BTreeMap::new()).await
     }
 
     async fn delete_server(&self, id: &str) -> Result<(), CloudError> {
-        let nova = self.cloud.nova().await.map_err(convert)?;
+        let nova = self.cloud.nova().await?;
         not_found_is_ok(nova.delete_server(id).await)
     }
 
     async fn domain_xml(&self, server: &ServerInfo) -> Result<Option<String>, CloudError> {
         match &self.domain_xml {
             DomainXmlSource::None => Ok(None),
-            DomainXmlSource::File(path) => std::fs::read_to_string(path)
-                .map(Some)
-                .map_err(|e| CloudError::other(format!("cannot read {}: {e}", path.display()))),
+            DomainXmlSource::File(path) => std::fs::read_to_string(path).map(Some).map_err(|source| CloudError::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            }),
             DomainXmlSource::MockAdmin(base) => {
-                let token = self.cloud.token().await.map_err(convert)?;
+                let token = self.cloud.token().await?;
                 let url = format!("{base}/mockstack/servers/{}/domain.xml", server.id);
-                // The cloud's own client: making another one (loading the system's certificates) cost more than the
-                // request itself.
-                let response = self
-                    .cloud
-                    .session()
-                    .http()
-                    .client()
-                    .get(&url)
-                    .header("X-Auth-Token", token.value.expose())
-                    .send()
-                    .await
-                    .map_err(|e| CloudError::other(format!("GET {url}: {e}")))?;
-                if !response.status().is_success() {
-                    return Err(CloudError::other(format!("GET {url}: {}", response.status())));
-                }
-                response.text().await.map(Some).map_err(|e| CloudError::other(format!("GET {url}: {e}")))
+                // Through the cloud's own client, with its retries and call log, like every other call.
+                let request = Request::new("mockstack", Method::GET, url);
+                let response = self.cloud.session().http().send(&request, Some(&token.value)).await?;
+                Ok(Some(String::from_utf8_lossy(&response.bytes().await?).into_owned()))
             }
             DomainXmlSource::Command(template) => {
                 let (Some(host), Some(instance)) = (&server.host, &server.instance_name) else {
-                    return Err(CloudError::other(
-                        "the server's host and instance name are admin-only: run as an admin to fetch domain XML",
+                    return Err(CloudError::DomainXml(
+                        "the server's host and instance name are admin-only: run as an admin to fetch domain XML"
+                            .into(),
                     ));
                 };
                 let command = template.replace("{host}", host).replace("{instance}", instance);
@@ -387,9 +382,9 @@ impl Driver for HttpDriver {
                     .arg(&command)
                     .output()
                     .await
-                    .map_err(|e| CloudError::other(format!("cannot run `{command}`: {e}")))?;
+                    .map_err(|e| CloudError::DomainXml(format!("cannot run `{command}`: {e}")))?;
                 if !output.status.success() {
-                    return Err(CloudError::other(format!(
+                    return Err(CloudError::DomainXml(format!(
                         "`{command}` failed: {}",
                         String::from_utf8_lossy(&output.stderr).trim()
                     )));

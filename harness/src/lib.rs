@@ -1,16 +1,14 @@
 //! isoharness: build OpenStack guest images from installation ISOs, and validate them, against a real cloud or mockstack.
+//!
+//! The library computes and returns; it prints nothing. The `isoharness` binary (`src/main.rs`, its `cli` and
+//! `commands` modules) parses the command line, prints reports and errors, and ends with an [`exit::ExitStatus`].
 
-pub mod build_cmd;
-pub mod check_xml_cmd;
-pub mod cli;
 pub mod cloud;
 pub mod domxml;
 pub mod driver;
+pub mod exit;
+pub mod inspect;
 pub mod matrix;
-pub mod matrix_cmd;
-pub mod media_cmd;
-pub mod mock_cmd;
 pub mod scenario;
 pub mod target;
-pub mod validate;
 pub mod workflow;

@@ -1,17 +1,22 @@
-//! The `isoharness` binary: thin glue from the command line to the harness library.
+//! The `isoharness` binary: the command line ([`cli`]) and the commands ([`commands`]) over the harness library.
+//! Everything the binary prints is printed here or below; the library only returns values.
+
+mod cli;
+mod commands;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+use harness::exit::ExitStatus;
 
 fn main() -> ExitCode {
-    let cli = harness::cli::Cli::parse();
-    let runtime = match cli.runtime() {
-        Ok(rt) => rt,
+    let cli = cli::Cli::parse();
+    let status = match cli.runtime() {
+        Ok(runtime) => runtime.block_on(cli::run(cli)),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
+            ExitStatus::Usage
         }
     };
-    runtime.block_on(harness::cli::run(cli))
+    ExitCode::from(status)
 }

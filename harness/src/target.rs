@@ -1,5 +1,6 @@
 //! Where a command runs: a real cloud named by `--os-cloud`/`OS_CLOUD` (or `OS_*`), or an
-//! embedded mockstack started in-process with a virtual clock.
+//! embedded mockstack started in-process with a virtual clock; and the installation media a run uploads, generated
+//! here for every caller (builds, the matrix's cache, `isoharness media`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,33 +9,17 @@ use std::time::Instant;
 
 use anyhow::Context;
 use guestsim::Layout;
+use guestsim::guest::{Arch, GuestFacts};
 use guestsim::media::virtio_win::FloppyArch;
 use mockstack::{ClockMode, Config, MockStack};
 
 use crate::cloud::config::{
     AuthMethod, CloudConfig, ConfigOrigin, DomainRef, Interface, ProjectRef, Scope, TlsVerify, UserRef,
 };
-use crate::cloud::{ClientOptions, Cloud, Secret};
+use crate::cloud::{ClientOptions, Cloud, CloudError, ConfigRequest, Secret};
 use crate::driver::{Clock, DomainXmlSource, HttpDriver};
 use crate::scenario::{Scenario, VirtioWinBuild};
 use crate::workflow::{DriverMedia, MediaFiles};
-
-/// Options shared by the commands that talk to a cloud.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CloudArgs {
-    /// The cloud in clouds.yaml; without it (and without OS_CLOUD) an embedded mockstack is used.
-    #[arg(long, env = "OS_CLOUD")]
-    pub os_cloud: Option<String>,
-    #[arg(long, env = "OS_REGION_NAME")]
-    pub os_region_name: Option<String>,
-    /// Fetch domain XML with this command on a real cloud; `{host}` and `{instance}` are replaced
-    /// (e.g. `ssh {host} sudo virsh dumpxml {instance}`).
-    #[arg(long, value_name = "CMD", conflicts_with = "domain_xml_file")]
-    pub domain_xml_command: Option<String>,
-    /// Check this saved `virsh dumpxml` output as the install server's domain XML.
-    #[arg(long, value_name = "FILE")]
-    pub domain_xml_file: Option<PathBuf>,
-}
 
 /// A running embedded mockstack and the admin connection to it.
 pub struct Embedded {
@@ -50,7 +35,7 @@ impl Embedded {
             layout,
             virtio_win_image: Some(virtio_win_image.to_string()),
             // Room for every cell of a parallel matrix: each holds an install and a boot-test server.
-            quota: mockstack::nova::servers::Quota { instances: 1000, cores: 4000, ram_mb: 16 << 20 },
+            quota: mockstack::nova::quota::Quota { instances: 1000, cores: 4000, ram_mb: 16 << 20 },
             ..Config::default()
         };
         let mock = MockStack::start(config, "127.0.0.1:0".parse().expect("literal address"))
@@ -111,23 +96,12 @@ impl Embedded {
     }
 }
 
-/// Connects to the real cloud the arguments name.
-pub async fn connect_real(args: &CloudArgs) -> anyhow::Result<HttpDriver> {
-    let request =
-        crate::cloud::ConfigRequest { cloud: args.os_cloud.clone(), region_name: args.os_region_name.clone() };
-    let config = crate::cloud::config::load(&request)?;
+/// Connects to the real cloud `request` names (clouds.yaml, `OS_*`), authenticating at once: bad configuration
+/// fails here as [`CloudError::Config`], an unreachable or refusing cloud as another [`CloudError`].
+pub async fn connect_real(request: &ConfigRequest, domain_xml: DomainXmlSource) -> Result<HttpDriver, CloudError> {
+    let config = crate::cloud::config::load(request)?;
     let cloud = Cloud::connect(config, ClientOptions::default()).await?;
-    let source = match (&args.domain_xml_command, &args.domain_xml_file) {
-        (Some(cmd), _) => DomainXmlSource::Command(cmd.clone()),
-        (None, Some(file)) => DomainXmlSource::File(file.clone()),
-        (None, None) => DomainXmlSource::None,
-    };
-    Ok(HttpDriver::new(cloud, Clock::Real(Instant::now()), source))
-}
-
-/// Whether the arguments (or the environment) name a real cloud.
-pub fn wants_real_cloud(args: &CloudArgs) -> bool {
-    args.os_cloud.is_some() || std::env::var_os("OS_AUTH_URL").is_some()
+    Ok(HttpDriver::new(cloud, Clock::Real(Instant::now()), domain_xml))
 }
 
 /// The media files for a build: generated for mockstack into `dir`, the scenario's own files
@@ -188,12 +162,12 @@ impl MediaCache {
             .filter(|_| attached.driver_floppy)
             .map(|arch| self.dir.join(format!("virtio-win-floppy-{arch:?}.vfd").to_lowercase()));
         let mut wanted: Vec<(PathBuf, Generate)> =
-            vec![(installer.clone(), Box::new(|p| generate_installer(scenario, p)))];
+            vec![(installer.clone(), Box::new(|p| generate_installer(&scenario.guest, p)))];
         if let Some(path) = &virtio_iso {
             wanted.push((path.clone(), Box::new(move |p| generate_virtio_win(build, p))));
         }
         if let Some(path) = &driver_floppy {
-            wanted.push((path.clone(), Box::new(|p| generate_floppy(scenario, p))));
+            wanted.push((path.clone(), Box::new(|p| generate_floppy(scenario.guest.arch, p))));
         }
         let paths: Vec<PathBuf> = wanted.iter().map(|(p, _)| p.clone()).collect();
         let mut written = self.written.lock().map_err(|_| anyhow::anyhow!("a media generation panicked"))?;
@@ -207,7 +181,7 @@ impl MediaCache {
                 .map(|(path, generate)| {
                     scope.spawn(move || {
                         generate(&path)?;
-                        let md5 = crate::validate::md5_file(&path)
+                        let md5 = crate::cloud::transfer::md5_file(&path)
                             .with_context(|| format!("cannot read back {}", path.display()))?;
                         Ok((path, md5))
                     })
@@ -238,22 +212,27 @@ impl MediaCache {
     }
 }
 
-fn generate_installer(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
+/// Writes the installer ISO of `guest` (a real, bootable ISO 9660 image carrying the guest's facts).
+pub fn generate_installer(guest: &GuestFacts, path: &Path) -> anyhow::Result<()> {
     use guestsim::media::os_iso::{OsIsoOptions, os_installer_iso_to_file};
-    os_installer_iso_to_file(&scenario.guest, &OsIsoOptions::default(), path)
-        .with_context(|| format!("cannot generate the installer ISO for {}", scenario.name))
+    os_installer_iso_to_file(guest, &OsIsoOptions::default(), path)
+        .with_context(|| format!("cannot write the installer ISO of {} to {}", guest.name, path.display()))
 }
 
-fn generate_virtio_win(build: VirtioWinBuild, path: &Path) -> anyhow::Result<()> {
+/// Writes the VirtIO-win driver ISO of `build`.
+pub fn generate_virtio_win(build: VirtioWinBuild, path: &Path) -> anyhow::Result<()> {
     use guestsim::media::virtio_win::virtio_win_iso_to_file;
-    virtio_win_iso_to_file(&build.spec(), path).context("cannot generate the VirtIO-win ISO")
+    virtio_win_iso_to_file(&build.spec(), path)
+        .with_context(|| format!("cannot write the VirtIO-win ISO to {}", path.display()))
 }
 
-fn generate_floppy(scenario: &Scenario, path: &Path) -> anyhow::Result<()> {
+/// Writes the driver floppy for guests of `arch`.
+pub fn generate_floppy(arch: Arch, path: &Path) -> anyhow::Result<()> {
     use guestsim::media::virtio_win::{DriverFloppySpec, driver_floppy_to_file};
-    let arch = FloppyArch::for_guest(scenario.guest.arch)
-        .with_context(|| format!("no driver floppy exists for {:?} guests", scenario.guest.arch))?;
-    driver_floppy_to_file(&DriverFloppySpec::for_arch(arch), path).context("cannot generate the driver floppy")
+    let floppy = FloppyArch::for_guest(arch)
+        .with_context(|| format!("driver floppies exist for x86 and amd64 guests only, not {arch:?}"))?;
+    driver_floppy_to_file(&DriverFloppySpec::for_arch(floppy), path)
+        .with_context(|| format!("cannot write the driver floppy to {}", path.display()))
 }
 
 #[cfg(test)]
@@ -301,7 +280,7 @@ mod tests {
             // Each file's md5 was taken when it was written, and is the file's.
             for path in expected {
                 let known = media.known_md5.get(path).unwrap_or_else(|| panic!("{layout}: no md5 for {path:?}"));
-                let md5 = crate::validate::md5_file(path).unwrap();
+                let md5 = crate::cloud::transfer::md5_file(path).unwrap();
                 assert_eq!(known, &md5, "{layout}: {path:?}");
             }
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use guestsim::Layout;
+use guestsim::{Layout, OutcomeKind};
 use harness::matrix::run::{expected, run_embedded};
 use harness::scenario::Scenario;
 
@@ -29,18 +29,30 @@ async fn every_cell_runs_once_and_meets_the_rules() {
         assert_eq!(report.cells.len(), seen.len(), "jobs {jobs}: no cell twice");
         for cell in &report.cells {
             let scenario = chosen.iter().find(|s| s.name == cell.scenario).unwrap();
-            let (derived, why) = expected(scenario, cell.layout);
+            let derived = expected(scenario, cell.layout);
             assert_eq!(
                 cell.observed,
-                Some(derived),
-                "{} on {}: {why}; ran: {}",
+                Some(derived.kind),
+                "{} on {}: {}; ran: {}",
                 cell.scenario,
                 cell.layout,
+                derived.reason,
                 cell.reason
             );
         }
         assert!(report.passed(), "jobs {jobs}");
     }
+}
+
+#[tokio::test]
+async fn an_attended_install_is_observed_and_expected_as_needs_console() {
+    let mut attended = scenarios(&["ubuntu-24.04"]).remove(0);
+    attended.guest.unattended = false;
+    let report = run_embedded(&[attended], &[Layout::Patched], 1).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let cell = &report.cells[0];
+    assert_eq!(cell.expected.kind, OutcomeKind::NeedsConsole, "{}", cell.expected.reason);
+    assert_eq!(cell.observed, Some(OutcomeKind::NeedsConsole), "{}", cell.reason);
+    assert!(cell.passed(), "{:?}", cell.problem());
 }
 
 #[test]

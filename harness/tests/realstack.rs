@@ -109,6 +109,8 @@ fn isoharness(clouds: &Path, args: &[&str]) -> Result<(i32, String, String), Str
     let output = Command::new(env!("CARGO_BIN_EXE_isoharness"))
         .args(args)
         .env("OS_CLIENT_CONFIG_FILE", clouds)
+        // Every run names its own ledger; none may fall back on the user's.
+        .env("XDG_STATE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("realstack-state"))
         .env_remove("OS_CLOUD")
         .env_remove("OS_AUTH_URL")
         .output()
@@ -263,7 +265,7 @@ fn check_real_domain_xml(clouds: &Path, report: &Value, dir: &Path) -> Result<()
     let path = dir.join("domain.xml");
     std::fs::write(&path, xml).map_err(|e| e.to_string())?;
     let (code, stdout, stderr) =
-        isoharness(clouds, &["check-xml", &path.display().to_string(), "--expect", "auto", "--format", "json"])?;
+        isoharness(clouds, &["check-xml", &path.display().to_string(), "--layout", "auto", "--format", "json"])?;
     let checked: Value =
         serde_json::from_str(&stdout).map_err(|e| format!("check-xml printed no JSON ({e}): {stdout}{stderr}"))?;
     let file = &checked["files"][0];

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use guestsim::Layout;
+use harness::cloud::ConfigRequest;
+use harness::driver::DomainXmlSource;
 use harness::matrix::run::run_cell;
 use harness::scenario::Scenario;
-use harness::target::{CloudArgs, Embedded, connect_real};
+use harness::target::{Embedded, connect_real};
 use harness::workflow::ledger::Ledger;
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -82,7 +84,7 @@ fn run_embedded(scenario: &Scenario, layout: Layout) -> Result<(), Failed> {
                 layout,
                 dir.path(),
                 true,
-                &format!("{}-{layout}", harness::build_cmd::new_run_id()),
+                &format!("{}-{layout}", harness::workflow::RunId::new()),
             ),
         )
         .await
@@ -104,8 +106,8 @@ fn run_embedded(scenario: &Scenario, layout: Layout) -> Result<(), Failed> {
     let summary = format!(
         "scenario: {}\nlayout: {layout}\nexpected: {} ({})\nobserved: {}\nreason: {}\nevidence:\n{}\nxml findings:\n{}\n",
         cell.scenario,
-        cell.expected,
-        cell.expected_reason,
+        cell.expected.kind,
+        cell.expected.reason,
         cell.observed.map(|o| o.to_string()).unwrap_or_else(|| "none".into()),
         cell.reason,
         cell.evidence.iter().map(|l| format!("  {l}\n")).collect::<String>(),
@@ -129,20 +131,22 @@ fn leftovers(embedded: &Embedded) -> Vec<String> {
     embedded.mock.state().leftovers("ih-")
 }
 
+/// The ledger of the real-cloud trials: under the build directory, not the user's state directory.
+fn test_ledger() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("scenarios-ledger.jsonl")
+}
+
 fn run_real(scenario: &Scenario, layout: Layout, cloud: &str) -> Result<(), Failed> {
     let deadline =
         Duration::from_secs(scenario.completion.install_timeout_s + scenario.completion.boot_timeout_s + 1800);
     let cell = runtime().block_on(async {
-        let args = CloudArgs {
-            os_cloud: Some(cloud.to_string()),
-            os_region_name: None,
-            domain_xml_command: None,
-            domain_xml_file: None,
-        };
-        let driver = connect_real(&args).await.map_err(|e| format!("{e:#}"))?;
+        let request = ConfigRequest { cloud: Some(cloud.to_string()), region_name: None };
+        let driver = connect_real(&request, DomainXmlSource::None).await.map_err(|e| format!("{e:#}"))?;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let ledger = Ledger::open(&Ledger::default_path()).map_err(|e| e.to_string())?;
-        let run_id = harness::build_cmd::new_run_id();
+        // The tests' own ledger, never the user's; it outlives the test so that `isoharness cleanup --ledger` can
+        // finish what a killed test run left.
+        let ledger = Ledger::open(&test_ledger()).map_err(|e| e.to_string())?;
+        let run_id = harness::workflow::RunId::new().to_string();
         let cell = run_cell(&driver, &ledger, scenario, layout, dir.path(), false, &run_id);
         match tokio::time::timeout(deadline, cell).await {
             Ok(cell) => Ok(cell),

@@ -5,11 +5,11 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use guestsim::Layout;
-use harness::scenario::{Outcome, Scenario};
+use guestsim::{Layout, OutcomeKind};
+use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
-use harness::validate::{self, CheckStatus, Request, ValidationReport};
 use harness::workflow::ledger::Ledger;
+use harness::workflow::validate::{self, CheckStatus, ValidationReport, ValidationRequest};
 use harness::workflow::{BuildOptions, Driver, ImageChange, run_build};
 
 fn scenario(name: &str) -> Scenario {
@@ -40,14 +40,14 @@ async fn build_and_keep(mut scenario: Scenario, layout: Layout) -> Built {
     scenario.image.name = Some(format!("kept-{}", scenario.name));
     let report = run_build(&driver, &ledger, &scenario, &media, &options).await;
     let image_id = match report.outcome {
-        Some(Outcome::ImageOk) => report.image_id.clone().expect("a kept image"),
+        Some(OutcomeKind::ImageOk) => report.image_id.clone().expect("a kept image"),
         _ => panic!("{} on {layout}: {:?} {}", scenario.name, report.outcome, report.reason),
     };
     Built { embedded, driver, image_id, scenario, dir, ledger }
 }
 
 async fn validate(built: &Built, boot: bool) -> ValidationReport {
-    let mut request = Request::for_scenario(&built.scenario);
+    let mut request = ValidationRequest::for_scenario(&built.scenario);
     request.boot_test = boot;
     request.scratch_dir = built.dir.path().to_path_buf();
     let report = validate::validate_image(&built.driver, &built.ledger, "ih-valid002", &built.image_id, &request).await;
@@ -94,7 +94,7 @@ async fn the_stock_iso_copy_fails_content_and_boot() {
     let mut options = BuildOptions::new("ih-valid003", dir.path());
     options.boot_test = true;
     let report = run_build(&driver, &ledger, &scenario, &media, &options).await;
-    assert_eq!(report.outcome, Some(Outcome::IsoCopy), "{}", report.reason);
+    assert_eq!(report.outcome, Some(OutcomeKind::IsoCopy), "{}", report.reason);
     let validation = report.validation.expect("the build validated the snapshot");
     assert_eq!(status(&validation, "content"), CheckStatus::Fail);
     assert_eq!(status(&validation, "boot"), CheckStatus::Fail);

@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use guestsim::Layout;
-use harness::scenario::{Outcome, Scenario};
+use guestsim::{Layout, OutcomeKind};
+use harness::cloud::transfer::TransferDigest;
+use harness::cloud::{ApiFailure, CloudError};
+use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{
-    BuildOptions, CloudError, Digests, Driver, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo,
-    run_build,
+    BuildOptions, DownloadError, Driver, FlavorInfo, ImageChange, ImageInfo, InspectedDownload, NewImage, NewServer,
+    ServerInfo, run_build,
 };
 use mockstack::{ClockMode, Config, MockStack};
 
@@ -63,10 +65,10 @@ fn sequence(calls: &[String]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verdicts_follow_the_layout_for_linux_and_windows() {
     let cases = [
-        ("ubuntu-24.04", Layout::Patched, Some(Outcome::ImageOk)),
-        ("ubuntu-24.04", Layout::Stock, Some(Outcome::IsoCopy)),
-        ("windows-server-2012", Layout::Patched, Some(Outcome::ImageOk)),
-        ("windows-server-2012", Layout::Stock, Some(Outcome::NoTargetDisk)),
+        ("ubuntu-24.04", Layout::Patched, Some(OutcomeKind::ImageOk)),
+        ("ubuntu-24.04", Layout::Stock, Some(OutcomeKind::IsoCopy)),
+        ("windows-server-2012", Layout::Patched, Some(OutcomeKind::ImageOk)),
+        ("windows-server-2012", Layout::Stock, Some(OutcomeKind::NoTargetDisk)),
     ];
     for (name, layout, expected) in cases {
         let (report, calls, leftovers) = build(name, layout).await;
@@ -90,7 +92,7 @@ async fn driver_media_follow_what_the_embedded_host_attaches() {
             let uploaded = step.detail.split("; ").any(|d| d.starts_with(&format!("{name}: uploaded")));
             assert_eq!(uploaded, attached, "{name} on {layout}: {}", step.detail);
         }
-        let expected = [(Layout::Stock, Outcome::IsoCopy), (Layout::Patched, Outcome::ImageOk)];
+        let expected = [(Layout::Stock, OutcomeKind::IsoCopy), (Layout::Patched, OutcomeKind::ImageOk)];
         if let Some((_, outcome)) = expected.iter().find(|(l, _)| *l == layout) {
             assert_eq!(report.outcome, Some(*outcome), "{layout}: {}", report.reason);
         }
@@ -100,7 +102,7 @@ async fn driver_media_follow_what_the_embedded_host_attaches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_call_sequence_is_the_seven_steps() {
     let (report, calls, _) = build("ubuntu-24.04", Layout::Patched).await;
-    assert_eq!(report.outcome, Some(Outcome::ImageOk), "{}", report.reason);
+    assert_eq!(report.outcome, Some(OutcomeKind::ImageOk), "{}", report.reason);
     let seq = sequence(&calls);
     // Each step's characteristic call, in the order the article gives them.
     let milestones = [
@@ -154,14 +156,20 @@ impl<D: Driver> Driver for FailingSnapshot<D> {
     async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError> {
         self.0.create_image(image).await
     }
-    async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError> {
+    async fn upload_image(&self, id: &str, file: &Path) -> Result<TransferDigest, CloudError> {
         self.0.upload_image(id, file).await
     }
-    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<TransferDigest, CloudError> {
         self.0.upload_image_known(id, file, md5).await
     }
-    async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError> {
-        self.0.download_image(id, to).await
+    async fn download_and_inspect(&self, id: &str, scratch_dir: &Path) -> Result<InspectedDownload, DownloadError> {
+        self.0.download_and_inspect(id, scratch_dir).await
+    }
+    async fn check_readable(&self, file: &Path) -> std::io::Result<()> {
+        self.0.check_readable(file).await
+    }
+    async fn md5_of_file(&self, file: &Path) -> std::io::Result<String> {
+        self.0.md5_of_file(file).await
     }
     async fn update_image(&self, id: &str, changes: &[ImageChange]) -> Result<ImageInfo, CloudError> {
         self.0.update_image(id, changes).await
@@ -194,7 +202,13 @@ impl<D: Driver> Driver for FailingSnapshot<D> {
         self.0.console_url(id).await
     }
     async fn snapshot(&self, _server_id: &str, _name: &str) -> Result<String, CloudError> {
-        Err(CloudError::other("injected: the connection dropped during createImage"))
+        Err(CloudError::Server(Box::new(ApiFailure {
+            method: "POST".into(),
+            url: "/servers/{id}/action".into(),
+            status: 502,
+            request_id: None,
+            message: "injected: the connection dropped during createImage".into(),
+        })))
     }
     async fn delete_server(&self, id: &str) -> Result<(), CloudError> {
         self.0.delete_server(id).await
@@ -233,7 +247,7 @@ async fn a_known_md5_that_glance_does_not_confirm_stops_the_build() {
     let mut media = media_for(&scenario, true, dir.path()).unwrap();
     let iso = media.os_iso.clone().unwrap();
     let known = media.known_md5.get(&iso).expect("the generated ISO's md5");
-    assert_eq!(known, &harness::validate::md5_file(&iso).unwrap(), "the md5 of the ISO");
+    assert_eq!(known, &harness::cloud::transfer::md5_file(&iso).unwrap(), "the md5 of the ISO");
     media.known_md5.insert(iso, "0".repeat(32));
     let report = run_build(&driver, &ledger, &scenario, &media, &BuildOptions::new("ih-md5x0001", dir.path())).await;
     assert_eq!(report.outcome, None);
@@ -264,7 +278,7 @@ async fn a_killed_run_is_cleaned_up_by_the_cleanup_command() {
     let mock = MockStack::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let clouds = dir.path().join("clouds.yaml");
-    std::fs::write(&clouds, harness::mock_cmd::clouds_yaml(&mock)).unwrap();
+    std::fs::write(&clouds, mock.clouds_yaml()).unwrap();
     let ledger: PathBuf = dir.path().join("ledger.jsonl");
     let scenario_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ubuntu-24.04.toml");
     // The real-cloud path needs the installer as a file: write it with `isoharness media`.
@@ -316,4 +330,26 @@ async fn a_killed_run_is_cleaned_up_by_the_cleanup_command() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(mock.state().leftovers("ih-"), Vec::<String>::new(), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(Ledger::live(&ledger).unwrap().is_empty());
+}
+
+/// The domain XML comes through the client's request layer like every call: retried, and in the call log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_domain_xml_is_fetched_through_the_call_log() {
+    let scenario = scenario("ubuntu-24.04");
+    let embedded = Embedded::start(Layout::Patched, &scenario.media.virtio_win_image).await.unwrap();
+    let driver = embedded.driver().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.jsonl")).unwrap();
+    let media = media_for(&scenario, true, dir.path()).unwrap();
+    let report = run_build(&driver, &ledger, &scenario, &media, &BuildOptions::new("ih-test0004", dir.path())).await;
+    assert!(report.domain_xml.as_deref().is_some_and(|x| x.contains("<domain")), "{}", report.reason);
+    let fetched: Vec<_> = driver
+        .cloud()
+        .call_log()
+        .records()
+        .into_iter()
+        .filter(|r| r.service == "mockstack" && r.url.ends_with("/domain.xml"))
+        .collect();
+    assert_eq!(fetched.len(), 1, "{fetched:?}");
+    assert_eq!(fetched[0].status, Some(200));
 }

@@ -29,8 +29,9 @@ use serde::Deserialize;
 /// Roles known to mockstack, in Keystone's default implication order (each implies the next).
 pub const ROLE_CHAIN: [&str; 4] = ["admin", "manager", "member", "reader"];
 
+/// A Keystone domain: the namespace projects and users live in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Domain {
+pub struct IdentityDomain {
     pub id: String,
     pub name: String,
 }
@@ -55,7 +56,7 @@ pub struct User {
 /// Every identity of one mockstack.
 #[derive(Debug, Clone, Default)]
 pub struct IdentitySet {
-    pub domains: Vec<Domain>,
+    pub domains: Vec<IdentityDomain>,
     pub projects: Vec<Project>,
     pub users: Vec<User>,
 }
@@ -136,7 +137,7 @@ impl IdentitySet {
         let invalid = |what: String| IdentityError::Invalid { path: origin.to_string(), what };
 
         let mut set = IdentitySet {
-            domains: vec![Domain { id: "default".into(), name: "Default".into() }],
+            domains: vec![IdentityDomain { id: "default".into(), name: "Default".into() }],
             ..IdentitySet::default()
         };
         for d in model.domains {
@@ -148,7 +149,7 @@ impl IdentitySet {
                 }
                 return Err(invalid(format!("domain {:?} is defined twice", d.name)));
             }
-            set.domains.push(Domain { id, name: d.name });
+            set.domains.push(IdentityDomain { id, name: d.name });
         }
         let resolve_domain = |set: &IdentitySet, key: &Option<String>, owner: &str| {
             let key = key.as_deref().unwrap_or("default");
@@ -196,7 +197,7 @@ impl IdentitySet {
         Ok(set)
     }
 
-    pub fn domain(&self, id: &str) -> Option<&Domain> {
+    pub fn domain(&self, id: &str) -> Option<&IdentityDomain> {
         self.domains.iter().find(|d| d.id == id)
     }
 

@@ -158,6 +158,30 @@ impl MockStack {
         self.addr
     }
 
+    /// A clouds.yaml with `mockstack` (the admin) and `mockstack-<user>` for every user with a project, for the
+    /// `openstack` CLI and any other clouds.yaml reader.
+    pub fn clouds_yaml(&self) -> String {
+        let yaml_str = |s: &str| serde_json::to_string(s).expect("strings serialize");
+        let ids = self.state.identities();
+        let mut out = String::from("clouds:\n");
+        for user in &ids.users {
+            let Some(project_id) = user.roles.keys().next() else { continue };
+            let Some(project) = ids.project(project_id) else { continue };
+            let name = if user.name == "admin" { "mockstack".to_string() } else { format!("mockstack-{}", user.name) };
+            out.push_str(&format!(
+                "  {name}:\n    auth:\n      auth_url: {auth}\n      username: {user}\n      password: {pw}\n      project_name: {project}\n      user_domain_id: {ud}\n      project_domain_id: {pd}\n    region_name: {region}\n    interface: public\n    identity_api_version: 3\n",
+                auth = self.auth_url(),
+                user = yaml_str(&user.name),
+                pw = yaml_str(&user.password),
+                project = yaml_str(&project.name),
+                ud = user.domain_id,
+                pd = project.domain_id,
+                region = self.state.config().region,
+            ));
+        }
+        out
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }

@@ -29,7 +29,7 @@ pub struct Config {
     /// The Glance image (name or id) the `patched-floppy` layout attaches as the driver floppy.
     pub driver_floppy_image: Option<String>,
     /// Every project's compute quota (Nova's defaults: 10 instances, 20 cores, 50 GiB of RAM).
-    pub quota: crate::nova::servers::Quota,
+    pub quota: crate::nova::quota::Quota,
 }
 
 impl Default for Config {
@@ -44,7 +44,7 @@ impl Default for Config {
             layout: Layout::Patched,
             virtio_win_image: Some(guestsim::DEFAULT_VIRTIO_WIN_IMAGE.into()),
             driver_floppy_image: Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE.into()),
-            quota: crate::nova::servers::DEFAULT_QUOTA,
+            quota: crate::nova::quota::DEFAULT_QUOTA,
         }
     }
 }
@@ -52,10 +52,11 @@ impl Default for Config {
 /// Handle on one mockstack's state; cheap to clone, shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    inner: Arc<Inner>,
+    inner: Arc<AppStateInner>,
 }
 
-struct Inner {
+/// What every clone of an [`AppState`] shares.
+struct AppStateInner {
     config: Config,
     clock: Arc<Clock>,
     tokens: TokenStore,
@@ -85,7 +86,7 @@ impl AppState {
         glance.configure(clock.clone(), config.image_size_cap);
         let nova = crate::nova::NovaState::new(&data_dir.join("instances"))?;
         Ok(AppState {
-            inner: Arc::new(Inner {
+            inner: Arc::new(AppStateInner {
                 config,
                 clock,
                 tokens: TokenStore::default(),

@@ -40,7 +40,7 @@ const APT_PACKAGES: &[apt::Package] = &[
     apt::Package { name: "python3-venv", probe: "", why: "the virtualenv for the openstack CLI" },
 ];
 
-/// The OpenStack client versions the acceptance tests drive mockstack with (REALSTACK-NOTES.md).
+/// The OpenStack client versions the acceptance tests drive mockstack with (docs/real-cloud.md#versions).
 const PIP_PACKAGES: &[&str] = &["python-openstackclient==10.5.0", "openstacksdk==4.22.0"];
 
 /// The variable that names the real cloud's clouds.yaml to the test suites.
@@ -218,7 +218,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         command.env_remove(CLOUDS_ENV);
         return run(&mut command);
     }
-    let layout = realstack::Layout::new(realstack::default_root());
+    let layout = realstack::Dirs::new(realstack::default_root());
     test_on_realstack(&layout, realstack::Compute::Fake, &mut command)?;
     if !libvirt_round {
         return Ok(());
@@ -239,7 +239,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
 
 /// Brings the local real cloud up with `compute`, runs `command` against it and takes it down.
 fn test_on_realstack(
-    layout: &realstack::Layout,
+    layout: &realstack::Dirs,
     compute: realstack::Compute,
     command: &mut Command,
 ) -> anyhow::Result<()> {
@@ -278,7 +278,7 @@ fn bench(args: &[String]) -> anyhow::Result<()> {
     if !with_realstack || std::env::var_os("ISOHARNESS_REALSTACK_CLOUDS").is_some() {
         return run(&mut command);
     }
-    let layout = realstack::Layout::new(realstack::default_root());
+    let layout = realstack::Dirs::new(realstack::default_root());
     // Quietly: the benchmark's table is the only thing this command prints on stdout.
     let keystone = std::net::SocketAddr::from(([127, 0, 0, 1], realstack::PORT_BASE));
     let was_running = layout.clouds_yaml().is_file()

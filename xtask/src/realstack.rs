@@ -103,13 +103,13 @@ impl Ports {
 
 /// Where the pieces of one real cloud live.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub struct Dirs {
     pub root: PathBuf,
 }
 
-impl Layout {
-    pub fn new(root: impl Into<PathBuf>) -> Layout {
-        Layout { root: root.into() }
+impl Dirs {
+    pub fn new(root: impl Into<PathBuf>) -> Dirs {
+        Dirs { root: root.into() }
     }
 
     pub fn venv(&self) -> PathBuf {
@@ -184,7 +184,7 @@ impl Compute {
 }
 
 /// The compute mode the cloud under `layout` was last brought up with.
-pub fn running_compute(layout: &Layout) -> Option<Compute> {
+pub fn running_compute(layout: &Dirs) -> Option<Compute> {
     Compute::parse(fs::read_to_string(layout.run().join("compute")).ok()?.trim()).ok()
 }
 
@@ -218,7 +218,7 @@ pub fn command(args: &[String]) -> anyhow::Result<()> {
             other => bail!("unknown argument `{other}`\n{USAGE}"),
         }
     }
-    let layout = Layout::new(root);
+    let layout = Dirs::new(root);
     match action.as_deref() {
         Some("up") => up(&layout, compute).map(drop),
         Some("down") => down(&layout),
@@ -241,7 +241,7 @@ fn say(started: Instant, message: impl AsRef<str>) {
 }
 
 /// Brings the cloud up with `compute` behind Nova (or finds it so running) and returns the path of its clouds.yaml.
-pub fn up(layout: &Layout, compute: Compute) -> anyhow::Result<PathBuf> {
+pub fn up(layout: &Dirs, compute: Compute) -> anyhow::Result<PathBuf> {
     let started = Instant::now();
     let ports = Ports::from_base(PORT_BASE);
     let alive = alive_processes(layout);
@@ -304,7 +304,7 @@ pub fn up(layout: &Layout, compute: Compute) -> anyhow::Result<PathBuf> {
 }
 
 fn start_all(
-    layout: &Layout,
+    layout: &Dirs,
     ports: &Ports,
     secrets: &Secrets,
     compute: Compute,
@@ -387,7 +387,7 @@ fn identity_url(ports: &Ports) -> String {
 }
 
 fn template_values(
-    layout: &Layout,
+    layout: &Dirs,
     ports: &Ports,
     secrets: &Secrets,
     compute: Compute,
@@ -443,7 +443,7 @@ pub fn render(template: &str, values: &BTreeMap<&str, String>, origin: &str) -> 
     Ok(out)
 }
 
-fn render_configs(layout: &Layout, values: &BTreeMap<&'static str, String>) -> anyhow::Result<()> {
+fn render_configs(layout: &Dirs, values: &BTreeMap<&'static str, String>) -> anyhow::Result<()> {
     let templates = source_dir().join("templates");
     let read = |name: &str| {
         let path = templates.join(name);
@@ -511,7 +511,7 @@ fn check_ports_free(ports: &Ports) -> anyhow::Result<()> {
 }
 
 /// The virtualenv, rebuilt whenever requirements.txt or constraints.txt change.
-fn ensure_venv(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+fn ensure_venv(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     let requirements = source_dir().join("requirements.txt");
     let constraints = source_dir().join("constraints.txt");
     let wanted = format!("{}\n{}", fs::read_to_string(&requirements)?, fs::read_to_string(&constraints)?);
@@ -538,7 +538,7 @@ fn ensure_venv(layout: &Layout, started: Instant) -> anyhow::Result<()> {
 }
 
 /// Copies the compute driver into the virtualenv's `nova/virt/` package.
-fn install_driver(layout: &Layout) -> anyhow::Result<()> {
+fn install_driver(layout: &Dirs) -> anyhow::Result<()> {
     let lib = layout.venv().join("lib");
     let site = fs::read_dir(&lib)
         .with_context(|| format!("cannot list {}", lib.display()))?
@@ -553,7 +553,7 @@ fn install_driver(layout: &Layout) -> anyhow::Result<()> {
 
 /// Starts `program` in its own process group, output appended to `logs/<name>.log`, pid in `run/<name>.pid`.
 fn spawn(
-    layout: &Layout,
+    layout: &Dirs,
     name: &str,
     program: &Path,
     args: &[OsString],
@@ -580,7 +580,7 @@ fn spawn(
     Ok(pid)
 }
 
-fn search_path(layout: &Layout) -> OsString {
+fn search_path(layout: &Dirs) -> OsString {
     let mut paths = vec![layout.venv().join("bin"), PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")];
     if let Some(path) = std::env::var_os("PATH") {
         paths.extend(std::env::split_paths(&path));
@@ -589,11 +589,11 @@ fn search_path(layout: &Layout) -> OsString {
 }
 
 /// Runs one set-up command from the virtualenv, output appended to `logs/setup.log`; fails with its tail.
-fn setup_step(layout: &Layout, program: &str, args: &[&str]) -> anyhow::Result<()> {
+fn setup_step(layout: &Dirs, program: &str, args: &[&str]) -> anyhow::Result<()> {
     setup_command(layout, Command::new(layout.bin(program)).args(args), &[])
 }
 
-fn setup_command(layout: &Layout, command: &mut Command, stdin: &[u8]) -> anyhow::Result<()> {
+fn setup_command(layout: &Dirs, command: &mut Command, stdin: &[u8]) -> anyhow::Result<()> {
     let output = command
         .current_dir(&layout.root)
         .env("PATH", search_path(layout))
@@ -624,7 +624,7 @@ fn setup_command(layout: &Layout, command: &mut Command, stdin: &[u8]) -> anyhow
 /// than on sqlite, where its four uWSGI threads' concurrent writes failed with "database is locked" (HTTP 500).
 const DATABASES: &[(&str, &[&str])] = &[("nova", &["nova_api", "nova", "nova_cell0"]), ("glance", &["glance"])];
 
-fn start_mariadb(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
+fn start_mariadb(layout: &Dirs, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
     let datadir = layout.data().join("mysql");
     let socket = layout.run().join("mysql.sock");
     setup_command(
@@ -681,7 +681,7 @@ fn start_mariadb(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Ins
     Ok(())
 }
 
-fn start_rabbitmq(layout: &Layout, ports: &Ports, started: Instant) -> anyhow::Result<()> {
+fn start_rabbitmq(layout: &Dirs, ports: &Ports, started: Instant) -> anyhow::Result<()> {
     // epmd first, in our own process group: left to RabbitMQ it would daemonize out of reach of `down`.
     let epmd_args: Vec<OsString> =
         ["-port", &ports.epmd.to_string(), "-address", "127.0.0.1"].iter().map(OsString::from).collect();
@@ -713,7 +713,7 @@ fn start_rabbitmq(layout: &Layout, ports: &Ports, started: Instant) -> anyhow::R
     Ok(())
 }
 
-fn setup_keystone(layout: &Layout, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
+fn setup_keystone(layout: &Dirs, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
     let conf = "etc/keystone/keystone.conf";
     let (user, group) = (id("-un")?, id("-gn")?);
     setup_step(layout, "keystone-manage", &["--config-file", conf, "db_sync"])?;
@@ -770,7 +770,7 @@ fn id(flag: &str) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-fn sync_nova(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+fn sync_nova(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     let conf = "etc/nova/nova.conf";
     setup_step(layout, "nova-manage", &["--config-file", conf, "api_db", "sync"])?;
     setup_step(layout, "nova-manage", &["--config-file", conf, "cell_v2", "map_cell0"])?;
@@ -825,8 +825,8 @@ struct Api {
 }
 
 impl Api {
-    /// Starts the API under uWSGI with the flags REALSTACK-NOTES.md found necessary.
-    fn start(&self, layout: &Layout, ports: &Ports) -> anyhow::Result<()> {
+    /// Starts the API under uWSGI with the flags it needs (docs/real-cloud.md#uwsgi).
+    fn start(&self, layout: &Dirs, ports: &Ports) -> anyhow::Result<()> {
         let config_dir = layout.etc().join(self.name.trim_end_matches("-api"));
         let mut args: Vec<OsString> = [
             "--master",
@@ -868,7 +868,7 @@ impl Api {
 
     /// Waits for the API to answer HTTP; one that does not answer in `timeout` is killed and started
     /// once more (a Python service can wedge while starting on a loaded machine), then waited for again.
-    fn wait(&self, layout: &Layout, ports: &Ports, timeout: Duration) -> anyhow::Result<()> {
+    fn wait(&self, layout: &Dirs, ports: &Ports, timeout: Duration) -> anyhow::Result<()> {
         let port = (self.port)(ports);
         let Err(first) = wait_http(layout, self.name, port, timeout) else { return Ok(()) };
         eprintln!("realstack: {first:#}; the end of its log:\n{}", log_tail(layout, self.name, 30));
@@ -888,7 +888,7 @@ impl Api {
 }
 
 /// Waits for the compute node to register, then maps it into cell1 (discover_hosts).
-fn map_compute_host(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+fn map_compute_host(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     let socket = layout.run().join("mysql.sock");
     let query = |sql: &str| -> anyhow::Result<String> {
         let out = Command::new("mariadb")
@@ -921,7 +921,7 @@ fn map_compute_host(layout: &Layout, started: Instant) -> anyhow::Result<()> {
 }
 
 /// Fails when `name` has died, quoting the end of its log.
-fn ensure_alive(layout: &Layout, name: &str) -> anyhow::Result<()> {
+fn ensure_alive(layout: &Dirs, name: &str) -> anyhow::Result<()> {
     if read_pid(layout, name).is_some_and(pid_alive) {
         return Ok(());
     }
@@ -933,13 +933,13 @@ fn ensure_alive(layout: &Layout, name: &str) -> anyhow::Result<()> {
 }
 
 /// The last `lines` lines of `logs/<name>.log`, so that a failure in CI shows its cause.
-fn log_tail(layout: &Layout, name: &str, lines: usize) -> String {
+fn log_tail(layout: &Dirs, name: &str, lines: usize) -> String {
     let text = fs::read_to_string(layout.logs().join(format!("{name}.log"))).unwrap_or_default();
     let tail: Vec<&str> = text.lines().rev().take(lines).collect::<Vec<_>>().into_iter().rev().collect();
     tail.join("\n")
 }
 
-fn wait_tcp(layout: &Layout, name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
+fn wait_tcp(layout: &Dirs, name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     loop {
@@ -966,7 +966,7 @@ fn http_status(port: u16) -> Option<u16> {
     line.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
 }
 
-fn wait_http(layout: &Layout, name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
+fn wait_http(layout: &Dirs, name: &str, port: u16, timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if http_status(port).is_some() {
@@ -984,7 +984,7 @@ fn apis_answer(ports: &Ports) -> bool {
     [ports.keystone, ports.glance, ports.placement, ports.nova, ports.neutron].iter().all(|p| http_status(*p).is_some())
 }
 
-fn read_pid(layout: &Layout, name: &str) -> Option<u32> {
+fn read_pid(layout: &Dirs, name: &str) -> Option<u32> {
     fs::read_to_string(layout.pid_file(name)).ok()?.trim().parse().ok()
 }
 
@@ -1011,7 +1011,7 @@ fn group_members(group: u32) -> Vec<u32> {
 }
 
 /// The names of the cloud's processes that are alive.
-fn alive_processes(layout: &Layout) -> Vec<String> {
+fn alive_processes(layout: &Dirs) -> Vec<String> {
     PROCESSES.iter().filter(|n| read_pid(layout, n).is_some_and(pid_alive)).map(|n| n.to_string()).collect()
 }
 
@@ -1020,7 +1020,7 @@ fn alive_processes(layout: &Layout) -> Vec<String> {
 /// All groups are signalled at once, services before the databases they use; uWSGI gets SIGINT
 /// (its immediate shutdown: on SIGTERM Glance waits for its worker threads), the rest SIGTERM.
 /// Whatever is still there after 15 s gets SIGKILL.
-pub fn down(layout: &Layout) -> anyhow::Result<()> {
+pub fn down(layout: &Dirs) -> anyhow::Result<()> {
     let started = Instant::now();
     if read_pid(layout, "libvirtd").is_some_and(pid_alive) {
         libvirt::remove_domains(layout);
@@ -1082,7 +1082,7 @@ fn signal_group(group: u32, signal: &str) {
 }
 
 /// Prints each process and API; true when all are up.
-pub fn status(layout: &Layout) -> anyhow::Result<bool> {
+pub fn status(layout: &Dirs) -> anyhow::Result<bool> {
     let ports = Ports::from_base(PORT_BASE);
     let mut all = true;
     let compute = running_compute(layout).unwrap_or(Compute::Fake);
@@ -1116,7 +1116,7 @@ pub fn status(layout: &Layout) -> anyhow::Result<bool> {
     Ok(all)
 }
 
-fn write_clouds_yaml(layout: &Layout, ports: &Ports, secrets: &Secrets) -> anyhow::Result<()> {
+fn write_clouds_yaml(layout: &Dirs, ports: &Ports, secrets: &Secrets) -> anyhow::Result<()> {
     write_private(&layout.clouds_yaml(), &clouds_entry(ports, &secrets.admin))
 }
 
@@ -1130,7 +1130,7 @@ fn clouds_entry(ports: &Ports, password: &str) -> String {
 }
 
 /// Prints the clouds.yaml entry, the password left in the file only.
-fn print_cloud_entry(layout: &Layout) -> anyhow::Result<()> {
+fn print_cloud_entry(layout: &Dirs) -> anyhow::Result<()> {
     let ports = Ports::from_base(PORT_BASE);
     let redacted = clouds_entry(&ports, &format!("<in {}>", layout.clouds_yaml().display()));
     println!("# clouds.yaml entry (written to {}):\n{redacted}", layout.clouds_yaml().display());
@@ -1153,7 +1153,7 @@ mod tests {
 
     #[test]
     fn every_template_renders_with_the_values_up_uses() {
-        let layout = Layout::new("/tmp/realstack-test");
+        let layout = Dirs::new("/tmp/realstack-test");
         let ports = Ports::from_base(PORT_BASE);
         let secrets = Secrets { admin: "a".into(), service: "s".into(), db: "d".into(), rabbit: "r".into() };
         let mut values = template_values(&layout, &ports, &secrets, Compute::Libvirt);

@@ -21,7 +21,6 @@
 //! with libvirt's message, because that is where a real spawn would fail.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
@@ -92,8 +91,9 @@ impl BlockInfoError {
 }
 
 /// libvirt's virt type for the domain (`<domain type=...>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum VirtType {
     Qemu,
     Kvm,
@@ -101,16 +101,27 @@ pub enum VirtType {
 
 impl VirtType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            VirtType::Qemu => "qemu",
-            VirtType::Kvm => "kvm",
-        }
+        self.into()
     }
 }
 
 /// A guest bus a disk can sit on (the libvirt `<target bus=...>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DiskBus {
     Virtio,
     Ide,
@@ -125,14 +136,7 @@ impl DiskBus {
         [DiskBus::Virtio, DiskBus::Ide, DiskBus::Sata, DiskBus::Scsi, DiskBus::Usb, DiskBus::Fdc];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            DiskBus::Virtio => "virtio",
-            DiskBus::Ide => "ide",
-            DiskBus::Sata => "sata",
-            DiskBus::Scsi => "scsi",
-            DiskBus::Usb => "usb",
-            DiskBus::Fdc => "fdc",
-        }
+        self.into()
     }
 
     /// The device-name prefix Nova uses for the bus (`get_dev_prefix_for_disk_bus`).
@@ -164,15 +168,10 @@ impl DiskBus {
     }
 }
 
-impl fmt::Display for DiskBus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The libvirt `<disk device=...>` kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DeviceType {
     Disk,
     Cdrom,
@@ -181,11 +180,7 @@ pub enum DeviceType {
 
 impl DeviceType {
     pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceType::Disk => "disk",
-            DeviceType::Cdrom => "cdrom",
-            DeviceType::Floppy => "floppy",
-        }
+        self.into()
     }
 
     /// The `<os><boot dev=...>` name (Nova's `BOOT_DEV_FOR_TYPE`).
@@ -219,8 +214,9 @@ pub enum DiskSource {
 }
 
 /// The on-disk format of a file in the instance directory (the `<driver type=...>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum FileFormat {
     Qcow2,
     Raw,
@@ -228,10 +224,7 @@ pub enum FileFormat {
 
 impl FileFormat {
     pub fn as_str(self) -> &'static str {
-        match self {
-            FileFormat::Qcow2 => "qcow2",
-            FileFormat::Raw => "raw",
-        }
+        self.into()
     }
 }
 
@@ -271,25 +264,29 @@ pub struct Tpm {
     pub model: TpmModel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::IntoStaticStr, strum::EnumString,
+)]
 pub enum TpmVersion {
     #[serde(rename = "1.2")]
+    #[strum(serialize = "1.2")]
     V1_2,
     #[serde(rename = "2.0")]
+    #[strum(serialize = "2.0")]
     V2_0,
 }
 
 impl TpmVersion {
     pub fn as_str(self) -> &'static str {
-        match self {
-            TpmVersion::V1_2 => "1.2",
-            TpmVersion::V2_0 => "2.0",
-        }
+        self.into()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::Display, strum::IntoStaticStr, strum::EnumString,
+)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum TpmModel {
     TpmTis,
     TpmCrb,
@@ -297,10 +294,7 @@ pub enum TpmModel {
 
 impl TpmModel {
     pub fn as_str(self) -> &'static str {
-        match self {
-            TpmModel::TpmTis => "tpm-tis",
-            TpmModel::TpmCrb => "tpm-crb",
-        }
+        self.into()
     }
 }
 
@@ -647,22 +641,16 @@ fn versioned(m: &str, prefix: &str) -> bool {
 
 fn tpm_constraint(image: &ImageMeta) -> Result<Option<Tpm>, BlockInfoError> {
     let Some(version) = image.prop("hw_tpm_version") else { return Ok(None) };
-    let version = match version {
-        "1.2" => TpmVersion::V1_2,
-        "2.0" => TpmVersion::V2_0,
-        other => {
-            return Err(BlockInfoError::InvalidProperty {
-                key: "hw_tpm_version",
-                value: other.to_string(),
-                allowed: "1.2, 2.0",
-            });
-        }
-    };
-    let model = match image.prop("hw_tpm_model") {
-        None | Some("tpm-tis") => TpmModel::TpmTis,
-        Some("tpm-crb") if version == TpmVersion::V2_0 => TpmModel::TpmCrb,
-        Some("tpm-crb") => return Err(BlockInfoError::CrbNeedsTpm2),
-        Some(other) => {
+    let version: TpmVersion = version.parse().map_err(|_| BlockInfoError::InvalidProperty {
+        key: "hw_tpm_version",
+        value: version.to_string(),
+        allowed: "1.2, 2.0",
+    })?;
+    let model = match image.prop("hw_tpm_model").map(|m| (m, m.parse::<TpmModel>())) {
+        None => TpmModel::TpmTis,
+        Some((_, Ok(TpmModel::TpmCrb))) if version != TpmVersion::V2_0 => return Err(BlockInfoError::CrbNeedsTpm2),
+        Some((_, Ok(model))) => model,
+        Some((other, Err(_))) => {
             return Err(BlockInfoError::InvalidProperty {
                 key: "hw_tpm_model",
                 value: other.to_string(),

@@ -27,7 +27,7 @@ pub const NOVA_VERSION: &str = "34.0.0";
 
 /// The flavor as Nova records it in the domain metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlavorInfo {
+pub struct DomainFlavor {
     pub id: String,
     pub name: String,
     pub memory_mb: u64,
@@ -39,7 +39,7 @@ pub struct FlavorInfo {
 
 /// The boot image as Nova records it in the domain metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageInfo {
+pub struct DomainImage {
     pub id: String,
     pub disk_format: String,
     pub container_format: String,
@@ -49,7 +49,7 @@ pub struct ImageInfo {
 
 /// A network port plugged into the instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Interface {
+pub struct NetworkInterface {
     pub port_id: String,
     pub mac: String,
     /// NIC model (`virtio`, `e1000`, `rtl8139`...), from `hw_vif_model`.
@@ -65,8 +65,8 @@ pub struct DomainSpec {
     pub display_name: String,
     /// `YYYY-MM-DD HH:MM:SS`, as Nova writes `nova:creationTime`.
     pub creation_time: String,
-    pub flavor: FlavorInfo,
-    pub image: ImageInfo,
+    pub flavor: DomainFlavor,
+    pub image: DomainImage,
     /// The boot image's properties (Nova lists them in `nova:properties`; `os_type` and `hw_video_model` also shape the domain).
     pub image_properties: std::collections::BTreeMap<String, String>,
     pub user_id: String,
@@ -75,7 +75,7 @@ pub struct DomainSpec {
     pub project_name: String,
     /// Directory holding instance directories, normally [`DEFAULT_INSTANCES_PATH`].
     pub instances_path: String,
-    pub interfaces: Vec<Interface>,
+    pub interfaces: Vec<NetworkInterface>,
     /// Whether the host has VNC enabled (adds graphics, a video card and a USB tablet).
     pub vnc: bool,
 }
@@ -133,11 +133,7 @@ pub fn render_domain(spec: &DomainSpec, mapping: &DiskMapping) -> Result<String,
         x.close("sysinfo");
     }
 
-    let arch = match mapping.arch {
-        Arch::X86_64 => "x86_64",
-        Arch::I686 => "i686",
-        Arch::Aarch64 => "aarch64",
-    };
+    let arch = mapping.arch.as_str();
     if mapping.firmware == Firmware::Uefi {
         x.open("os", &[("firmware", "efi")]);
     } else {

@@ -74,7 +74,7 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> HostErro
 
 /// A Glance image's data file on this host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageFile {
+pub struct SourceImage {
     pub path: PathBuf,
     /// Glance `disk_format` (`iso`, `qcow2`, `raw`...); the data decides how it is copied.
     pub disk_format: String,
@@ -83,13 +83,13 @@ pub struct ImageFile {
 /// The images an instance's devices are made from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceSources {
-    pub boot_image: ImageFile,
-    pub virtio_iso: Option<ImageFile>,
-    pub driver_floppy: Option<ImageFile>,
+    pub boot_image: SourceImage,
+    pub virtio_iso: Option<SourceImage>,
+    pub driver_floppy: Option<SourceImage>,
 }
 
 impl InstanceSources {
-    fn for_disk(&self, disk: &MappedDisk) -> Option<&ImageFile> {
+    fn for_disk(&self, disk: &MappedDisk) -> Option<&SourceImage> {
         match disk.source {
             DiskSource::BootImage => Some(&self.boot_image),
             DiskSource::VirtioIso => self.virtio_iso.as_ref(),

@@ -58,15 +58,15 @@
 //! screen (SeaBIOS, Windows Setup) is written to the serial log too, so that a log reader sees it.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::blockinfo::{DeviceType, DiskBus, DiskMapping, DiskSource, MappedDisk, TpmVersion, VirtType};
+use super::blockinfo::{DeviceType, DiskBus, DiskMapping, DiskSource, MappedDisk, TpmVersion};
 use super::system::InstalledSystem;
-use crate::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, Medium, OsFamily};
+use crate::guest::{DriverSource, Firmware, GuestAgent, GuestFacts, Medium, OsFamily};
+use crate::outcome::{Outcome, OutcomeKind};
 
 /// The cloud-init release the simulated Linux images carry.
 pub const CLOUD_INIT_VERSION: &str = "24.4";
@@ -431,7 +431,7 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
         console.say(format!("{}: starting {} setup from {}", kind.name(), facts.name, boot_disk.dev));
     } else {
         console.say(format!("[    0.000000] Linux version (installer kernel of {})", facts.name));
-        console.say(format!("Starting {} for {} ({})", kind.name(), facts.name, arch_name(facts.arch)));
+        console.say(format!("Starting {} for {} ({})", kind.name(), facts.name, facts.arch));
     }
     console.wait(Duration::from_secs(2));
 
@@ -544,14 +544,6 @@ fn human_size(bytes: u64) -> String {
     if bytes >= 1 << 30 { format!("{} GiB", bytes >> 30) } else { format!("{} MiB", bytes >> 20) }
 }
 
-fn arch_name(arch: Arch) -> &'static str {
-    match arch {
-        Arch::X86_64 => "x86_64",
-        Arch::I686 => "i686",
-        Arch::Aarch64 => "aarch64",
-    }
-}
-
 fn boot_installed(
     mut console: Console,
     input: GuestInput<'_>,
@@ -604,7 +596,7 @@ fn boot_installed(
                 up(console.now),
                 disk.dev
             ));
-            let virt = if mapping.virt_type == VirtType::Kvm { "kvm" } else { "qemu" };
+            let virt = mapping.virt_type;
             console.say(format!("[{:>12.6}] systemd[1]: Detected virtualization {virt}.", up(console.now)));
             console.now = at(0.3);
             console.say(format!("Welcome to {}!", facts.name));
@@ -705,43 +697,6 @@ fn cloud_init_time(t: Timestamp) -> String {
 
 fn cloudbase_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S%.3f").to_string()
-}
-
-/// The outcome of a scenario cell (rule S1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OutcomeKind {
-    ImageOk,
-    IsoCopy,
-    NoTargetDisk,
-    Rejected,
-    /// The installer waits for a person (attended install); nothing to snapshot yet.
-    NeedsConsole,
-}
-
-impl OutcomeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::ImageOk => "image-ok",
-            OutcomeKind::IsoCopy => "iso-copy",
-            OutcomeKind::NoTargetDisk => "no-target-disk",
-            OutcomeKind::Rejected => "rejected",
-            OutcomeKind::NeedsConsole => "needs-console",
-        }
-    }
-}
-
-impl fmt::Display for OutcomeKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An outcome with the reason a person reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    pub kind: OutcomeKind,
-    pub reason: String,
 }
 
 /// What a device holds before the first power-on of an instance booted from an installation ISO.

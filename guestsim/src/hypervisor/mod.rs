@@ -19,10 +19,10 @@ pub use blockinfo::{
     BlockInfoError, DeviceType, DiskBus, DiskMapping, DiskSource, FileFormat, FlavorDisks, ImageMeta, MappedDisk,
     MappingRequest, Tpm, TpmModel, TpmVersion, VirtType, disk_mapping,
 };
-pub use domain::{DomainSpec, FlavorInfo, ImageInfo, Interface, render_domain};
-pub use host::{Host, HostError, ImageFile, Instance, InstanceSources, MediumOpener, SnapshotInfo};
+pub use domain::{DomainFlavor, DomainImage, DomainSpec, NetworkInterface, render_domain};
+pub use host::{Host, HostError, Instance, InstanceSources, MediumOpener, SnapshotInfo, SourceImage};
 pub use installer::{
-    AttachedMediaSummary, ConsoleLine, DeviceContent, GuestResult, GuestRun, Outcome, OutcomeKind, expected_outcome,
+    AttachedMediaSummary, ConsoleLine, DeviceContent, GuestResult, GuestRun, expected_outcome,
     expected_outcome_for_request, run_guest, summarize_media,
 };
 pub use system::{DiskContent, InstalledSystem, inspect};

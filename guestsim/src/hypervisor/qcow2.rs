@@ -16,10 +16,11 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use crate::sniff::{self, QCOW2_MAGIC};
+
 /// Cluster size the writer uses (qemu's default).
 pub const CLUSTER_BITS: u32 = 16;
 const CLUSTER_SIZE: u64 = 1 << CLUSTER_BITS;
-const MAGIC: [u8; 4] = *b"QFI\xfb";
 const HEADER_V3_LEN: u32 = 104;
 const REFCOUNT_ORDER: u32 = 4;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
@@ -194,7 +195,7 @@ impl<W: Write + Seek> Qcow2Writer<W> {
 
         let mut header = vec![0u8; CLUSTER_SIZE as usize];
         let mut put = |at: usize, bytes: &[u8]| header[at..at + bytes.len()].copy_from_slice(bytes);
-        put(0, &MAGIC);
+        put(0, &QCOW2_MAGIC);
         put(4, &3u32.to_be_bytes());
         put(20, &CLUSTER_BITS.to_be_bytes());
         put(24, &self.virtual_size.to_be_bytes());
@@ -327,7 +328,7 @@ impl<R: Read + Seek> Qcow2Reader<R> {
         let mut header = [0u8; 104];
         inner.seek(SeekFrom::Start(0)).map_err(io_err("cannot seek in qcow2 image"))?;
         let got = read_full(&mut inner, &mut header).map_err(io_err("cannot read qcow2 header"))?;
-        if got < 4 || header[..4] != MAGIC {
+        if !sniff::is_qcow2(&header[..got]) {
             return Err(Qcow2Error::NotQcow2);
         }
         let u32_at = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
@@ -580,7 +581,7 @@ pub fn probe(path: &Path) -> Result<ImageFormat, Qcow2Error> {
     let mut file = File::open(path).map_err(io_err(format!("cannot open {}", path.display())))?;
     let mut magic = [0u8; 4];
     let got = read_full(&mut file, &mut magic).map_err(io_err(format!("cannot read {}", path.display())))?;
-    if got == 4 && magic == MAGIC {
+    if sniff::is_qcow2(&magic[..got]) {
         return Ok(ImageFormat::Qcow2 { virtual_size: open(path)?.virtual_size() });
     }
     let size = file.metadata().map_err(io_err(format!("cannot stat {}", path.display())))?.len();

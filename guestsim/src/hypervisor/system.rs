@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::qcow2::{self, Qcow2Error};
 use crate::guest::{Firmware, GuestAgent, GuestFacts, OsFamily};
+use crate::sniff;
 
 /// Where the record starts: the first partition, 1 MiB into the disk.
 pub const RECORD_OFFSET: u64 = 1 << 20;
@@ -159,7 +160,7 @@ fn gpt_entry(entry: &mut [u8], kind: [u8; 16], n: u8, first: u64, last: u64, nam
 
 fn gpt_header(my_lba: u64, alternate_lba: u64, entries_lba: u64, sectors: u64, entries_crc: u32) -> Vec<u8> {
     let mut h = vec![0u8; 512];
-    h[0..8].copy_from_slice(b"EFI PART");
+    h[0..8].copy_from_slice(&sniff::GPT_SIGNATURE);
     h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
     h[12..16].copy_from_slice(&92u32.to_le_bytes());
     h[24..32].copy_from_slice(&my_lba.to_le_bytes());
@@ -204,15 +205,16 @@ pub enum DiskContent {
 /// Reads the first sectors of a disk image (qcow2 or raw) and says what it holds.
 pub fn inspect(path: &Path) -> Result<DiskContent, SystemError> {
     let head = qcow2::read_image_range(path, 0, 34 * 512)?;
-    let volume = qcow2::read_image_range(path, 32769, 5)?;
+    let descriptor = qcow2::read_image_range(path, sniff::ISO9660_DESCRIPTOR_OFFSET, sniff::ISO9660_DESCRIPTOR_LEN)?;
     let record = qcow2::read_image_range(path, RECORD_OFFSET, RECORD_MAX)?;
-    classify(&head, &volume, &record)
+    classify(&head, &descriptor, &record)
 }
 
-/// [`inspect`] on bytes already read: the first 34 sectors, the 5 bytes at 32769, and the bytes at [`RECORD_OFFSET`].
-pub fn classify(head: &[u8], volume_id: &[u8], record: &[u8]) -> Result<DiskContent, SystemError> {
-    let boot_signature = head.len() >= 512 && head[510] == 0x55 && head[511] == 0xaa;
-    let gpt = head.len() >= 520 && &head[512..520] == b"EFI PART";
+/// [`inspect`] on bytes already read: the first 34 sectors, the ISO 9660 volume descriptor
+/// (from [`sniff::ISO9660_DESCRIPTOR_OFFSET`]), and the bytes at [`RECORD_OFFSET`].
+pub fn classify(head: &[u8], descriptor: &[u8], record: &[u8]) -> Result<DiskContent, SystemError> {
+    let boot_signature = sniff::has_boot_signature(head);
+    let gpt = sniff::has_gpt_header(head);
     if record.starts_with(RECORD_MAGIC.as_bytes()) && (boot_signature || gpt) {
         let body = &record[RECORD_MAGIC.len()..];
         let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
@@ -220,7 +222,7 @@ pub fn classify(head: &[u8], volume_id: &[u8], record: &[u8]) -> Result<DiskCont
         let system: InstalledSystem = toml::from_str(text).map_err(|e| SystemError::BadRecord(e.to_string()))?;
         return Ok(DiskContent::Installed(Box::new(system)));
     }
-    if volume_id == b"CD001" {
+    if sniff::is_iso9660(descriptor) {
         return Ok(DiskContent::Iso9660 { boot_signature });
     }
     if !boot_signature && !gpt && head.iter().all(|&b| b == 0) {
@@ -334,11 +336,11 @@ mod tests {
     fn other_contents_are_told_apart() {
         let zero = vec![0u8; 34 * 512];
         assert_eq!(classify(&zero, &[0; 5], &[]).unwrap(), DiskContent::Blank);
-        assert_eq!(classify(&zero, b"CD001", &[]).unwrap(), DiskContent::Iso9660 { boot_signature: false });
+        assert_eq!(classify(&zero, b"\x01CD001", &[]).unwrap(), DiskContent::Iso9660 { boot_signature: false });
         let mut mbr = zero.clone();
         mbr[510] = 0x55;
         mbr[511] = 0xaa;
-        assert_eq!(classify(&mbr, b"CD001", &[]).unwrap(), DiskContent::Iso9660 { boot_signature: true });
+        assert_eq!(classify(&mbr, b"\x01CD001", &[]).unwrap(), DiskContent::Iso9660 { boot_signature: true });
         assert_eq!(classify(&mbr, &[0; 5], &[]).unwrap(), DiskContent::Other { boot_signature: true, gpt: false });
         let mut broken = RECORD_MAGIC.as_bytes().to_vec();
         broken.extend(b"name = 3\0");

@@ -51,7 +51,7 @@ pub fn installer_medium(facts: &GuestFacts) -> MemMedium {
     MemMedium::new(&facts.name.to_ascii_uppercase().replace(' ', "_")).with(GUEST_FACTS_PATH, toml.as_bytes())
 }
 
-/// The VirtIO-win CD folders (per OS-MATRIX.md), with viostor and NetKVM for each OS and arch.
+/// The VirtIO-win CD folders (docs/guest-matrix.md#virtio-win), with viostor and NetKVM for each OS and arch.
 pub fn virtio_win_iso() -> MemMedium {
     let mut medium = MemMedium::new("virtio-win-0.1.285");
     let folders = [
@@ -131,7 +131,7 @@ fn os(
     }
 }
 
-/// Every Table-1 row of OS-MATRIX.md (a reconstruction) plus Ubuntu 24.04, RHEL 9, Windows Server 2022 and Windows 11,
+/// The reconstructed Table-1 rows (docs/guest-matrix.md) plus Ubuntu 24.04, RHEL 9, Windows Server 2022 and Windows 11,
 /// with the image properties a scenario would set for each.
 pub fn os_table() -> Vec<(GuestFacts, Vec<(&'static str, &'static str)>)> {
     use DriverSource::*;

@@ -202,19 +202,6 @@ fn fixed_time(time: DateTime) -> &'static FixedTime {
     providers.entry(time).or_insert_with(|| Box::leak(Box::new(FixedTime(fat_time(time)))))
 }
 
-/// Whether a boot sector carries a plausible FAT BIOS parameter block.
-pub(crate) fn looks_like_fat(boot_sector: &[u8; 512]) -> bool {
-    let bytes_per_sector = u16::from_le_bytes([boot_sector[11], boot_sector[12]]);
-    let sectors_per_cluster = boot_sector[13];
-    let reserved = u16::from_le_bytes([boot_sector[14], boot_sector[15]]);
-    let fats = boot_sector[16];
-    matches!(boot_sector[0], 0xEB | 0xE9)
-        && matches!(bytes_per_sector, 512 | 1024 | 2048 | 4096)
-        && sectors_per_cluster.is_power_of_two()
-        && reserved >= 1
-        && matches!(fats, 1 | 2)
-}
-
 /// A FAT image read fully into memory (it is at most [`MAX_FAT_IMAGE`] bytes).
 #[derive(Debug)]
 pub struct FloppyImage {
@@ -248,7 +235,7 @@ impl FloppyImage {
         let Some(boot_sector) = bytes.first_chunk::<512>() else {
             return Err(malformed_fat(format!("{len} bytes is shorter than a boot sector")));
         };
-        if !looks_like_fat(boot_sector) {
+        if !crate::sniff::is_fat_boot_sector(boot_sector) {
             return Err(malformed_fat("the first sector is not a fat boot sector"));
         }
         // fatfs 0.3 does unchecked arithmetic on cluster numbers read from the image (a cluster 1 in a

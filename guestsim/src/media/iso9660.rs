@@ -254,7 +254,7 @@ impl IsoBuilder {
 
     /// Writes the volume; returns the number of bytes written.
     pub fn write(self, out: &mut impl Write) -> Result<u64, MediaError> {
-        let layout = Layout::compute(&self)?;
+        let layout = VolumeLayout::compute(&self)?;
         let mut metadata = Vec::with_capacity(layout.metadata_sectors as usize * SECTOR);
         metadata.resize(16 * SECTOR, 0);
         self.write_descriptors(&layout, &mut metadata);
@@ -304,7 +304,7 @@ impl IsoBuilder {
         parts.join("/")
     }
 
-    fn write_descriptors(&self, layout: &Layout, out: &mut Vec<u8>) {
+    fn write_descriptors(&self, layout: &VolumeLayout, out: &mut Vec<u8>) {
         let primary = &layout.trees[0];
         out.extend_from_slice(&self.volume_descriptor(layout, primary));
         if let Some(catalog) = layout.boot_catalog {
@@ -326,7 +326,7 @@ impl IsoBuilder {
         out.extend_from_slice(&terminator);
     }
 
-    fn volume_descriptor(&self, layout: &Layout, tree: &Tree) -> Vec<u8> {
+    fn volume_descriptor(&self, layout: &VolumeLayout, tree: &Tree) -> Vec<u8> {
         let joliet = tree.joliet;
         let text = |value: &str, len: usize| if joliet { ucs2_field(value, len) } else { ascii_padded(value, len) };
         let mut vd = vec![0u8; SECTOR];
@@ -366,7 +366,7 @@ impl IsoBuilder {
         vd
     }
 
-    fn boot_catalog(&self, layout: &Layout) -> Result<Vec<u8>, MediaError> {
+    fn boot_catalog(&self, layout: &VolumeLayout) -> Result<Vec<u8>, MediaError> {
         let mut catalog = vec![0u8; SECTOR];
         let entries_fit = (SECTOR - 64) / 64 + 1;
         if self.boot.len() > entries_fit {
@@ -411,7 +411,7 @@ impl IsoBuilder {
         Ok(catalog)
     }
 
-    fn directory_extent(&self, layout: &Layout, tree: &Tree, dir: usize) -> Vec<u8> {
+    fn directory_extent(&self, layout: &VolumeLayout, tree: &Tree, dir: usize) -> Vec<u8> {
         let date = self.record_date();
         let mut extent = Vec::with_capacity(tree.dir_size[dir] as usize);
         let parent = self.dirs[dir].parent;
@@ -573,7 +573,8 @@ impl Tree {
     }
 }
 
-struct Layout {
+/// Where everything of a volume goes: the sector of every directory, path table and file.
+struct VolumeLayout {
     trees: Vec<Tree>,
     boot_catalog: Option<u32>,
     file_lba: Vec<u32>,
@@ -583,7 +584,7 @@ struct Layout {
     total_sectors: u32,
 }
 
-impl Layout {
+impl VolumeLayout {
     fn compute(builder: &IsoBuilder) -> Result<Self, MediaError> {
         let mut trees = vec![build_tree(builder, false)?];
         if builder.joliet {
@@ -622,7 +623,7 @@ impl Layout {
         }
         let total_sectors = u32::try_from(next).map_err(|_| too_many())?;
         // Directory sizes depend on how many extents each file needs, known before any placement.
-        Ok(Layout { trees, boot_catalog, file_lba, file_len, data_order, metadata_sectors, total_sectors })
+        Ok(VolumeLayout { trees, boot_catalog, file_lba, file_len, data_order, metadata_sectors, total_sectors })
     }
 }
 
@@ -863,7 +864,7 @@ enum EntryKind {
 }
 
 #[derive(Debug)]
-struct Entry {
+struct VolumeEntry {
     /// The path as the volume spells it, with a leading `/`.
     path: String,
     kind: EntryKind,
@@ -875,7 +876,7 @@ pub struct IsoImage {
     len: u64,
     volume_id: String,
     joliet: bool,
-    entries: BTreeMap<String, Entry>,
+    entries: BTreeMap<String, VolumeEntry>,
     files: Vec<String>,
     boot: Vec<BootInfo>,
 }
@@ -944,7 +945,7 @@ impl IsoImage {
 
     /// A file's content, matched case-insensitively; `Ok(None)` when there is no such file.
     pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, MediaError> {
-        let Some(Entry { kind: EntryKind::File { extents }, .. }) = self.entries.get(&lookup_key(path)) else {
+        let Some(VolumeEntry { kind: EntryKind::File { extents }, .. }) = self.entries.get(&lookup_key(path)) else {
             return Ok(None);
         };
         let mut content = Vec::with_capacity(extents.iter().map(|e| e.len).sum::<u64>() as usize);
@@ -1046,7 +1047,7 @@ impl IsoImage {
         if root.flags & FLAG_DIRECTORY == 0 {
             return Err(malformed(root_offset + 25, "root directory record is not a directory"));
         }
-        self.entries.insert("/".to_owned(), Entry { path: "/".to_owned(), kind: EntryKind::Dir });
+        self.entries.insert("/".to_owned(), VolumeEntry { path: "/".to_owned(), kind: EntryKind::Dir });
         // Directory bytes read in total are bounded, so overlapping extents cannot make parsing quadratic.
         let mut budget = self.len.saturating_mul(4).max(1 << 20);
         let mut visited = HashSet::new();
@@ -1122,11 +1123,11 @@ impl IsoImage {
         if self.entries.contains_key(&key) {
             return false;
         }
-        self.entries.insert(key, Entry { path: path.to_owned(), kind });
+        self.entries.insert(key, VolumeEntry { path: path.to_owned(), kind });
         true
     }
 
-    fn parse_record(&self, offset: u64, record: &[u8]) -> Result<Record, MediaError> {
+    fn parse_record(&self, offset: u64, record: &[u8]) -> Result<DirectoryRecord, MediaError> {
         if record.len() < 34 || usize::from(record[0]) < 34 {
             return Err(malformed(offset, "directory record shorter than 34 bytes"));
         }
@@ -1143,7 +1144,7 @@ impl IsoImage {
                 format!("extent at sector {lba} of {data_len} bytes lies outside the {}-byte image", self.len),
             ));
         }
-        Ok(Record {
+        Ok(DirectoryRecord {
             extent: Extent { offset: start, len: data_len },
             flags: record[25],
             identifier: record[33..33 + identifier_len].to_vec(),
@@ -1210,7 +1211,7 @@ impl IsoImage {
     }
 }
 
-struct Record {
+struct DirectoryRecord {
     extent: Extent,
     flags: u8,
     identifier: Vec<u8>,

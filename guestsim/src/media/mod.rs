@@ -25,6 +25,7 @@ pub use virtio_win::{
 };
 
 use crate::guest::{DriverSource, GuestFacts, Medium};
+use crate::sniff;
 
 /// Where an OS installer ISO keeps the machine-readable facts about the guest it installs.
 pub const GUEST_FACTS_PATH: &str = "/.isoharness/guest.toml";
@@ -77,11 +78,11 @@ pub fn open_medium(path: &Path) -> Result<Box<dyn Medium + Send + Sync>, MediaEr
     let io_error = |source| MediaError::Io { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(io_error)?;
     let len = file.metadata().map_err(io_error)?.len();
-    let mut magic = [0u8; 5];
     if len >= iso9660::SECTOR_SIZE * 17 {
-        file.seek(SeekFrom::Start(iso9660::SECTOR_SIZE * 16 + 1)).map_err(io_error)?;
-        file.read_exact(&mut magic).map_err(io_error)?;
-        if &magic == b"CD001" {
+        let mut descriptor = [0u8; sniff::ISO9660_DESCRIPTOR_LEN];
+        file.seek(SeekFrom::Start(sniff::ISO9660_DESCRIPTOR_OFFSET)).map_err(io_error)?;
+        file.read_exact(&mut descriptor).map_err(io_error)?;
+        if sniff::is_iso9660(&descriptor) {
             return Ok(Box::new(IsoImage::open(path)?));
         }
     }
@@ -89,7 +90,7 @@ pub fn open_medium(path: &Path) -> Result<Box<dyn Medium + Send + Sync>, MediaEr
     if len >= 512 {
         file.seek(SeekFrom::Start(0)).map_err(io_error)?;
         file.read_exact(&mut boot_sector).map_err(io_error)?;
-        if floppy::looks_like_fat(&boot_sector) {
+        if sniff::is_fat_boot_sector(&boot_sector) {
             return Ok(Box::new(FloppyImage::open(path)?));
         }
     }

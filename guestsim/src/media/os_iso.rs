@@ -108,12 +108,12 @@ fn efi_loader(arch: Arch) -> &'static str {
 }
 
 /// The files of an installer ISO, plus its El Torito entries.
-struct Layout {
+struct IsoContents {
     files: Vec<(String, Vec<u8>)>,
     boot: Vec<BootEntry>,
 }
 
-impl Layout {
+impl IsoContents {
     fn add(&mut self, path: &str, content: impl Into<Vec<u8>>) {
         self.files.push((path.to_owned(), content.into()));
     }
@@ -148,7 +148,7 @@ impl Layout {
 /// Writes a bootable installer ISO for the guest the facts describe.
 pub fn os_installer_iso(facts: &GuestFacts, opts: &OsIsoOptions, out: &mut impl Write) -> Result<(), MediaError> {
     let volume_id = opts.volume_id.clone().unwrap_or_else(|| os_volume_id(facts));
-    let mut layout = Layout { files: Vec::new(), boot: Vec::new() };
+    let mut layout = IsoContents { files: Vec::new(), boot: Vec::new() };
     match facts.family {
         OsFamily::Windows if facts.virtio_storage == DriverSource::Floppy => windows_text_mode(facts, &mut layout),
         OsFamily::Windows => windows(facts, opts, &mut layout),
@@ -174,7 +174,7 @@ pub fn os_installer_iso_to_file(facts: &GuestFacts, opts: &OsIsoOptions, path: &
 }
 
 /// Windows XP / Server 2003 text-mode setup: an `I386` (and `AMD64`) tree, answers in `I386/WINNT.SIF`.
-fn windows_text_mode(facts: &GuestFacts, layout: &mut Layout) {
+fn windows_text_mode(facts: &GuestFacts, layout: &mut IsoContents) {
     let arch_dir = if facts.arch == Arch::X86_64 { Some("AMD64") } else { None };
     layout.boot_image(BootPlatform::Bios, "I386/BOOTFIX.BIN", Some(4), facts);
     for file in ["I386/SETUPLDR.BIN", "I386/NTDETECT.COM", "I386/TXTSETUP.SIF", "I386/WINNT32.EXE", "SETUP.EXE"] {
@@ -223,7 +223,7 @@ fn windows_text_mode(facts: &GuestFacts, layout: &mut Layout) {
 }
 
 /// Windows Vista / Server 2008 and later: `bootmgr`, `boot/`, `efi/`, `sources/*.wim`, `autounattend.xml`.
-fn windows(facts: &GuestFacts, opts: &OsIsoOptions, layout: &mut Layout) {
+fn windows(facts: &GuestFacts, opts: &OsIsoOptions, layout: &mut IsoContents) {
     if facts.arch != Arch::Aarch64 {
         layout.boot_image(BootPlatform::Bios, "boot/etfsboot.com", Some(8), facts);
     }
@@ -319,7 +319,7 @@ fn autounattend(facts: &GuestFacts, opts: &OsIsoOptions) -> String {
 }
 
 /// Linux: BIOS `isolinux/` and UEFI `EFI/BOOT/` boot entries, then the distribution family's tree.
-fn linux(facts: &GuestFacts, layout: &mut Layout) {
+fn linux(facts: &GuestFacts, layout: &mut IsoContents) {
     let distro = facts.distro.to_ascii_lowercase();
     let family = match distro.as_str() {
         "ubuntu" | "debian" => "debian",

@@ -2,7 +2,7 @@
 //!
 //! Which driver exists for which Windows release and architecture follows from a table of Windows
 //! releases (folder names, NT version, server or client, build) and a few rules taken from the
-//! virtio-win packaging (see OS-MATRIX.md): vioscsi exists from Windows Server 2008 (NT 6.0) on,
+//! virtio-win packaging (docs/guest-matrix.md#virtio-win): vioscsi exists from Windows Server 2008 (NT 6.0) on,
 //! x86 builds exist for clients before Windows 11 and servers before 2008 R2, ARM64 builds for
 //! Windows 10/11 and Server 2025. Driver files are small text stand-ins, but each `.inf` names
 //! its target OS and architecture in real `[Manufacturer]` decorations, which [`inf_target`] reads back.
@@ -92,7 +92,7 @@ impl WindowsRelease {
     }
 
     /// The drivers virtio-win ships for this release.
-    pub fn drivers(&self) -> impl Iterator<Item = &'static Driver> + '_ {
+    pub fn drivers(&self) -> impl Iterator<Item = &'static DriverPackage> + '_ {
         DRIVERS.iter().filter(|driver| self.nt() >= driver.min_nt)
     }
 
@@ -117,7 +117,7 @@ fn inf_arch(arch: Arch) -> &'static str {
 
 /// A VirtIO driver package.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Driver {
+pub struct DriverPackage {
     /// Top-level folder on the ISO, e.g. "NetKVM".
     pub folder: &'static str,
     /// Base name of its `.inf`/`.sys`/`.cat`, e.g. "netkvm".
@@ -131,8 +131,8 @@ pub struct Driver {
     storage: bool,
 }
 
-const DRIVERS: [Driver; 5] = [
-    Driver {
+const DRIVERS: [DriverPackage; 5] = [
+    DriverPackage {
         folder: "viostor",
         file: "viostor",
         class: "SCSIAdapter",
@@ -142,7 +142,7 @@ const DRIVERS: [Driver; 5] = [
         min_nt: (5, 1),
         storage: true,
     },
-    Driver {
+    DriverPackage {
         folder: "vioscsi",
         file: "vioscsi",
         class: "SCSIAdapter",
@@ -152,7 +152,7 @@ const DRIVERS: [Driver; 5] = [
         min_nt: (6, 0),
         storage: true,
     },
-    Driver {
+    DriverPackage {
         folder: "NetKVM",
         file: "netkvm",
         class: "Net",
@@ -162,7 +162,7 @@ const DRIVERS: [Driver; 5] = [
         min_nt: (5, 1),
         storage: false,
     },
-    Driver {
+    DriverPackage {
         folder: "Balloon",
         file: "balloon",
         class: "System",
@@ -172,7 +172,7 @@ const DRIVERS: [Driver; 5] = [
         min_nt: (5, 1),
         storage: false,
     },
-    Driver {
+    DriverPackage {
         folder: "vioserial",
         file: "vioser",
         class: "System",
@@ -185,7 +185,7 @@ const DRIVERS: [Driver; 5] = [
 ];
 
 /// The three files of one driver build: `.inf`, `.sys`, `.cat`.
-fn driver_files(driver: &Driver, release: &WindowsRelease, arch: Arch, version: &str) -> [(String, Vec<u8>); 3] {
+fn driver_files(driver: &DriverPackage, release: &WindowsRelease, arch: Arch, version: &str) -> [(String, Vec<u8>); 3] {
     let decoration = release.decoration(arch);
     let [legacy, modern] = driver.device_ids;
     let driver_ver = driver_version(version);

@@ -131,32 +131,22 @@ pub enum CredentialRef {
     Name { name: String, user: UserRef },
 }
 
-/// Which catalog endpoint to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which catalog endpoint to use. Parsing accepts `public`/`internal`/`admin` and the v2-era `publicURL` spellings,
+/// in any case, as keystoneauth does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr, strum::EnumString)]
+#[strum(ascii_case_insensitive)]
 pub enum Interface {
+    #[strum(to_string = "public", serialize = "publicurl")]
     Public,
+    #[strum(to_string = "internal", serialize = "internalurl")]
     Internal,
+    #[strum(to_string = "admin", serialize = "adminurl")]
     Admin,
 }
 
 impl Interface {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Interface::Public => "public",
-            Interface::Internal => "internal",
-            Interface::Admin => "admin",
-        }
-    }
-
-    /// Accepts `public`/`internal`/`admin` and the v2-era `publicURL` spellings, as keystoneauth does.
-    fn parse(value: &str) -> Option<Interface> {
-        let lower = value.to_ascii_lowercase();
-        match lower.strip_suffix("url").unwrap_or(&lower) {
-            "public" => Some(Interface::Public),
-            "internal" => Some(Interface::Internal),
-            "admin" => Some(Interface::Admin),
-            _ => None,
-        }
+        self.into()
     }
 }
 
@@ -755,7 +745,7 @@ fn interpret(
 
     let interface = match &raw.interface {
         Some(value) => {
-            Interface::parse(value).ok_or_else(|| invalid("interface", value, "expected public, internal or admin"))?
+            value.parse::<Interface>().map_err(|_| invalid("interface", value, "expected public, internal or admin"))?
         }
         None => Interface::Public,
     };

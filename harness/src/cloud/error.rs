@@ -94,6 +94,9 @@ pub enum CloudError {
     /// A wait ran out of time.
     #[error("gave up waiting for {what} after {waited:?}")]
     WaitTimeout { what: String, waited: Duration },
+    /// The libvirt domain XML could not be had from the source the user configured (a command on the compute host).
+    #[error("{0}")]
+    DomainXml(String),
 }
 
 impl CloudError {
@@ -125,6 +128,14 @@ impl CloudError {
 
     pub fn is_not_found(&self) -> bool {
         matches!(self, CloudError::NotFound(_))
+    }
+
+    /// Whether the cloud refused the request itself (the `rejected` outcome of a build), rather than failing it.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            CloudError::BadRequest(_) | CloudError::Forbidden(_) | CloudError::Conflict(_) | CloudError::OverLimit(_)
+        )
     }
 
     /// Sorts a non-success response into its variant.

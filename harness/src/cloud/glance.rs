@@ -143,9 +143,6 @@ struct ImagePage {
     next: Option<String>,
 }
 
-/// What an upload or download moved.
-pub type Transfer = TransferDigest;
-
 /// The image service of one cloud.
 #[derive(Clone)]
 pub struct Glance {
@@ -248,22 +245,27 @@ impl Glance {
 
     /// `PUT /v2/images/{id}/file`: streams the file from disk (never all in memory), with a known Content-Length,
     /// and returns the digest of the bytes sent, to compare with the image's `checksum`/`os_hash_value`.
-    pub async fn upload_file(&self, id: &str, path: &Path, progress: Option<Progress>) -> Result<Transfer, CloudError> {
+    pub async fn upload_file(
+        &self,
+        id: &str,
+        path: &Path,
+        progress: Option<Progress>,
+    ) -> Result<TransferDigest, CloudError> {
         self.upload(id, FileUpload::new(path, progress)?).await
     }
 
     /// [`Glance::upload_file`] of a file whose digests the caller knows: the bytes are counted, not hashed (the
-    /// returned digests are empty).
+    /// returned digests are unknown).
     pub async fn upload_file_unhashed(
         &self,
         id: &str,
         path: &Path,
         progress: Option<Progress>,
-    ) -> Result<Transfer, CloudError> {
+    ) -> Result<TransferDigest, CloudError> {
         self.upload(id, FileUpload::new(path, progress)?.unhashed()).await
     }
 
-    async fn upload(&self, id: &str, upload: FileUpload) -> Result<Transfer, CloudError> {
+    async fn upload(&self, id: &str, upload: FileUpload) -> Result<TransferDigest, CloudError> {
         let upload = Arc::new(upload);
         let request = Request::new("image", Method::PUT, self.url(&format!("/images/{id}/file")))
             .body(Body::Stream { content_type: "application/octet-stream", source: upload.clone() });
@@ -277,7 +279,7 @@ impl Glance {
         id: &str,
         writer: &mut W,
         progress: Option<Progress>,
-    ) -> Result<Transfer, CloudError> {
+    ) -> Result<TransferDigest, CloudError> {
         let mut request = Request::new("image", Method::GET, self.url(&format!("/images/{id}/file")));
         request.streaming_response = true;
         let response = self.send(request).await?;
@@ -297,7 +299,7 @@ impl Glance {
         id: &str,
         path: &Path,
         progress: Option<Progress>,
-    ) -> Result<Transfer, CloudError> {
+    ) -> Result<TransferDigest, CloudError> {
         let mut file = tokio::fs::File::create(path).await.map_err(|source| CloudError::Io {
             action: "create",
             path: path.to_path_buf(),

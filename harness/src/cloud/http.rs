@@ -235,7 +235,7 @@ pub struct Http {
 
 /// What one attempt came to, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Attempt {
     Status {
         code: u16,
         retry_after: Option<Duration>,
@@ -247,7 +247,7 @@ pub enum Outcome {
 }
 
 /// How long to wait before retry number `retry` (1-based), or `None` to give up.
-pub fn retry_delay(policy: &RetryPolicy, method: &Method, outcome: Outcome, retry: u32) -> Option<Duration> {
+pub fn retry_delay(policy: &RetryPolicy, method: &Method, tried: Attempt, retry: u32) -> Option<Duration> {
     if retry > policy.max_retries {
         return None;
     }
@@ -256,16 +256,16 @@ pub fn retry_delay(policy: &RetryPolicy, method: &Method, outcome: Outcome, retr
         let exponential = policy.base_delay.saturating_mul(1u32 << (retry - 1).min(16)).min(policy.max_delay);
         exponential.mul_f64(rand::random_range(0.5..=1.0))
     };
-    match outcome {
-        Outcome::Status { code: 429 | 503, retry_after: Some(wait) } => {
+    match tried {
+        Attempt::Status { code: 429 | 503, retry_after: Some(wait) } => {
             (wait <= policy.max_retry_after).then_some(wait)
         }
-        Outcome::Status { code: 429, retry_after: None } => Some(backoff()),
-        Outcome::Status { code: 500..=599, .. } if idempotent => Some(backoff()),
-        Outcome::Status { .. } => None,
-        Outcome::ConnectFailed => Some(backoff()),
-        Outcome::LostInFlight if idempotent => Some(backoff()),
-        Outcome::LostInFlight => None,
+        Attempt::Status { code: 429, retry_after: None } => Some(backoff()),
+        Attempt::Status { code: 500..=599, .. } if idempotent => Some(backoff()),
+        Attempt::Status { .. } => None,
+        Attempt::ConnectFailed => Some(backoff()),
+        Attempt::LostInFlight if idempotent => Some(backoff()),
+        Attempt::LostInFlight => None,
     }
 }
 
@@ -339,11 +339,6 @@ impl Http {
         &self.log
     }
 
-    /// The underlying client, for requests outside the OpenStack APIs (mockstack's admin endpoint).
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
-    }
-
     pub fn options(&self) -> &HttpOptions {
         &self.options
     }
@@ -400,7 +395,7 @@ impl Http {
                 error,
             };
 
-            let (outcome, failure) = match result {
+            let (tried, failure) = match result {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let request_id = request_id_of(response.headers());
@@ -421,17 +416,17 @@ impl Http {
                         request_id,
                         message: service_message(&body),
                     });
-                    (Outcome::Status { code: status, retry_after }, failure)
+                    (Attempt::Status { code: status, retry_after }, failure)
                 }
                 Err(error) => {
                     self.log.push(record(None, None, Some(error.to_string())));
-                    let outcome = if error.is_connect() { Outcome::ConnectFailed } else { Outcome::LostInFlight };
-                    (outcome, transport_error(&method, &url, error, timeout))
+                    let tried = if error.is_connect() { Attempt::ConnectFailed } else { Attempt::LostInFlight };
+                    (tried, transport_error(&method, &url, error, timeout))
                 }
             };
-            match retry_delay(&self.options.retry, &request.method, outcome, attempt) {
+            match retry_delay(&self.options.retry, &request.method, tried, attempt) {
                 Some(delay) => {
-                    tracing::info!(%method, %url, ?outcome, ?delay, attempt, "retrying");
+                    tracing::info!(%method, %url, ?tried, ?delay, attempt, "retrying");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(failure),
@@ -456,17 +451,17 @@ mod tests {
     #[test]
     fn retry_rules_per_method_and_outcome() {
         let p = policy();
-        let status = |code| Outcome::Status { code, retry_after: None };
-        let cases: &[(Method, Outcome, bool)] = &[
+        let status = |code| Attempt::Status { code, retry_after: None };
+        let cases: &[(Method, Attempt, bool)] = &[
             (Method::GET, status(500), true),
             (Method::DELETE, status(502), true),
-            (Method::PUT, Outcome::LostInFlight, true),
+            (Method::PUT, Attempt::LostInFlight, true),
             (Method::POST, status(500), false),
             (Method::POST, status(503), false),
-            (Method::POST, Outcome::LostInFlight, false),
-            (Method::POST, Outcome::ConnectFailed, true),
+            (Method::POST, Attempt::LostInFlight, false),
+            (Method::POST, Attempt::ConnectFailed, true),
             (Method::POST, status(429), true),
-            (Method::POST, Outcome::Status { code: 503, retry_after: Some(Duration::from_secs(2)) }, true),
+            (Method::POST, Attempt::Status { code: 503, retry_after: Some(Duration::from_secs(2)) }, true),
             (Method::GET, status(404), false),
             (Method::GET, status(409), false),
             (Method::PATCH, status(500), false),
@@ -475,14 +470,14 @@ mod tests {
             assert_eq!(retry_delay(&p, method, *outcome, 1).is_some(), *retried, "{method} {outcome:?}");
         }
         assert_eq!(retry_delay(&p, &Method::GET, status(500), 4), None, "retries are bounded");
-        let too_long = Outcome::Status { code: 503, retry_after: Some(Duration::from_secs(61)) };
+        let too_long = Attempt::Status { code: 503, retry_after: Some(Duration::from_secs(61)) };
         assert_eq!(retry_delay(&p, &Method::GET, too_long, 1), None);
     }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter() {
         let p = policy();
-        let outcome = Outcome::Status { code: 500, retry_after: None };
+        let outcome = Attempt::Status { code: 500, retry_after: None };
         for (retry, full) in [(1, 100), (2, 200), (3, 250)] {
             let delay = retry_delay(&p, &Method::GET, outcome, retry).unwrap_or_default();
             let full = Duration::from_millis(full);

@@ -280,11 +280,11 @@ impl Nova {
 
     pub async fn create_flavor(&self, flavor: &NewFlavor) -> Result<Flavor, CloudError> {
         #[derive(Deserialize)]
-        struct Created {
+        struct CreatedFlavorBody {
             flavor: Flavor,
         }
         let body = json!({ "flavor": flavor });
-        let created: Created =
+        let created: CreatedFlavorBody =
             self.send(self.request(Method::POST, "/flavors").body(Body::json(&body))).await?.json().await?;
         Ok(created.flavor)
     }
@@ -311,11 +311,11 @@ impl Nova {
 
     pub async fn create_server(&self, server: &NewServer) -> Result<CreatedServer, CloudError> {
         #[derive(Deserialize)]
-        struct Created {
+        struct CreatedServerBody {
             server: CreatedServer,
         }
         let request = self.request(Method::POST, "/servers").body(Body::json(&self.server_body(server)));
-        let created: Created = self.send(request).await?.json().await?;
+        let created: CreatedServerBody = self.send(request).await?.json().await?;
         Ok(created.server)
     }
 
@@ -434,19 +434,20 @@ impl Nova {
     pub async fn vnc_console(&self, id: &str) -> Result<RemoteConsole, CloudError> {
         if self.supports(REMOTE_CONSOLES_FROM) {
             #[derive(Deserialize)]
-            struct Answer {
+            struct RemoteConsoleBody {
                 remote_console: RemoteConsole,
             }
             let body = json!({ "remote_console": { "protocol": "vnc", "type": "novnc" } });
             let request = self.request(Method::POST, &format!("/servers/{id}/remote-consoles")).body(Body::json(&body));
-            let answer: Answer = self.send(request).await?.json().await?;
+            let answer: RemoteConsoleBody = self.send(request).await?.json().await?;
             return Ok(answer.remote_console);
         }
         #[derive(Deserialize)]
-        struct Answer {
+        struct VncConsoleBody {
             console: RemoteConsole,
         }
-        let answer: Answer = self.action(id, json!({ "os-getVNCConsole": { "type": "novnc" } })).await?.json().await?;
+        let answer: VncConsoleBody =
+            self.action(id, json!({ "os-getVNCConsole": { "type": "novnc" } })).await?.json().await?;
         Ok(RemoteConsole { protocol: Some("vnc".into()), ..answer.console })
     }
 

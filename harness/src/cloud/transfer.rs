@@ -19,14 +19,14 @@ pub const CHUNK_SIZE: usize = 256 * 1024;
 /// Called with (bytes done, bytes total) after each chunk. The CLI attaches a progress bar.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
-/// What went through a transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What went through a transfer: how many bytes, and their digests where they are known.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TransferDigest {
     pub bytes: u64,
-    /// Hex md5: Glance's `checksum`.
-    pub md5: String,
-    /// Hex sha512: Glance's `os_hash_value` when `os_hash_algo` is sha512.
-    pub sha512: String,
+    /// Hex md5: Glance's `checksum`; `None` when the bytes were counted, not hashed.
+    pub md5: Option<String>,
+    /// Hex sha512: Glance's `os_hash_value` when `os_hash_algo` is sha512; `None` when not taken.
+    pub sha512: Option<String>,
 }
 
 /// md5 on the caller's thread and sha512 on a helper thread fed the same chunks (reference-counted, not copied), so
@@ -93,20 +93,17 @@ impl Hashes {
 
     fn finish(self) -> TransferDigest {
         if self.count_only {
-            return TransferDigest { bytes: self.bytes, md5: String::new(), sha512: String::new() };
+            return TransferDigest { bytes: self.bytes, md5: None, sha512: None };
         }
         let sha512 = match self.sha512 {
-            Sha512Feed::Inline(state) => hex::encode(state.finalize()),
+            Sha512Feed::Inline(state) => Some(hex::encode(state.finalize())),
             Sha512Feed::Thread { tx, thread } => {
                 drop(tx);
-                match thread.join() {
-                    Ok(state) => hex::encode(state.finalize()),
-                    // Only a panic ends the thread early; a digest that matches nothing makes the transfer fail its check.
-                    Err(_) => String::from("sha512 thread panicked"),
-                }
+                // Only a panic ends the thread early: an unknown digest makes the transfer fail its check.
+                thread.join().ok().map(|state| hex::encode(state.finalize()))
             }
         };
-        TransferDigest { bytes: self.bytes, md5: hex::encode(self.md5.finalize()), sha512 }
+        TransferDigest { bytes: self.bytes, md5: Some(hex::encode(self.md5.finalize())), sha512 }
     }
 }
 
@@ -128,7 +125,7 @@ impl FileUpload {
     }
 
     /// The file sent without hashing it (its digest is known to the caller): [`FileUpload::digest`] gives the length
-    /// sent and empty digests.
+    /// sent and unknown digests.
     pub fn unhashed(mut self) -> FileUpload {
         self.hashed = false;
         self
@@ -219,6 +216,22 @@ where
     Ok(hashes.finish())
 }
 
+/// The hex md5 of a local file, streamed.
+pub fn md5_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
 /// Which side of [`copy_hashed`] failed.
 #[derive(Debug)]
 pub enum CopyError {
@@ -234,8 +247,8 @@ mod tests {
     fn one_shot(data: &[u8]) -> TransferDigest {
         TransferDigest {
             bytes: data.len() as u64,
-            md5: hex::encode(Md5::digest(data)),
-            sha512: hex::encode(Sha512::digest(data)),
+            md5: Some(hex::encode(Md5::digest(data))),
+            sha512: Some(hex::encode(Sha512::digest(data))),
         }
     }
 

@@ -1,47 +1,41 @@
 //! What a domain is expected to look like: the built-in ISO-install layouts, layouts described by scenario data, and classification.
 
-use std::fmt;
 use std::str::FromStr;
 
+use guestsim::Layout;
 use serde::{Deserialize, Serialize};
 
-use super::model::{Chipset, Disk, DiskDevice, Domain};
+use super::model::{Chipset, Disk, DiskDevice, LibvirtDomain};
 
-/// What to check a domain against.
+/// What to check a domain against. As data: a name (`auto` or a built-in layout's) or `{"layout": {...}}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(try_from = "ExpectationData", into = "ExpectationData")]
 pub enum Expectation {
-    /// Upstream Nova's ISO boot: the ISO is the root CD-ROM (its consequence is reported as information).
-    Stock,
-    /// The article's layout: blank virtio `disk.newos` first, the OS ISO and the VirtIO ISO as read-only CD-ROMs.
-    Patched,
-    /// `Patched` plus a read-only driver floppy.
-    PatchedFloppy,
+    /// A built-in layout: `stock` (upstream Nova's ISO boot, the ISO is the root CD-ROM; its consequence is reported
+    /// as information), `patched` (the article's: blank virtio `disk.newos` first, the OS ISO and the VirtIO ISO as
+    /// read-only CD-ROMs) or `patched-floppy` (`patched` plus a read-only driver floppy).
+    Builtin(Layout),
     /// Classify the domain first, then check it as that layout.
     Auto,
-    /// A layout a scenario describes.
-    Layout(LayoutSpec),
+    /// A layout described as data (a scenario's, a file's).
+    Described(LayoutSpec),
 }
 
 impl Expectation {
     /// The layout to check against, given what the domain looks like (only `Auto` looks).
-    pub fn resolve(&self, detected: Option<LayoutKind>) -> Option<LayoutSpec> {
+    pub fn resolve(&self, detected: Option<Layout>) -> Option<LayoutSpec> {
         match self {
-            Expectation::Stock => Some(LayoutSpec::stock()),
-            Expectation::Patched => Some(LayoutSpec::patched()),
-            Expectation::PatchedFloppy => Some(LayoutSpec::patched_floppy()),
-            Expectation::Auto => detected.map(LayoutKind::spec),
-            Expectation::Layout(spec) => Some(spec.clone()),
+            Expectation::Builtin(layout) => Some(LayoutSpec::builtin(*layout)),
+            Expectation::Auto => detected.map(LayoutSpec::builtin),
+            Expectation::Described(spec) => Some(spec.clone()),
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
-            Expectation::Stock => "stock",
-            Expectation::Patched => "patched",
-            Expectation::PatchedFloppy => "patched-floppy",
+            Expectation::Builtin(layout) => layout.as_str(),
             Expectation::Auto => "auto",
-            Expectation::Layout(spec) => &spec.name,
+            Expectation::Described(spec) => &spec.name,
         }
     }
 }
@@ -49,47 +43,43 @@ impl Expectation {
 impl FromStr for Expectation {
     type Err = String;
 
+    /// `auto` or a built-in layout's name, with the one message that lists them all.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "stock" => Ok(Expectation::Stock),
-            "patched" => Ok(Expectation::Patched),
-            "patched-floppy" => Ok(Expectation::PatchedFloppy),
             "auto" => Ok(Expectation::Auto),
-            other => Err(format!("unknown expectation {other:?}: expected stock, patched, patched-floppy or auto")),
+            _ => s
+                .parse()
+                .map(Expectation::Builtin)
+                .map_err(|_| format!("unknown expectation {s:?}: expected stock, patched, patched-floppy or auto")),
         }
     }
 }
 
-/// The built-in layouts a domain can be recognised as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LayoutKind {
-    Stock,
-    Patched,
-    PatchedFloppy,
+/// How an [`Expectation`] is written as data.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ExpectationData {
+    Named(String),
+    Described { layout: LayoutSpec },
 }
 
-impl LayoutKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LayoutKind::Stock => "stock",
-            LayoutKind::Patched => "patched",
-            LayoutKind::PatchedFloppy => "patched-floppy",
-        }
-    }
+impl TryFrom<ExpectationData> for Expectation {
+    type Error = String;
 
-    pub fn spec(self) -> LayoutSpec {
-        match self {
-            LayoutKind::Stock => LayoutSpec::stock(),
-            LayoutKind::Patched => LayoutSpec::patched(),
-            LayoutKind::PatchedFloppy => LayoutSpec::patched_floppy(),
+    fn try_from(data: ExpectationData) -> Result<Self, Self::Error> {
+        match data {
+            ExpectationData::Named(name) => name.parse(),
+            ExpectationData::Described { layout } => Ok(Expectation::Described(layout)),
         }
     }
 }
 
-impl fmt::Display for LayoutKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl From<Expectation> for ExpectationData {
+    fn from(expectation: Expectation) -> Self {
+        match expectation {
+            Expectation::Described(layout) => ExpectationData::Described { layout },
+            named => ExpectationData::Named(named.name().to_string()),
+        }
     }
 }
 
@@ -147,8 +137,9 @@ impl ExpectedDevice {
 }
 
 /// What a device is for in the install.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::IntoStaticStr)]
 #[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
 pub enum Role {
     /// The disk the OS ends up on; the layout's first device is what a snapshot captures.
     Root,
@@ -165,19 +156,14 @@ pub enum Role {
 
 impl Role {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Root => "root",
-            Role::Installer => "installer",
-            Role::Drivers => "drivers",
-            Role::DriverFloppy => "driver-floppy",
-            Role::Ephemeral => "ephemeral",
-            Role::Other => "other",
-        }
+        self.into()
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The device kind a layout expects (the `<disk device=...>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::Display, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum ExpectedKind {
     Disk,
     Cdrom,
@@ -186,11 +172,7 @@ pub enum ExpectedKind {
 
 impl ExpectedKind {
     pub fn as_str(self) -> &'static str {
-        match self {
-            ExpectedKind::Disk => "disk",
-            ExpectedKind::Cdrom => "cdrom",
-            ExpectedKind::Floppy => "floppy",
-        }
+        self.into()
     }
 
     pub fn matches(self, device: &DiskDevice) -> bool {
@@ -238,6 +220,15 @@ impl ExpectedBus {
 }
 
 impl LayoutSpec {
+    /// The built-in description of a layout.
+    pub fn builtin(layout: Layout) -> LayoutSpec {
+        match layout {
+            Layout::Stock => LayoutSpec::stock(),
+            Layout::Patched => LayoutSpec::patched(),
+            Layout::PatchedFloppy => LayoutSpec::patched_floppy(),
+        }
+    }
+
     /// Upstream Nova booting an ISO: the ISO overlay `disk` is the root CD-ROM; the ephemeral disk is optional.
     pub fn stock() -> LayoutSpec {
         LayoutSpec {
@@ -321,17 +312,34 @@ impl LayoutSpec {
 }
 
 /// Recognises which built-in layout a domain is, from its first disk and the removable media it carries.
-pub fn classify(domain: &Domain) -> Option<LayoutKind> {
+pub fn classify(domain: &LibvirtDomain) -> Option<Layout> {
     let first = domain.disks.first()?;
     let has_floppy = domain.disks.iter().any(|d| d.device == DiskDevice::Floppy);
     let named = |name: &str| domain.disks.iter().any(|d| d.source_file_name() == Some(name));
     let patched_root = named("disk.newos") || (first.device == DiskDevice::Disk && installer_cdrom(domain).is_some());
     if patched_root {
-        return Some(if has_floppy { LayoutKind::PatchedFloppy } else { LayoutKind::Patched });
+        return Some(if has_floppy { Layout::PatchedFloppy } else { Layout::Patched });
     }
-    (first.device == DiskDevice::Cdrom).then_some(LayoutKind::Stock)
+    (first.device == DiskDevice::Cdrom).then_some(Layout::Stock)
 }
 
-fn installer_cdrom(domain: &Domain) -> Option<&Disk> {
+fn installer_cdrom(domain: &LibvirtDomain) -> Option<&Disk> {
     domain.disks.iter().find(|d| d.device == DiskDevice::Cdrom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expectation_is_auto_or_a_layout_name_and_a_wrong_name_lists_them() {
+        assert_eq!("auto".parse(), Ok(Expectation::Auto));
+        assert_eq!("patched-floppy".parse(), Ok(Expectation::Builtin(Layout::PatchedFloppy)));
+        assert_eq!(Expectation::Builtin(Layout::PatchedFloppy).name(), "patched-floppy");
+        assert_eq!(
+            "sideways".parse::<Expectation>(),
+            Err("unknown expectation \"sideways\": expected stock, patched, patched-floppy or auto".to_string())
+        );
+        assert_eq!(serde_json::to_string(&Expectation::Auto).unwrap(), r#""auto""#);
+    }
 }

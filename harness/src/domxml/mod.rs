@@ -7,15 +7,15 @@
 //! The rules are listed in [`rules::RULES`].
 
 pub mod expect;
+pub mod inputs;
 pub mod model;
 pub mod report;
 pub mod rules;
 pub mod xml;
 
-pub use expect::{
-    Expectation, ExpectedBus, ExpectedDevice, ExpectedKind, FirmwareNeeds, LayoutKind, LayoutSpec, Role, classify,
-};
-pub use model::{Domain, parse};
+pub use expect::{Expectation, ExpectedBus, ExpectedDevice, ExpectedKind, FirmwareNeeds, LayoutSpec, Role, classify};
+pub use inputs::{InputsReport, check_inputs, load_layout};
+pub use model::{LibvirtDomain, parse};
 pub use report::{Counts, Finding, Report, Severity};
 pub use rules::{RULES, Rule, check};
 pub use xml::Position;
@@ -54,7 +54,7 @@ impl ParseError {
 }
 
 /// Parses raw bytes (a file's content): UTF-8 is required, a BOM is skipped.
-pub fn parse_bytes(bytes: &[u8]) -> Result<Domain, ParseError> {
+pub fn parse_bytes(bytes: &[u8]) -> Result<LibvirtDomain, ParseError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     match std::str::from_utf8(bytes) {
         Ok(text) => parse(text),

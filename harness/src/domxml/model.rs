@@ -21,7 +21,7 @@ pub enum DocumentKind {
 
 /// A parsed domain: its `<os>`, features and the devices the layouts are made of.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Domain {
+pub struct LibvirtDomain {
     pub document: DocumentKind,
     pub pos: Position,
     /// `<domain type=...>` (kvm, qemu).
@@ -37,7 +37,7 @@ pub struct Domain {
     pub pci_addresses: Vec<PciUse>,
 }
 
-impl Domain {
+impl LibvirtDomain {
     /// The machine type, e.g. `pc-q35-8.2`, when the document says.
     pub fn machine(&self) -> Option<&str> {
         self.os.as_ref().and_then(|os| os.machine.as_deref())
@@ -141,35 +141,22 @@ pub struct Nvram {
 }
 
 /// `<disk device=...>`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, strum::Display, strum::EnumString)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DiskDevice {
     Disk,
     Cdrom,
     Floppy,
     Lun,
+    /// A device kind libvirt may know but the layouts do not use, as written.
+    #[strum(default)]
     Other(String),
 }
 
 impl DiskDevice {
     fn from_attr(value: Option<&str>) -> DiskDevice {
-        match value.unwrap_or("disk") {
-            "disk" => DiskDevice::Disk,
-            "cdrom" => DiskDevice::Cdrom,
-            "floppy" => DiskDevice::Floppy,
-            "lun" => DiskDevice::Lun,
-            other => DiskDevice::Other(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            DiskDevice::Disk => "disk",
-            DiskDevice::Cdrom => "cdrom",
-            DiskDevice::Floppy => "floppy",
-            DiskDevice::Lun => "lun",
-            DiskDevice::Other(s) => s,
-        }
+        value.unwrap_or("disk").parse().unwrap_or_else(|never: std::convert::Infallible| match never {})
     }
 
     /// The `<os><boot dev=...>` value that selects this kind of device.
@@ -180,12 +167,6 @@ impl DiskDevice {
             DiskDevice::Floppy => Some("fd"),
             DiskDevice::Other(_) => None,
         }
-    }
-}
-
-impl fmt::Display for DiskDevice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -220,8 +201,9 @@ impl DiskSource {
     }
 }
 
+/// A disk's `<driver>`: the QEMU block driver, the image format and the cache mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Driver {
+pub struct DiskDriver {
     pub pos: Position,
     pub name: Option<String>,
     /// The image format: raw, qcow2...
@@ -274,7 +256,7 @@ pub struct Disk {
     /// `<disk type=...>`: file, block, volume, network.
     pub disk_type: String,
     pub device: DiskDevice,
-    pub driver: Option<Driver>,
+    pub driver: Option<DiskDriver>,
     pub source: Option<Positioned<DiskSource>>,
     pub target: Option<Target>,
     pub readonly: bool,
@@ -339,7 +321,7 @@ pub struct PciUse {
 }
 
 /// Parses a whole `<domain>`, a `<devices>` element, or a fragment of one or more `<disk>` elements.
-pub fn parse(xml: &str) -> Result<Domain, ParseError> {
+pub fn parse(xml: &str) -> Result<LibvirtDomain, ParseError> {
     let roots = parse_elements(xml)?;
     let first = roots.first().ok_or(ParseError::Empty)?;
     let document = match first.name.as_str() {
@@ -356,7 +338,7 @@ pub fn parse(xml: &str) -> Result<Domain, ParseError> {
     {
         return Err(ParseError::UnexpectedRoot { pos: other.pos, name: other.name.clone() });
     }
-    let mut domain = Domain {
+    let mut domain = LibvirtDomain {
         document,
         pos: first.pos,
         hypervisor: None,
@@ -429,7 +411,7 @@ fn parse_os(os: &Element) -> Result<Os, ParseError> {
     })
 }
 
-fn read_devices<'e>(devices: impl Iterator<Item = &'e Element>, domain: &mut Domain) -> Result<(), ParseError> {
+fn read_devices<'e>(devices: impl Iterator<Item = &'e Element>, domain: &mut LibvirtDomain) -> Result<(), ParseError> {
     for device in devices {
         let address = device.child("address").map(parse_address).transpose()?;
         if let Some(Positioned { pos, value: Address::Pci { domain: d, bus, slot, function, .. } }) = &address {
@@ -520,7 +502,7 @@ fn parse_disk(disk: &Element, address: Option<Positioned<Address>>) -> Result<Di
         pos: disk.pos,
         device: DiskDevice::from_attr(disk.attr("device")),
         disk_type,
-        driver: disk.child("driver").map(|d| Driver {
+        driver: disk.child("driver").map(|d| DiskDriver {
             pos: d.pos,
             name: d.attr("name").map(str::to_string),
             format: d.attr("type").map(str::to_string),

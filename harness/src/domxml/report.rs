@@ -1,15 +1,14 @@
 //! Findings and reports: the rule catalogue entry each finding cites, and the human (rustc-like) and JSON renderings.
 
-use std::fmt;
-
+use guestsim::Layout;
 use serde::Serialize;
 
-use super::expect::LayoutKind;
 use super::rules::Rule;
 use super::xml::Position;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, strum::Display, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Severity {
     /// The layout is wrong: the install or its snapshot will not give an installed image, or libvirt rejects it.
     Error,
@@ -21,17 +20,7 @@ pub enum Severity {
 
 impl Severity {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -78,7 +67,7 @@ impl Finding {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Report {
     /// The built-in layout the domain looks like, whatever was expected.
-    pub layout_detected: Option<LayoutKind>,
+    pub layout_detected: Option<Layout>,
     /// The expectation as given (`auto`, `patched`, a scenario layout's name).
     pub expectation: String,
     /// The layout the domain was checked against (`auto` resolved); `None` when auto found no layout.
@@ -129,7 +118,7 @@ impl Report {
             ));
         }
         let counts = self.counts();
-        let detected = self.layout_detected.map_or("no known layout", LayoutKind::as_str);
+        let detected = self.layout_detected.map_or("no known layout", Layout::as_str);
         let checked = self.checked_as.as_deref().unwrap_or("generic rules only");
         out.push_str(&format!(
             "{file}: detected {detected}; checked as {checked}: {} error{}, {} warning{}, {} info\n",

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::expect::{Expectation, ExpectedKind, LayoutSpec, Role, classify};
-use super::model::{Address, Chipset, Disk, DiskDevice, DiskSource, Domain};
+use super::model::{Address, Chipset, Disk, DiskDevice, DiskSource, LibvirtDomain};
 use super::report::{Finding, Report, Severity};
 use super::xml::Position;
 
@@ -69,7 +69,7 @@ pub fn rule(id_or_name: &str) -> Option<&'static Rule> {
 }
 
 /// Checks a domain against an expectation and returns every finding, sorted by position.
-pub fn check(domain: &Domain, expect: &Expectation) -> Report {
+pub fn check(domain: &LibvirtDomain, expect: &Expectation) -> Report {
     let detected = classify(domain);
     let spec = expect.resolve(detected);
     let mut findings = Vec::new();
@@ -83,7 +83,7 @@ pub fn check(domain: &Domain, expect: &Expectation) -> Report {
             &LAYOUT_UNRECOGNISED,
             domain.pos,
             "the domain is neither stock (ISO CD-ROM first) nor patched (a blank root disk first, then CD-ROMs)",
-            "pass --expect with the layout you meant, or describe it as a scenario layout",
+            "pass --layout with the layout you meant, or describe it in a --layout-file",
         )),
     }
     findings.sort_by(|a, b| (a.line, a.column, a.rule).cmp(&(b.line, b.column, b.rule)));
@@ -124,7 +124,7 @@ fn target_index(dev: &str, prefix: &str) -> Option<u32> {
     Some(index)
 }
 
-fn check_disks(domain: &Domain, findings: &mut Vec<Finding>) {
+fn check_disks(domain: &LibvirtDomain, findings: &mut Vec<Finding>) {
     let chipset = domain.chipset();
     let mut seen_targets: HashMap<&str, Position> = HashMap::new();
     let mut instance_dir: Option<(&str, Position)> = None;
@@ -430,7 +430,7 @@ fn check_source_name<'d>(disk: &'d Disk, instance_dir: &mut Option<(&'d str, Pos
 /// A drive address on one kind of controller: (bus kind, controller, bus, target, unit).
 type DriveKey<'a> = (&'a str, u32, u32, u32, u32);
 
-fn check_addresses(domain: &Domain, findings: &mut Vec<Finding>) {
+fn check_addresses(domain: &LibvirtDomain, findings: &mut Vec<Finding>) {
     let mut pci: HashMap<(u32, u32, u32, u32), (&str, Position)> = HashMap::new();
     for used in &domain.pci_addresses {
         if used.bus == 0 && used.slot == 0 {
@@ -492,7 +492,7 @@ fn check_addresses(domain: &Domain, findings: &mut Vec<Finding>) {
 }
 
 /// The disks the firmware tries, in order (indices into `domain.disks`); `None` when the document does not say.
-fn boot_sequence(domain: &Domain, findings: &mut Vec<Finding>) -> Option<Vec<usize>> {
+fn boot_sequence(domain: &LibvirtDomain, findings: &mut Vec<Finding>) -> Option<Vec<usize>> {
     let mut ordered: Vec<(u32, usize)> =
         domain.disks.iter().enumerate().filter_map(|(i, d)| d.boot_order.as_ref().map(|b| (b.value, i))).collect();
     ordered.sort();
@@ -548,7 +548,7 @@ fn boot_sequence(domain: &Domain, findings: &mut Vec<Finding>) -> Option<Vec<usi
     Some(sequence)
 }
 
-fn check_firmware(domain: &Domain, findings: &mut Vec<Finding>) {
+fn check_firmware(domain: &LibvirtDomain, findings: &mut Vec<Finding>) {
     let Some(os) = &domain.os else { return };
     let Some(loader) = &os.loader else {
         if os.secure_boot() && domain.chipset() != Chipset::Q35 {
@@ -580,7 +580,7 @@ fn check_firmware(domain: &Domain, findings: &mut Vec<Finding>) {
     }
 }
 
-fn secure_boot_needs_q35(domain: &Domain, pos: Position) -> Finding {
+fn secure_boot_needs_q35(domain: &LibvirtDomain, pos: Position) -> Finding {
     Finding::new(
         &SECURE_BOOT_NEEDS_Q35,
         pos,
@@ -597,7 +597,7 @@ fn is_nova_extra(disk: &Disk) -> bool {
     })
 }
 
-fn check_layout(domain: &Domain, spec: &LayoutSpec, boot: Option<&[usize]>, findings: &mut Vec<Finding>) {
+fn check_layout(domain: &LibvirtDomain, spec: &LayoutSpec, boot: Option<&[usize]>, findings: &mut Vec<Finding>) {
     let chipset = domain.chipset();
     let disks = &domain.disks;
     let mut used = vec![false; disks.len()];
@@ -738,7 +738,7 @@ fn boot_consequence(role: Role) -> &'static str {
     }
 }
 
-fn boot_help(domain: &Domain, kind: ExpectedKind, position: u32) -> String {
+fn boot_help(domain: &LibvirtDomain, kind: ExpectedKind, position: u32) -> String {
     let per_device = domain.disks.iter().any(|d| d.boot_order.is_some());
     if per_device || domain.os.is_none() {
         format!("give it <boot order='{position}'/>")
@@ -752,7 +752,7 @@ fn boot_help(domain: &Domain, kind: ExpectedKind, position: u32) -> String {
     }
 }
 
-fn check_first_disk(domain: &Domain, spec: &LayoutSpec, matched: &[Option<usize>], findings: &mut Vec<Finding>) {
+fn check_first_disk(domain: &LibvirtDomain, spec: &LayoutSpec, matched: &[Option<usize>], findings: &mut Vec<Finding>) {
     let Some(first) = domain.disks.first() else { return };
     let Some(expected_first) = spec.devices.first() else { return };
     if first.device == DiskDevice::Cdrom {
@@ -791,7 +791,12 @@ fn check_first_disk(domain: &Domain, spec: &LayoutSpec, matched: &[Option<usize>
     }
 }
 
-fn missing_device(domain: &Domain, spec: &LayoutSpec, role: Role, expected: &super::expect::ExpectedDevice) -> Finding {
+fn missing_device(
+    domain: &LibvirtDomain,
+    spec: &LayoutSpec,
+    role: Role,
+    expected: &super::expect::ExpectedDevice,
+) -> Finding {
     let bus = expected.bus.accepts(domain.chipset())[0];
     match role {
         Role::Drivers if expected.kind == ExpectedKind::Cdrom => Finding::new(
@@ -828,7 +833,7 @@ fn missing_device(domain: &Domain, spec: &LayoutSpec, role: Role, expected: &sup
 }
 
 fn check_extra_disks(
-    domain: &Domain,
+    domain: &LibvirtDomain,
     spec: &LayoutSpec,
     matched: &[Option<usize>],
     used: &[bool],
@@ -865,7 +870,12 @@ fn check_extra_disks(
     }
 }
 
-fn check_drivers_medium(domain: &Domain, spec: &LayoutSpec, matched: &[Option<usize>], findings: &mut Vec<Finding>) {
+fn check_drivers_medium(
+    domain: &LibvirtDomain,
+    spec: &LayoutSpec,
+    matched: &[Option<usize>],
+    findings: &mut Vec<Finding>,
+) {
     if spec.devices.iter().any(|e| matches!(e.role, Role::Drivers | Role::DriverFloppy)) {
         return;
     }
@@ -888,7 +898,7 @@ fn check_drivers_medium(domain: &Domain, spec: &LayoutSpec, matched: &[Option<us
     }
 }
 
-fn check_firmware_needs(domain: &Domain, spec: &LayoutSpec, findings: &mut Vec<Finding>) {
+fn check_firmware_needs(domain: &LibvirtDomain, spec: &LayoutSpec, findings: &mut Vec<Finding>) {
     let needs = &spec.firmware;
     let os = domain.os.as_ref();
     let pos = os.map_or(domain.pos, |o| o.pos);

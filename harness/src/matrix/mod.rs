@@ -3,4 +3,4 @@
 pub mod report;
 pub mod run;
 
-pub use report::{Cell, Format, MatrixReport};
+pub use report::{Cell, MatrixFormat, MatrixReport};

@@ -4,10 +4,8 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use guestsim::Layout;
+use guestsim::{Layout, Outcome, OutcomeKind};
 use serde::Serialize;
-
-use crate::scenario::Outcome;
 
 /// One (scenario, layout) cell.
 #[derive(Debug, Clone, Serialize)]
@@ -16,14 +14,12 @@ pub struct Cell {
     pub guest: String,
     pub reconstruction: bool,
     pub layout: Layout,
-    /// Derived from the guest facts and the layout's devices.
+    /// Derived from the guest facts and the layout's devices, with why the rules expect it.
     pub expected: Outcome,
-    /// Why the rules expect that.
-    pub expected_reason: String,
     /// What the scenario file pinned, if anything.
-    pub pinned: Option<Outcome>,
+    pub pinned: Option<OutcomeKind>,
     /// What the run produced; None when it could not run to a conclusion.
-    pub observed: Option<Outcome>,
+    pub observed: Option<OutcomeKind>,
     pub reason: String,
     pub evidence: Vec<String>,
     /// Domain XML validator findings (rule ids and messages) for the install server.
@@ -39,28 +35,30 @@ pub struct Cell {
 impl Cell {
     /// A cell passes when it ran, matched the derivation, and any pin agrees with both.
     pub fn passed(&self) -> bool {
-        self.observed == Some(self.expected) && self.pinned.is_none_or(|p| p == self.expected)
+        self.observed == Some(self.expected.kind) && self.pinned.is_none_or(|p| p == self.expected.kind)
     }
 
     pub fn problem(&self) -> Option<String> {
+        let expected = self.expected.kind;
         if let Some(p) = self.pinned
-            && p != self.expected
+            && p != expected
         {
-            return Some(format!("pinned {p} but the rules derive {}", self.expected));
+            return Some(format!("pinned {p} but the rules derive {expected}"));
         }
         match self.observed {
             None => Some(format!("did not finish: {}", self.reason)),
-            Some(o) if o != self.expected => Some(format!("observed {o}, expected {}: {}", self.expected, self.reason)),
+            Some(o) if o != expected => Some(format!("observed {o}, expected {expected}: {}", self.reason)),
             Some(_) => None,
         }
     }
 
     fn mark(&self) -> String {
         let symbol = match self.observed {
-            Some(Outcome::ImageOk) => "✔",
-            Some(Outcome::IsoCopy) => "✘ iso",
-            Some(Outcome::NoTargetDisk) => "✘ disk",
-            Some(Outcome::Rejected) => "⊘",
+            Some(OutcomeKind::ImageOk) => "✔",
+            Some(OutcomeKind::IsoCopy) => "✘ iso",
+            Some(OutcomeKind::NoTargetDisk) => "✘ disk",
+            Some(OutcomeKind::Rejected) => "⊘",
+            Some(OutcomeKind::NeedsConsole) => "✘ console",
             None => "?",
         };
         if self.passed() { symbol.to_string() } else { format!("{symbol} (!)") }
@@ -76,8 +74,9 @@ pub struct MatrixReport {
     pub wall_seconds: f64,
 }
 
+/// The renderings of a [`MatrixReport`] (`isoharness matrix --format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub enum MatrixFormat {
     Table,
     Json,
     Junit,
@@ -119,13 +118,13 @@ impl MatrixReport {
         )
     }
 
-    pub fn render(&self, format: Format) -> String {
+    pub fn render(&self, format: MatrixFormat) -> String {
         match format {
-            Format::Table => self.table(),
-            Format::Json => serde_json::to_string_pretty(self).expect("reports serialize") + "\n",
-            Format::Junit => self.junit(),
-            Format::Markdown => self.markdown(),
-            Format::Html => self.html(),
+            MatrixFormat::Table => self.table(),
+            MatrixFormat::Json => serde_json::to_string_pretty(self).expect("reports serialize") + "\n",
+            MatrixFormat::Junit => self.junit(),
+            MatrixFormat::Markdown => self.markdown(),
+            MatrixFormat::Html => self.html(),
         }
     }
 
@@ -143,9 +142,16 @@ impl MatrixReport {
             table.add_row(row);
         }
         let mut out = format!("{table}\n");
-        out.push_str(
-            "✔ image-ok   ✘ iso: iso-copy   ✘ disk: no-target-disk   ⊘ rejected   (!) differs from the expectation\n",
-        );
+        // An attended install is rare in a matrix: its legend entry shows only where a cell has it.
+        let console = self
+            .cells
+            .iter()
+            .any(|c| c.expected.kind == OutcomeKind::NeedsConsole || c.observed == Some(OutcomeKind::NeedsConsole));
+        out.push_str(if console {
+            "✔ image-ok   ✘ iso: iso-copy   ✘ disk: no-target-disk   ✘ console: needs-console   ⊘ rejected   (!) differs from the expectation\n"
+        } else {
+            "✔ image-ok   ✘ iso: iso-copy   ✘ disk: no-target-disk   ⊘ rejected   (!) differs from the expectation\n"
+        });
         out.push_str(
             "* a row of the article's Table 1, reconstructed from the installer rules (the original is lost)\n",
         );
@@ -173,7 +179,7 @@ impl MatrixReport {
                 let text = cell
                     .map(|c| {
                         let observed = c.observed.map(|o| o.to_string()).unwrap_or_else(|| "error".into());
-                        if c.passed() { observed } else { format!("**{observed}** (expected {})", c.expected) }
+                        if c.passed() { observed } else { format!("**{observed}** (expected {})", c.expected.kind) }
                     })
                     .unwrap_or_default();
                 let _ = write!(out, " {text} |");
@@ -205,8 +211,8 @@ impl MatrixReport {
                 case.set_time(std::time::Duration::from_secs_f64(cell.wall_seconds.max(0.0)));
                 case.set_system_out(format!(
                     "expected {} ({}); observed {}; {}",
-                    cell.expected,
-                    cell.expected_reason,
+                    cell.expected.kind,
+                    cell.expected.reason,
                     cell.observed.map(|o| o.to_string()).unwrap_or_else(|| "nothing".into()),
                     cell.reason
                 ));
@@ -222,7 +228,7 @@ impl MatrixReport {
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>isoharness matrix</title>\n<style>\
              body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
              td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
-             .image-ok{background:#dfd}.iso-copy{background:#fdd}.no-target-disk{background:#fed}.rejected{background:#eee}\
+             .image-ok{background:#dfd}.iso-copy{background:#fdd}.no-target-disk{background:#fed}.rejected{background:#eee}.needs-console{background:#eef}\
              .differs{outline:3px solid #c00}</style></head><body>\n<h1>Guest-OS matrix</h1>\n",
         );
         let _ = writeln!(out, "<p>{}</p>", escape(&self.summary()));
@@ -241,7 +247,7 @@ impl MatrixReport {
                         let _ = write!(
                             out,
                             "<td class=\"{class}\" title=\"{}\">{observed}</td>",
-                            escape(&format!("expected {}: {}. {}", c.expected, c.expected_reason, c.reason))
+                            escape(&format!("expected {}: {}. {}", c.expected.kind, c.expected.reason, c.reason))
                         );
                     }
                     None => out.push_str("<td></td>"),
@@ -262,14 +268,13 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn cell(scenario: &str, layout: Layout, expected: Outcome, observed: Option<Outcome>) -> Cell {
+    fn cell(scenario: &str, layout: Layout, expected: OutcomeKind, observed: Option<OutcomeKind>) -> Cell {
         Cell {
             scenario: scenario.into(),
             guest: format!("Guest {scenario}"),
             reconstruction: scenario.starts_with('r'),
             layout,
-            expected,
-            expected_reason: "rule".into(),
+            expected: Outcome::new(expected, "rule"),
             pinned: None,
             observed,
             reason: String::new(),
@@ -287,10 +292,10 @@ mod tests {
             cloud: "mockstack".into(),
             layouts: vec![Layout::Stock, Layout::Patched],
             cells: vec![
-                cell("rhel", Layout::Stock, Outcome::IsoCopy, Some(Outcome::IsoCopy)),
-                cell("rhel", Layout::Patched, Outcome::ImageOk, Some(Outcome::ImageOk)),
-                cell("win", Layout::Stock, Outcome::NoTargetDisk, Some(Outcome::NoTargetDisk)),
-                cell("win", Layout::Patched, Outcome::ImageOk, Some(Outcome::IsoCopy)),
+                cell("rhel", Layout::Stock, OutcomeKind::IsoCopy, Some(OutcomeKind::IsoCopy)),
+                cell("rhel", Layout::Patched, OutcomeKind::ImageOk, Some(OutcomeKind::ImageOk)),
+                cell("win", Layout::Stock, OutcomeKind::NoTargetDisk, Some(OutcomeKind::NoTargetDisk)),
+                cell("win", Layout::Patched, OutcomeKind::ImageOk, Some(OutcomeKind::IsoCopy)),
             ],
             wall_seconds: 0.5,
         }
@@ -298,9 +303,9 @@ mod tests {
 
     #[test]
     fn a_cell_fails_when_observation_or_pin_disagrees() {
-        let mut c = cell("x", Layout::Patched, Outcome::ImageOk, Some(Outcome::ImageOk));
+        let mut c = cell("x", Layout::Patched, OutcomeKind::ImageOk, Some(OutcomeKind::ImageOk));
         assert!(c.passed());
-        c.pinned = Some(Outcome::IsoCopy);
+        c.pinned = Some(OutcomeKind::IsoCopy);
         assert_eq!(c.problem().unwrap(), "pinned iso-copy but the rules derive image-ok");
         c.pinned = None;
         c.observed = None;
@@ -310,20 +315,41 @@ mod tests {
     }
 
     #[test]
+    fn an_attended_install_is_compared_as_needs_console_not_as_rejected() {
+        let mut c = cell("attended", Layout::Patched, OutcomeKind::NeedsConsole, Some(OutcomeKind::NeedsConsole));
+        assert!(c.passed(), "{:?}", c.problem());
+        c.observed = Some(OutcomeKind::Rejected);
+        assert_eq!(c.problem().unwrap(), "observed rejected, expected needs-console: ");
+        let r = MatrixReport {
+            cloud: "mockstack".into(),
+            layouts: vec![Layout::Patched],
+            cells: vec![c],
+            wall_seconds: 0.1,
+        };
+        let table = r.render(MatrixFormat::Table);
+        assert!(table.contains("✘ console: needs-console"), "{table}");
+        let json: serde_json::Value = serde_json::from_str(&r.render(MatrixFormat::Json)).unwrap();
+        assert_eq!(json["cells"][0]["expected"]["kind"], "needs-console");
+        assert_eq!(json["cells"][0]["expected"]["reason"], "rule");
+        assert!(!report().render(MatrixFormat::Table).contains("needs-console"), "the legend shows it only when used");
+    }
+
+    #[test]
     fn every_format_names_every_cell_and_flags_the_mismatch() {
         let r = report();
-        let table = r.render(Format::Table);
+        let table = r.render(MatrixFormat::Table);
         assert!(table.contains("MISMATCH win on patched: observed iso-copy, expected image-ok"), "{table}");
         assert!(table.contains("Guest rhel *"));
         assert!(
-            r.render(Format::Markdown).contains("| Guest win | no-target-disk | **iso-copy** (expected image-ok) |")
+            r.render(MatrixFormat::Markdown)
+                .contains("| Guest win | no-target-disk | **iso-copy** (expected image-ok) |")
         );
-        let json: serde_json::Value = serde_json::from_str(&r.render(Format::Json)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&r.render(MatrixFormat::Json)).unwrap();
         assert_eq!(json["cells"].as_array().unwrap().len(), 4);
-        let junit = r.render(Format::Junit);
+        let junit = r.render(MatrixFormat::Junit);
         assert!(junit.contains("tests=\"4\"") && junit.contains("failures=\"1\""), "{junit}");
         assert!(junit.contains("name=\"win::patched\""));
-        let html = r.render(Format::Html);
+        let html = r.render(MatrixFormat::Html);
         assert!(html.starts_with("<!DOCTYPE html>") && html.contains("class=\"iso-copy differs\""));
         assert!(r.summary().starts_with("4 cells (2 scenarios × 2 layouts) on mockstack: 3 as expected, 1 not"));
     }

@@ -3,20 +3,21 @@
 
 use std::time::Instant;
 
-use futures_util::StreamExt;
-use guestsim::Layout;
 use std::sync::OnceLock;
+
+use futures_util::StreamExt;
+use guestsim::{Layout, Outcome, OutcomeKind};
 
 use guestsim::guest::Medium;
 use guestsim::hypervisor::blockinfo::{DiskSource, FlavorDisks, ImageMeta, MappingRequest, VirtType, disk_mapping};
-use guestsim::hypervisor::installer::{Outcome as OutcomeOf, OutcomeKind, expected_outcome, summarize_media};
+use guestsim::hypervisor::installer::{expected_outcome, summarize_media};
 use guestsim::media::floppy::FloppyImage;
 use guestsim::media::iso9660::IsoImage;
 use guestsim::media::virtio_win::{DriverFloppySpec, FloppyArch, driver_floppy as write_floppy, virtio_win_iso};
 
 use super::report::{Cell, MatrixReport};
 use crate::domxml;
-use crate::scenario::{Outcome, Scenario, VirtioWinBuild};
+use crate::scenario::{Scenario, VirtioWinBuild};
 use crate::target::{Embedded, MediaCache, media_for};
 use crate::workflow::MediaFiles;
 use crate::workflow::ledger::Ledger;
@@ -25,7 +26,7 @@ use crate::workflow::{BuildOptions, Driver, DriverMedia, NewImage, run_build};
 /// The outcome the installer rules derive for a scenario on a layout, with the reason: the
 /// same rules the simulated compute host follows ([`guestsim::hypervisor::installer`]), fed
 /// with the layout's disk mapping and the driver media the cloud offers, but no cloud.
-pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
+pub fn expected(scenario: &Scenario, layout: Layout) -> Outcome {
     let image = ImageMeta {
         disk_format: "iso".into(),
         properties: scenario.image.iso_properties.clone().into_iter().collect(),
@@ -43,8 +44,8 @@ pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
         virtio_iso_found: true,
         driver_floppy_found: FloppyArch::for_guest(scenario.guest.arch).is_some(),
     };
-    let outcome = match disk_mapping(&request) {
-        Err(e) => OutcomeOf { kind: OutcomeKind::Rejected, reason: e.nova_fault() },
+    match disk_mapping(&request) {
+        Err(e) => Outcome::new(OutcomeKind::Rejected, e.nova_fault()),
         Ok(mapping) => {
             let virtio = driver_iso(scenario.media.virtio_win);
             let floppy = FloppyArch::for_guest(scenario.guest.arch).map(driver_floppy);
@@ -63,14 +64,7 @@ pub fn expected(scenario: &Scenario, layout: Layout) -> (Outcome, String) {
             let summary = summarize_media(&scenario.guest, &mapping, &media);
             expected_outcome(&scenario.guest, &mapping, &summary)
         }
-    };
-    let kind = match outcome.kind {
-        OutcomeKind::ImageOk => Outcome::ImageOk,
-        OutcomeKind::IsoCopy => Outcome::IsoCopy,
-        OutcomeKind::NoTargetDisk => Outcome::NoTargetDisk,
-        OutcomeKind::Rejected | OutcomeKind::NeedsConsole => Outcome::Rejected,
-    };
-    (kind, outcome.reason)
+    }
 }
 
 /// The generated VirtIO-win ISO of a build, read back as the guest would see it (made once).
@@ -213,7 +207,7 @@ async fn run_share(
     let cells: Vec<Cell> = futures_util::stream::iter(work)
         .map(|(group, driver, layout, scenario)| async move {
             let dir = scratch.join(format!("{group}-{}", scenario.name));
-            let run_id = format!("{}-{layout}", crate::build_cmd::new_run_id());
+            let run_id = format!("{}-{layout}", crate::workflow::RunId::new());
             let files = media.embedded_media(scenario);
             run_cell_with_media(driver, ledger, scenario, layout, &dir, files, &run_id).await
         })
@@ -287,14 +281,12 @@ pub async fn run_cell_with_media<D: Driver>(
     run_id: &str,
 ) -> Cell {
     let wall = Instant::now();
-    let (expected, expected_reason) = expected(scenario, layout);
     let mut cell = Cell {
         scenario: scenario.name.clone(),
         guest: scenario.guest.name.clone(),
         reconstruction: scenario.about.reconstruction,
         layout,
-        expected,
-        expected_reason,
+        expected: expected(scenario, layout),
         pinned: scenario.expect.get(&layout).copied(),
         observed: None,
         reason: String::new(),
@@ -328,12 +320,7 @@ pub async fn run_cell_with_media<D: Driver>(
     cell.reason = report.reason.clone();
     cell.evidence = report.evidence.clone();
     if let Some(xml) = &report.domain_xml {
-        let expectation = match layout {
-            Layout::Stock => domxml::Expectation::Stock,
-            Layout::Patched => domxml::Expectation::Patched,
-            Layout::PatchedFloppy => domxml::Expectation::PatchedFloppy,
-        };
-        match domxml::check_xml(xml, &expectation) {
+        match domxml::check_xml(xml, &domxml::Expectation::Builtin(layout)) {
             Ok(r) => {
                 cell.xml_findings = r
                     .findings
@@ -368,7 +355,7 @@ pub async fn run_real<D: Driver>(
     let mut cells: Vec<Cell> = futures_util::stream::iter(scenarios)
         .map(|scenario| async move {
             let dir = scratch_path.join(&scenario.name);
-            let run_id = crate::build_cmd::new_run_id();
+            let run_id = String::from(crate::workflow::RunId::new());
             run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
             run_cell(driver, ledger, scenario, layout, &dir, false, &run_id).await
         })
@@ -382,4 +369,27 @@ pub async fn run_real<D: Driver>(
         cells,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(name: &str) -> Scenario {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../scenarios/{name}.toml"));
+        Scenario::load(&path).expect("a scenario of the repository")
+    }
+
+    #[test]
+    fn the_expectation_keeps_the_kind_and_reason_the_rules_derive() {
+        let mut attended = scenario("ubuntu-24.04");
+        attended.guest.unattended = false;
+        let attended = expected(&attended, Layout::Patched);
+        assert_eq!(attended.kind, OutcomeKind::NeedsConsole, "{}", attended.reason);
+        assert!(attended.reason.contains("no answer file"), "{}", attended.reason);
+
+        let stock = expected(&scenario("ubuntu-24.04"), Layout::Stock);
+        assert_eq!(stock.kind, OutcomeKind::IsoCopy);
+        assert!(stock.reason.contains("the installation ISO"), "{}", stock.reason);
+    }
 }

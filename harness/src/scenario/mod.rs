@@ -10,13 +10,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use guestsim::Layout;
 use guestsim::guest::GuestFacts;
+use guestsim::{Layout, OutcomeKind};
 use serde::{Deserialize, Serialize};
-
-mod outcome;
-
-pub use outcome::Outcome;
 
 /// One scenario file, validated.
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +27,7 @@ pub struct Scenario {
     pub image: ImageMetadata,
     pub completion: Completion,
     /// Outcomes a person pinned per layout; checked against the derived ones.
-    pub expect: BTreeMap<Layout, Outcome>,
+    pub expect: BTreeMap<Layout, OutcomeKind>,
 }
 
 /// The `[scenario]` table.
@@ -202,7 +198,7 @@ struct ScenarioFile {
     #[serde(default)]
     completion: Completion,
     #[serde(default)]
-    expect: BTreeMap<String, Outcome>,
+    expect: BTreeMap<String, OutcomeKind>,
 }
 
 /// A scenario that cannot be used, with where the problem is.

@@ -41,7 +41,7 @@ fn valid_file_parses_with_defaults() {
     let s = parse(VALID).unwrap();
     assert_eq!(s.name, "test");
     assert_eq!(s.flavor.vcpus, 1);
-    assert_eq!(s.expect.get(&Layout::Patched), Some(&Outcome::ImageOk));
+    assert_eq!(s.expect.get(&Layout::Patched), Some(&OutcomeKind::ImageOk));
     assert_eq!(s.media.virtio_win_image, "virtio-win");
     assert_eq!(s.image.visibility, "private");
     assert!(s.guest.unattended);

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use guestsim::OutcomeKind;
 use regex::Regex;
 
 use super::{ImageInfo, ServerInfo};
@@ -13,8 +14,8 @@ pub enum InstallVerdict {
     Wait,
     /// The install finished (the guest powered off, or the console said so).
     Finished { how: String },
-    /// The install failed; `evidence` holds the console lines or fault that show it.
-    Failed { reason: String, evidence: Vec<String> },
+    /// The install failed, with what that makes of the cell; `evidence` holds the console lines or fault that show it.
+    Failed { outcome: OutcomeKind, reason: String, evidence: Vec<String> },
 }
 
 /// Rules for judging an install in progress (from the scenario's `[completion]`).
@@ -27,7 +28,7 @@ pub struct InstallRules {
     pub failure_console: Option<Regex>,
 }
 
-/// Console lines that mean an installer gave up, whatever the scenario says (OS-MATRIX.md).
+/// Console lines that mean an installer gave up, whatever the scenario says (docs/guest-matrix.md#failure-lines).
 const INSTALLER_FAILURES: &[&str] = &[
     "Setup did not find any hard disk drives",
     "We couldn't find any drives",
@@ -37,6 +38,11 @@ const INSTALLER_FAILURES: &[&str] = &[
     "This PC can't run Windows 11",
     "No bootable device",
 ];
+
+/// Console lines of an installer that waits for a person (no answer file): the simulated installers' words, and
+/// Anaconda's text-mode prompt.
+const INSTALLER_WAITS_FOR_A_PERSON: &[&str] =
+    &["waiting for input on the console", "Please make a selection from the above ['c' to continue"];
 
 /// Judges the install from the server and its console log, `waited` after boot, `quiet` since
 /// the console last changed. Server state comes first: ERROR fails at once, with Nova's fault.
@@ -49,17 +55,30 @@ pub fn install_verdict(
 ) -> InstallVerdict {
     if server.status == "ERROR" {
         return InstallVerdict::Failed {
+            outcome: OutcomeKind::Rejected,
             reason: format!("server went to ERROR: {}", server.fault.as_deref().unwrap_or("no fault given")),
             evidence: Vec::new(),
         };
     }
     if let Some(line) = console.lines().find(|l| INSTALLER_FAILURES.iter().any(|m| l.contains(m))) {
-        return InstallVerdict::Failed { reason: "the installer stopped".into(), evidence: tail_around(console, line) };
+        return InstallVerdict::Failed {
+            outcome: OutcomeKind::NoTargetDisk,
+            reason: "the installer stopped".into(),
+            evidence: tail_around(console, line),
+        };
+    }
+    if let Some(line) = console.lines().find(|l| INSTALLER_WAITS_FOR_A_PERSON.iter().any(|m| l.contains(m))) {
+        return InstallVerdict::Failed {
+            outcome: OutcomeKind::NeedsConsole,
+            reason: "the installer waits for a person at the console (no answer file)".into(),
+            evidence: tail_around(console, line),
+        };
     }
     if let Some(re) = &rules.failure_console
         && let Some(m) = re.find(console)
     {
         return InstallVerdict::Failed {
+            outcome: OutcomeKind::Rejected,
             reason: format!("console matched the failure pattern `{}`", re.as_str()),
             evidence: tail_around(console, line_of(console, m.start())),
         };
@@ -76,12 +95,14 @@ pub fn install_verdict(
     }
     if waited >= rules.deadline {
         return InstallVerdict::Failed {
+            outcome: OutcomeKind::Rejected,
             reason: format!("install deadline of {}s passed", rules.deadline.as_secs()),
             evidence: last_lines(console, 5),
         };
     }
     if !rules.inactivity.is_zero() && quiet >= rules.inactivity {
         return InstallVerdict::Failed {
+            outcome: OutcomeKind::Rejected,
             reason: format!("no console output for {}s", quiet.as_secs()),
             evidence: last_lines(console, 5),
         };
@@ -201,7 +222,7 @@ mod tests {
         }
     }
 
-    /// (status, task_state, console, waited s, quiet s, expected verdict kind and text).
+    /// (status, task_state, console, waited s, quiet s, expected verdict kind, outcome and text).
     type InstallCase<'a> = (&'a str, Option<&'a str>, &'a str, u64, u64, &'a str);
 
     #[test]
@@ -211,14 +232,22 @@ mod tests {
             ("SHUTOFF", None, "Installing\nPower down.\n", 900, 0, "finished: the guest powered off"),
             ("SHUTOFF", Some("powering-off"), "", 900, 0, "wait"),
             ("ACTIVE", Some("powering-off"), "", 900, 0, "wait"),
-            ("ERROR", None, "", 1, 0, "failed: server went to ERROR: No valid host was found."),
+            ("ERROR", None, "", 1, 0, "failed rejected: server went to ERROR: No valid host was found."),
             (
                 "ACTIVE",
                 None,
                 "a\nb\nSetup did not find any hard disk drives installed\n",
                 60,
                 0,
-                "failed: the installer stopped",
+                "failed no-target-disk: the installer stopped",
+            ),
+            (
+                "ACTIVE",
+                None,
+                "Starting anaconda\nanaconda: no answer file on the installation medium; waiting for input on the console\n",
+                60,
+                0,
+                "failed needs-console: the installer waits for a person",
             ),
             (
                 "ACTIVE",
@@ -226,11 +255,11 @@ mod tests {
                 "x\nKernel panic - not syncing\n",
                 60,
                 0,
-                "failed: console matched the failure pattern `Kernel panic`",
+                "failed rejected: console matched the failure pattern `Kernel panic`",
             ),
             ("ACTIVE", None, "Cloud-init v. 24.4 finished at Tue\n", 60, 0, "finished: console matched"),
-            ("ACTIVE", None, "still going\n", 3600, 0, "failed: install deadline of 3600s passed"),
-            ("ACTIVE", None, "still going\n", 1200, 600, "failed: no console output for 600s"),
+            ("ACTIVE", None, "still going\n", 3600, 0, "failed rejected: install deadline of 3600s passed"),
+            ("ACTIVE", None, "still going\n", 1200, 600, "failed rejected: no console output for 600s"),
             ("ACTIVE", None, "still going\n", 1200, 599, "wait"),
         ];
         for (status, task, console, waited, quiet, expected) in cases {
@@ -244,7 +273,7 @@ mod tests {
             let text = match &verdict {
                 InstallVerdict::Wait => "wait".to_string(),
                 InstallVerdict::Finished { how } => format!("finished: {how}"),
-                InstallVerdict::Failed { reason, .. } => format!("failed: {reason}"),
+                InstallVerdict::Failed { outcome, reason, .. } => format!("failed {outcome}: {reason}"),
             };
             assert!(text.starts_with(expected), "{status}/{task:?}/{console:?}: got {text}, expected {expected}");
         }

@@ -1,12 +1,15 @@
 //! The workflow engine: the article's seven steps as data, run against any [`Driver`].
 //!
 //! The engine decides ([`decide`]: pure functions of what the cloud said), the [`Driver`]
-//! implementation does the IO (HTTP to a real cloud or to mockstack), and the [`ledger`]
-//! remembers every resource before it is created so that cleanup never misses one.
+//! implementation does the IO (HTTP to a real cloud or to mockstack, and the local files a build
+//! uploads or downloads), [`validate`] judges an image from what the driver fetched, and the
+//! [`ledger`] remembers every resource before it is created so that cleanup never misses one.
 
 pub mod decide;
 pub mod ledger;
 mod run;
+mod run_id;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,10 +17,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cloud::CloudError;
+use crate::cloud::transfer::TransferDigest;
+use crate::inspect::{InspectError, Inspection};
+
 pub use run::{
     BuildOptions, BuildReport, MediaFiles, StepListener, StepReport, StepStatus, cleanup_live,
     delete_live as run_delete_live, run_build,
 };
+pub use run_id::RunId;
 
 /// A Glance image as the engine needs to see it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -95,53 +103,27 @@ pub enum ImageChange {
 
 pub use guestsim::DriverMedia;
 
-/// Local digests of data streamed to or from Glance.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Digests {
-    pub size: u64,
-    pub md5: String,
-    pub sha512: String,
+/// An image downloaded into a scratch file and read there (the file is gone once this exists).
+#[derive(Debug)]
+pub struct InspectedDownload {
+    /// What came over the wire.
+    pub digest: TransferDigest,
+    /// What the data holds, or why it could not be read.
+    pub inspection: Result<Inspection, InspectError>,
 }
 
-/// What went wrong talking to the cloud, with the service's message and request id.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct CloudError {
-    pub kind: CloudErrorKind,
-    /// The whole message, naming the call, the status, the service's explanation and the request id.
-    pub message: String,
+/// Why an image could not be downloaded for inspection.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// No scratch file could be made for the data.
+    #[error("no scratch file: {0}")]
+    Scratch(std::io::Error),
+    #[error("download failed: {0}")]
+    Transfer(CloudError),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum CloudErrorKind {
-    NotFound,
-    Conflict,
-    BadRequest,
-    Forbidden,
-    Unauthorized,
-    OverLimit,
-    Other,
-}
-
-impl CloudError {
-    pub fn other(message: impl Into<String>) -> CloudError {
-        CloudError { kind: CloudErrorKind::Other, message: message.into() }
-    }
-
-    /// Errors where the cloud refused the request itself (the `rejected` outcome).
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self.kind,
-            CloudErrorKind::BadRequest
-                | CloudErrorKind::Forbidden
-                | CloudErrorKind::Conflict
-                | CloudErrorKind::OverLimit
-        )
-    }
-}
-
-/// The IO the engine needs. Implemented over HTTP for a real cloud or mockstack
-/// ([`crate::driver`]); tests implement it in memory.
+/// The IO the engine needs: the cloud's API, its clock, and the local files a build uploads or
+/// downloads. Implemented over HTTP for a real cloud or mockstack ([`crate::driver`]); tests wrap it.
 #[allow(async_fn_in_trait)]
 pub trait Driver {
     /// Names the cloud in the ledger and reports (its name and auth URL; no secrets).
@@ -170,14 +152,19 @@ pub trait Driver {
     /// None when the image does not exist (404).
     async fn image(&self, id: &str) -> Result<Option<ImageInfo>, CloudError>;
     async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError>;
-    async fn upload_image(&self, id: &str, file: &Path) -> Result<Digests, CloudError>;
+    async fn upload_image(&self, id: &str, file: &Path) -> Result<TransferDigest, CloudError>;
     /// Uploads a file whose md5 the caller knows (it wrote the file): a driver may send it without hashing it again,
     /// returning the size sent with that md5, which the caller compares with what Glance stored.
-    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<Digests, CloudError> {
+    async fn upload_image_known(&self, id: &str, file: &Path, md5: &str) -> Result<TransferDigest, CloudError> {
         let _ = md5;
         self.upload_image(id, file).await
     }
-    async fn download_image(&self, id: &str, to: &Path) -> Result<Digests, CloudError>;
+    /// Downloads an image into a scratch file under `scratch_dir` and reads what the data holds.
+    async fn download_and_inspect(&self, id: &str, scratch_dir: &Path) -> Result<InspectedDownload, DownloadError>;
+    /// Whether a local file the build would upload can be read (asked before anything is created for it).
+    async fn check_readable(&self, file: &Path) -> std::io::Result<()>;
+    /// The hex md5 of a local file (asked only when an image of the same name could hold the same data).
+    async fn md5_of_file(&self, file: &Path) -> std::io::Result<String>;
     async fn update_image(&self, id: &str, changes: &[ImageChange]) -> Result<ImageInfo, CloudError>;
     /// Deleting what is already gone succeeds.
     async fn delete_image(&self, id: &str) -> Result<(), CloudError>;
@@ -197,4 +184,26 @@ pub trait Driver {
     async fn delete_server(&self, id: &str) -> Result<(), CloudError>;
     /// The libvirt domain XML of a server, where a source is configured.
     async fn domain_xml(&self, server: &ServerInfo) -> Result<Option<String>, CloudError>;
+}
+
+#[cfg(test)]
+mod tests {
+    /// The engine's own files reach no file, process or network API: the cloud and the local files a build touches
+    /// go through [`super::Driver`] (the ledger, its record of resources, is written through `Driver::record`).
+    #[test]
+    fn the_engine_performs_no_io_itself() {
+        let engine = [
+            ("run.rs", include_str!("run.rs")),
+            ("decide.rs", include_str!("decide.rs")),
+            ("validate.rs", include_str!("validate.rs")),
+            ("mod.rs", include_str!("mod.rs").split("#[cfg(test)]").next().unwrap_or_default()),
+        ];
+        let io =
+            ["std::fs", "File::", "tokio::fs", "reqwest", "tempfile", "std::process", "tokio::process", "std::net"];
+        for (file, text) in engine {
+            for api in io {
+                assert!(!text.contains(api), "workflow/{file} uses {api}: do it in the Driver");
+            }
+        }
+    }
 }

@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use guestsim::OutcomeKind;
 use regex::Regex;
 use serde::Serialize;
 
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
-use super::{CloudError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
-use crate::scenario::{Outcome, Scenario};
-use crate::validate::{self, ValidationReport};
+use super::validate::{self, ValidationReport};
+use super::{Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
+use crate::cloud::CloudError;
+use crate::scenario::Scenario;
 
 /// Called as each step finishes, for progress output (a terminal line, a JSON event).
 pub type StepListener = std::sync::Arc<dyn Fn(&StepReport) + Send + Sync>;
@@ -77,8 +79,10 @@ pub struct MediaFiles {
     pub known_md5: BTreeMap<PathBuf, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a step of a build ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::Display)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum StepStatus {
     Ok,
     Failed,
@@ -103,7 +107,7 @@ pub struct BuildReport {
     pub steps: Vec<StepReport>,
     /// What the run produced; None when it stopped for a reason that says nothing about the
     /// layout (a transport error, an interrupted run).
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<OutcomeKind>,
     pub reason: String,
     pub console_url: Option<String>,
     /// The console lines that explain a failed install or boot.
@@ -120,14 +124,14 @@ pub struct BuildReport {
 /// Why a step stopped the build.
 enum Stop {
     /// The run says something about the layout: record this outcome.
-    Outcome(Outcome, String, Vec<String>),
+    Outcome(OutcomeKind, String, Vec<String>),
     /// Something went wrong that says nothing about the layout.
     Error(String),
 }
 
 impl From<CloudError> for Stop {
     fn from(e: CloudError) -> Stop {
-        Stop::Error(e.message)
+        Stop::Error(e.to_string())
     }
 }
 
@@ -187,7 +191,7 @@ pub async fn run_build<C: Driver>(
     };
     match build.steps(media).await {
         Ok(final_image) => {
-            build.report.outcome = Some(Outcome::ImageOk);
+            build.report.outcome = Some(OutcomeKind::ImageOk);
             if options.keep {
                 build.keep(&final_image);
                 build.report.image_id = Some(final_image);
@@ -297,6 +301,8 @@ impl<C: Driver> Build<'_, C> {
         };
         // Where the compute host is known, what it does not attach makes no difference to the build.
         let wanted = self.cloud.attached_driver_media().unwrap_or(DriverMedia::ALL);
+        let iso_need =
+            if guest.virtio_storage == DriverSource::Cdrom { "viostor from a CD-ROM" } else { "its drivers" };
         let media_list = [
             (
                 self.scenario.media.virtio_win_image.clone(),
@@ -304,6 +310,7 @@ impl<C: Driver> Build<'_, C> {
                 "iso",
                 needed.virtio_iso,
                 wanted.virtio_iso,
+                ("VirtIO-win ISO", iso_need),
             ),
             (
                 media.driver_floppy_image.clone().unwrap_or_default(),
@@ -311,23 +318,28 @@ impl<C: Driver> Build<'_, C> {
                 "raw",
                 needed.driver_floppy,
                 wanted.driver_floppy,
+                ("driver floppy", "viostor from a floppy"),
             ),
         ];
-        let mut done = Vec::new();
-        for (name, file, disk_format, needed, wanted) in media_list {
+        let (mut done, mut passed_over) = (Vec::new(), Vec::new());
+        for (name, file, disk_format, needed, wanted, (medium, need)) in media_list {
             if name.is_empty() || (file.is_none() && !needed) {
                 continue;
             }
             if !wanted {
-                done.push(format!(
-                    "{name}: not needed (the guest does without it and the compute host does not attach it)"
-                ));
+                passed_over.push(if needed {
+                    format!("{name}: skipped: the compute host attaches no {medium}, and this guest needs {need}")
+                } else {
+                    format!("{name}: skipped: the compute host attaches no {medium}, and the guest does without it")
+                });
                 continue;
             }
             let known = file.as_ref().and_then(|f| media.known_md5.get(f)).map(String::as_str);
             done.push(self.ensure_named(&name, file.as_deref(), known, disk_format).await?);
         }
+        // Only media the host attaches were made ready: a step that made none ready did not run.
         let status = if done.is_empty() { StepStatus::Skipped } else { StepStatus::Ok };
+        done.extend(passed_over);
         let detail = if done.is_empty() { "the guest needs no driver media".to_string() } else { done.join("; ") };
         self.step("driver-media", status, detail, started);
         Ok(())
@@ -363,7 +375,7 @@ impl<C: Driver> Build<'_, C> {
         properties: BTreeMap<String, String>,
     ) -> Result<(String, String), Stop> {
         let unreadable = |e: std::io::Error| Stop::Error(format!("{}: {e}", file.display()));
-        std::fs::File::open(file).map_err(unreadable)?;
+        self.cloud.check_readable(file).await.map_err(unreadable)?;
         // The file's md5 is only needed when an active image of that name could be the same data: reading the file
         // once more for nothing was a tenth of a build on an embedded cloud.
         let mut md5: Option<String> = None;
@@ -378,7 +390,7 @@ impl<C: Driver> Build<'_, C> {
                     Some(m) => m,
                     None => md5.insert(match known_md5 {
                         Some(known) => known.to_string(),
-                        None => crate::validate::md5_file(file).map_err(unreadable)?,
+                        None => self.cloud.md5_of_file(file).await.map_err(unreadable)?,
                     }),
                 };
                 if image.checksum.as_deref() == Some(local.as_str()) {
@@ -404,19 +416,19 @@ impl<C: Driver> Build<'_, C> {
         };
         let stored = self.cloud.image(&image.id).await?;
         match stored {
-            Some(i) if i.status == "active" && i.checksum.as_deref() == Some(digests.md5.as_str()) => {}
+            Some(i) if i.status == "active" && i.checksum.is_some() && i.checksum == digests.md5 => {}
             Some(i) => {
                 return Err(Stop::Error(format!(
                     "upload of {} did not verify: status {}, checksum {:?}, local md5 {}",
                     file.display(),
                     i.status,
                     i.checksum,
-                    digests.md5
+                    digests.md5.as_deref().unwrap_or("unknown")
                 )));
             }
             None => return Err(Stop::Error(format!("image {} vanished after upload", image.id))),
         }
-        Ok((image.id, format!("uploaded {} bytes", digests.size)))
+        Ok((image.id, format!("uploaded {} bytes", digests.bytes)))
     }
 
     /// A flavor with exactly the scenario's sizes, or one created for the run.
@@ -471,8 +483,8 @@ impl<C: Driver> Build<'_, C> {
         {
             Ok(id) => id,
             Err(e) if e.is_refusal() => {
-                self.step("boot", StepStatus::Failed, e.message.clone(), started);
-                return Err(Stop::Outcome(Outcome::Rejected, e.message, Vec::new()));
+                self.step("boot", StepStatus::Failed, e.to_string(), started);
+                return Err(Stop::Outcome(OutcomeKind::Rejected, e.to_string(), Vec::new()));
             }
             Err(e) => return Err(e.into()),
         };
@@ -484,7 +496,7 @@ impl<C: Driver> Build<'_, C> {
                 match decide::server_verdict(&server, &server.status) {
                     ServerVerdict::Failed(reason) => {
                         self.step("boot", StepStatus::Failed, reason.clone(), started);
-                        return Err(Stop::Outcome(Outcome::Rejected, reason, Vec::new()));
+                        return Err(Stop::Outcome(OutcomeKind::Rejected, reason, Vec::new()));
                     }
                     ServerVerdict::Reached => break server,
                     ServerVerdict::Wait => {}
@@ -537,10 +549,8 @@ impl<C: Driver> Build<'_, C> {
                     self.step("install", StepStatus::Ok, how, started);
                     return Ok(());
                 }
-                InstallVerdict::Failed { reason, evidence } => {
+                InstallVerdict::Failed { outcome, reason, evidence } => {
                     self.step("install", StepStatus::Failed, reason.clone(), started);
-                    let outcome =
-                        if reason == "the installer stopped" { Outcome::NoTargetDisk } else { Outcome::Rejected };
                     return Err(Stop::Outcome(outcome, reason, evidence));
                 }
             }
@@ -558,7 +568,7 @@ impl<C: Driver> Build<'_, C> {
                 self.step("domain-xml", StepStatus::Ok, "fetched", started);
             }
             Ok(None) => self.step("domain-xml", StepStatus::Skipped, "no domain XML source configured", started),
-            Err(e) => self.step("domain-xml", StepStatus::Failed, e.message, started),
+            Err(e) => self.step("domain-xml", StepStatus::Failed, e.to_string(), started),
         }
     }
 
@@ -615,7 +625,7 @@ impl<C: Driver> Build<'_, C> {
     /// The image validator's checks, boot test included: they decide image-ok or iso-copy.
     async fn validate(&mut self, image: &str) -> Result<(), Stop> {
         let started = self.cloud.elapsed();
-        let mut request = validate::Request::for_scenario(self.scenario);
+        let mut request = validate::ValidationRequest::for_scenario(self.scenario);
         request.boot_test = self.options.boot_test;
         request.scratch_dir = self.options.scratch_dir.clone();
         request.name_prefix = self.name("-boot");
@@ -629,11 +639,11 @@ impl<C: Driver> Build<'_, C> {
             }
             validate::Verdict::IsoCopy(reason, evidence) => {
                 self.step("validate", StepStatus::Failed, reason.clone(), started);
-                Err(Stop::Outcome(Outcome::IsoCopy, reason, evidence))
+                Err(Stop::Outcome(OutcomeKind::IsoCopy, reason, evidence))
             }
             validate::Verdict::Failed(reason, evidence) => {
                 self.step("validate", StepStatus::Failed, reason.clone(), started);
-                Err(Stop::Outcome(Outcome::Rejected, reason, evidence))
+                Err(Stop::Outcome(OutcomeKind::Rejected, reason, evidence))
             }
             validate::Verdict::Error(reason) => Err(Stop::Error(reason)),
         }
@@ -680,10 +690,10 @@ pub async fn delete_live<C: Driver>(cloud: &C, ledger: &Ledger, live: &Live) -> 
             ResourceKind::Flavor => cloud.delete_flavor(id).await,
         };
         if let Err(e) = result {
-            failures.push(e.message);
+            failures.push(e.to_string());
         }
     }
-    let kind = format!("{:?}", live.kind).to_lowercase();
+    let kind = live.kind;
     if failures.is_empty() {
         let _ = cloud.record(
             ledger,
@@ -712,7 +722,10 @@ async fn delete_server_and_wait<C: Driver>(cloud: &C, id: &str) -> Result<(), Cl
     let mut poller = Poller::new(Duration::from_secs(1), Duration::from_secs(10));
     while let Some(server) = cloud.server(id).await? {
         if cloud.elapsed().saturating_sub(started) > Duration::from_secs(600) {
-            return Err(CloudError::other(format!("server {id} still {} 10 minutes after delete", server.status)));
+            return Err(CloudError::WaitTimeout {
+                what: format!("server {id} to go after delete (still {})", server.status),
+                waited: Duration::from_secs(600),
+            });
         }
         cloud.sleep(poller.next(&server.status)).await;
     }

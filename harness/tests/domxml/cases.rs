@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use harness::domxml::{self, Expectation, LayoutKind, ParseError, Position, RULES, Severity};
+use guestsim::Layout;
+use harness::domxml::{self, Expectation, ParseError, Position, RULES, Severity};
 
 use crate::support::{Case, case_table, fixture, fixture_dir, layout};
 
@@ -10,11 +11,11 @@ use crate::support::{Case, case_table, fixture, fixture_dir, layout};
 fn check(case: &Case) -> Result<(), String> {
     let expect = match (&case.expect, &case.layout) {
         (Some(name), None) => name.parse::<Expectation>().map_err(|e| format!("{}: {e}", case.file))?,
-        (None, Some(file)) => Expectation::Layout(layout(file)),
+        (None, Some(file)) => Expectation::Described(layout(file)),
         _ => return Err(format!("{}: give exactly one of expect or layout", case.file)),
     };
     let report = domxml::check_xml(&fixture(&case.file), &expect).map_err(|e| format!("{}: {e}", case.file))?;
-    let detected = report.layout_detected.map_or("none", LayoutKind::as_str);
+    let detected = report.layout_detected.map_or("none", Layout::as_str);
     let actual: Vec<String> =
         report.findings.iter().map(|f| format!("{} {} {}:{}", f.rule, f.severity, f.line, f.column)).collect();
     let mut problems = Vec::new();
@@ -85,15 +86,15 @@ fn every_fixture_is_used() {
 #[test]
 fn stock_domain_is_recognised_and_its_consequence_reported() {
     let domain = domxml::parse(&fixture("stock-i440fx.xml")).unwrap();
-    assert_eq!(domxml::classify(&domain), Some(LayoutKind::Stock));
+    assert_eq!(domxml::classify(&domain), Some(Layout::Stock));
 
-    let as_patched = domxml::check(&domain, &Expectation::Patched);
+    let as_patched = domxml::check(&domain, &Expectation::Builtin(Layout::Patched));
     let capture = as_patched.findings.iter().find(|f| f.rule == "DX031").expect("ISO-capture finding");
     assert_eq!(capture.severity, Severity::Error);
     assert!(capture.message.contains("the snapshot will capture the ISO"), "{}", capture.message);
     assert!(as_patched.fails(false));
 
-    let as_stock = domxml::check(&domain, &Expectation::Stock);
+    let as_stock = domxml::check(&domain, &Expectation::Builtin(Layout::Stock));
     assert!(!as_stock.fails(true), "{:#?}", as_stock.findings);
     let info = as_stock.findings.iter().find(|f| f.rule == "DX031").expect("informational consequence");
     assert_eq!(info.severity, Severity::Info);
@@ -102,10 +103,10 @@ fn stock_domain_is_recognised_and_its_consequence_reported() {
 
 #[test]
 fn listing_1_passes_patched_and_is_recognised_by_auto() {
-    let report = domxml::check_xml(&fixture("listing1.xml"), &Expectation::Patched).unwrap();
+    let report = domxml::check_xml(&fixture("listing1.xml"), &Expectation::Builtin(Layout::Patched)).unwrap();
     assert_eq!(report.findings, vec![]);
     let auto = domxml::check_xml(&fixture("listing1.xml"), &Expectation::Auto).unwrap();
-    assert_eq!(auto.layout_detected, Some(LayoutKind::Patched));
+    assert_eq!(auto.layout_detected, Some(Layout::Patched));
     assert_eq!(auto.checked_as.as_deref(), Some("patched"));
 }
 
@@ -181,8 +182,8 @@ fn a_devices_element_and_a_bom_are_accepted() {
 
 #[test]
 fn built_in_layouts_round_trip_as_data() {
-    for kind in [LayoutKind::Stock, LayoutKind::Patched, LayoutKind::PatchedFloppy] {
-        let spec = kind.spec();
+    for kind in [Layout::Stock, Layout::Patched, Layout::PatchedFloppy] {
+        let spec = domxml::LayoutSpec::builtin(kind);
         let json = serde_json::to_string(&spec).unwrap();
         let back: domxml::LayoutSpec = serde_json::from_str(&json).unwrap();
         assert_eq!(back, spec);
@@ -193,7 +194,7 @@ fn built_in_layouts_round_trip_as_data() {
     let expectation: Expectation = serde_json::from_str(r#"{"layout": {"name": "x", "devices": []}}"#).unwrap();
     assert_eq!(expectation.name(), "x");
     let expectation: Expectation = serde_json::from_str(r#""patched-floppy""#).unwrap();
-    assert_eq!(expectation, Expectation::PatchedFloppy);
+    assert_eq!(expectation, Expectation::Builtin(Layout::PatchedFloppy));
     let err =
         toml::from_str::<domxml::LayoutSpec>("name = 'x'\n[[devices]]\nrole = 'root'\nkind = 'tape'\nbus = 'virtio'\n")
             .unwrap_err();

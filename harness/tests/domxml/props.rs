@@ -1,6 +1,7 @@
 //! Properties: generated valid layouts pass, each rule-breaking mutation is caught by its rule, and no input makes the parser panic.
 
-use harness::domxml::{self, Expectation, LayoutKind, Severity};
+use guestsim::Layout;
+use harness::domxml::{self, Expectation, Severity};
 use proptest::prelude::*;
 
 use crate::support::{GenAddress, GenDomain, GenLayout, fixture, render};
@@ -27,20 +28,16 @@ fn gen_domain() -> impl Strategy<Value = (GenLayout, GenDomain)> {
         })
 }
 
-fn kind(layout: GenLayout) -> LayoutKind {
+fn kind(layout: GenLayout) -> Layout {
     match layout {
-        GenLayout::Stock { .. } => LayoutKind::Stock,
-        GenLayout::Patched => LayoutKind::Patched,
-        GenLayout::PatchedFloppy => LayoutKind::PatchedFloppy,
+        GenLayout::Stock { .. } => Layout::Stock,
+        GenLayout::Patched => Layout::Patched,
+        GenLayout::PatchedFloppy => Layout::PatchedFloppy,
     }
 }
 
-fn expectation(kind: LayoutKind) -> Expectation {
-    match kind {
-        LayoutKind::Stock => Expectation::Stock,
-        LayoutKind::Patched => Expectation::Patched,
-        LayoutKind::PatchedFloppy => Expectation::PatchedFloppy,
-    }
+fn expectation(kind: Layout) -> Expectation {
+    Expectation::Builtin(kind)
 }
 
 /// A single change that breaks one rule, and the rule that must catch it.
@@ -236,7 +233,7 @@ proptest! {
     ]), 0..40)) {
         let text: String = pieces.concat();
         if let Ok(domain) = domxml::parse(&text) {
-            for expect in [Expectation::Auto, Expectation::Stock, Expectation::Patched, Expectation::PatchedFloppy] {
+            for expect in [Expectation::Auto, Expectation::Builtin(Layout::Stock), Expectation::Builtin(Layout::Patched), Expectation::Builtin(Layout::PatchedFloppy)] {
                 let _ = domxml::check(&domain, &expect);
             }
         }
@@ -261,7 +258,7 @@ proptest! {
             }
         }
         if let Ok(domain) = domxml::parse_bytes(&bytes) {
-            for expect in [Expectation::Auto, Expectation::Stock, Expectation::Patched, Expectation::PatchedFloppy] {
+            for expect in [Expectation::Auto, Expectation::Builtin(Layout::Stock), Expectation::Builtin(Layout::Patched), Expectation::Builtin(Layout::PatchedFloppy)] {
                 let report = domxml::check(&domain, &expect);
                 for f in &report.findings {
                     prop_assert!(f.line >= 1 && f.column >= 1);

@@ -1,7 +1,7 @@
 //! insta snapshots of the human and JSON reports (under the root `snapshots/domxml/`), UUIDs redacted.
 
-use harness::check_xml_cmd::check_inputs;
-use harness::domxml::Expectation;
+use guestsim::Layout;
+use harness::domxml::{Expectation, InputsReport, check_inputs};
 
 use crate::support::{fixture, layout};
 
@@ -13,7 +13,7 @@ fn settings() -> insta::Settings {
     settings
 }
 
-fn outcome(files: &[&str], expect: &Expectation) -> harness::check_xml_cmd::Outcome {
+fn outcome(files: &[&str], expect: &Expectation) -> InputsReport {
     let inputs = files.iter().map(|f| (f.to_string(), Ok(fixture(f).into_bytes()))).collect();
     check_inputs(inputs, expect, false)
 }
@@ -21,13 +21,13 @@ fn outcome(files: &[&str], expect: &Expectation) -> harness::check_xml_cmd::Outc
 /// (snapshot name, files, expectation): one human and one JSON snapshot each.
 fn scenarios() -> Vec<(&'static str, Vec<&'static str>, Expectation)> {
     vec![
-        ("stock-as-patched", vec!["stock-i440fx.xml"], Expectation::Patched),
-        ("stock-as-stock", vec!["stock-i440fx.xml", "stock-q35.xml"], Expectation::Stock),
+        ("stock-as-patched", vec!["stock-i440fx.xml"], Expectation::Builtin(Layout::Patched)),
+        ("stock-as-stock", vec!["stock-i440fx.xml", "stock-q35.xml"], Expectation::Builtin(Layout::Stock)),
         ("listing1-auto", vec!["listing1.xml"], Expectation::Auto),
         ("ide-on-q35", vec!["bad-ide-on-q35.xml"], Expectation::Auto),
-        ("source-names", vec!["bad-source-name.xml", "bad-format.xml"], Expectation::Patched),
-        ("windows11-bios", vec!["bad-windows11-bios.xml"], Expectation::Layout(layout("windows11.layout.toml"))),
-        ("malformed-and-good", vec!["malformed-unclosed.xml", "listing1.xml"], Expectation::Patched),
+        ("source-names", vec!["bad-source-name.xml", "bad-format.xml"], Expectation::Builtin(Layout::Patched)),
+        ("windows11-bios", vec!["bad-windows11-bios.xml"], Expectation::Described(layout("windows11.layout.toml"))),
+        ("malformed-and-good", vec!["malformed-unclosed.xml", "listing1.xml"], Expectation::Builtin(Layout::Patched)),
     ]
 }
 

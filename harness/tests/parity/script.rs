@@ -1,4 +1,4 @@
-//! The request sequence the parity suite sends to both clouds: the isoharness workflow's calls, the `openstack` CLI's calls for the seed's seven steps, and the error cases.
+//! The request sequence the parity suite sends to both clouds: the isoharness workflow's calls, the `openstack` CLI's calls for the article's seven steps (docs/guest-matrix.md), and the error cases.
 //!
 //! The CLI's calls were taken from `openstack --debug` (python-openstackclient 10.5.0,
 //! openstacksdk 4.22.0) running `image create --file`, `flavor create`, `server create --nic none

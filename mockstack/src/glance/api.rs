@@ -13,10 +13,12 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::data::DataSink;
+use super::image_data::too_large;
+use super::list_query::{ListPage, ListQuery};
 use super::model::{GlanceError, Image};
 use super::patch::{self, Dialect};
+use super::policy::Viewer;
 use super::schema;
-use super::store::{ListPage, ListQuery, Viewer, too_large};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -127,20 +127,20 @@ impl Drop for Chunk {
     }
 }
 
-/// The image file, written at explicit offsets: directly from the buffers where it can, through the page cache
+/// Writes the image file at explicit offsets: directly from the buffers where it can, through the page cache
 /// otherwise.
-struct ImageFile {
+struct DirectWriter {
     buffered: File,
     direct: Option<File>,
     offset: u64,
 }
 
-impl ImageFile {
+impl DirectWriter {
     /// Creates (truncates) `path`.
-    fn create(path: &Path) -> io::Result<ImageFile> {
+    fn create(path: &Path) -> io::Result<DirectWriter> {
         let buffered = File::create(path)?;
         let direct = OpenOptions::new().write(true).custom_flags(libc::O_DIRECT).open(path).ok();
-        Ok(ImageFile { buffered, direct, offset: 0 })
+        Ok(DirectWriter { buffered, direct, offset: 0 })
     }
 
     fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
@@ -208,7 +208,7 @@ struct Pipeline {
 
 impl Pipeline {
     fn create(path: &Path) -> io::Result<Pipeline> {
-        let mut file = ImageFile::create(path)?;
+        let mut file = DirectWriter::create(path)?;
         let (to_writer, written) = std_mpsc::channel::<Arc<Chunk>>();
         let writer = std::thread::Builder::new().name("glance-writer".into()).spawn(move || {
             while let Ok(chunk) = written.recv() {
@@ -472,7 +472,7 @@ mod tests {
         let _serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("img");
-        let mut file = ImageFile::create(&path).unwrap();
+        let mut file = DirectWriter::create(&path).unwrap();
         let mut buffer = Buffer::new();
         let data = generated(3 * ALIGN + 100, 1);
         buffer.fill(&data);

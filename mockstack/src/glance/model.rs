@@ -9,7 +9,10 @@ use serde_json::{Map, Value, json};
 use crate::clock::iso8601;
 
 /// An image's status, as Glance's schema enumerates it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, strum::Display, strum::EnumString, strum::EnumIter,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum ImageStatus {
     Queued,
     Saving,
@@ -23,36 +26,6 @@ pub enum ImageStatus {
 }
 
 impl ImageStatus {
-    pub const ALL: [ImageStatus; 9] = [
-        ImageStatus::Queued,
-        ImageStatus::Saving,
-        ImageStatus::Active,
-        ImageStatus::Killed,
-        ImageStatus::Deleted,
-        ImageStatus::Deactivated,
-        ImageStatus::Uploading,
-        ImageStatus::Importing,
-        ImageStatus::PendingDelete,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImageStatus::Queued => "queued",
-            ImageStatus::Saving => "saving",
-            ImageStatus::Active => "active",
-            ImageStatus::Killed => "killed",
-            ImageStatus::Deleted => "deleted",
-            ImageStatus::Deactivated => "deactivated",
-            ImageStatus::Uploading => "uploading",
-            ImageStatus::Importing => "importing",
-            ImageStatus::PendingDelete => "pending_delete",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ImageStatus> {
-        ImageStatus::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
     /// Glance's `Image.valid_state_targets`: the statuses this one may move to.
     pub fn can_become(self, to: ImageStatus) -> bool {
         use ImageStatus::*;
@@ -71,14 +44,9 @@ impl ImageStatus {
     }
 }
 
-impl std::fmt::Display for ImageStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Who may see an image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum Visibility {
     Public,
     Community,
@@ -86,43 +54,13 @@ pub enum Visibility {
     Private,
 }
 
-impl Visibility {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Visibility::Public => "public",
-            Visibility::Community => "community",
-            Visibility::Shared => "shared",
-            Visibility::Private => "private",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Visibility> {
-        [Visibility::Public, Visibility::Community, Visibility::Shared, Visibility::Private]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
 /// A member project's answer to a shared image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum MemberStatus {
     Pending,
     Accepted,
     Rejected,
-}
-
-impl MemberStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MemberStatus::Pending => "pending",
-            MemberStatus::Accepted => "accepted",
-            MemberStatus::Rejected => "rejected",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<MemberStatus> {
-        [MemberStatus::Pending, MemberStatus::Accepted, MemberStatus::Rejected].into_iter().find(|m| m.as_str() == s)
-    }
 }
 
 /// One Glance image record.
@@ -163,10 +101,10 @@ impl Image {
         view.insert("name".into(), json!(self.name));
         view.insert("disk_format".into(), json!(self.disk_format));
         view.insert("container_format".into(), json!(self.container_format));
-        view.insert("visibility".into(), json!(self.visibility.as_str()));
+        view.insert("visibility".into(), json!(self.visibility.to_string()));
         view.insert("size".into(), json!(self.size));
         view.insert("virtual_size".into(), json!(self.virtual_size));
-        view.insert("status".into(), json!(self.status.as_str()));
+        view.insert("status".into(), json!(self.status.to_string()));
         view.insert("checksum".into(), json!(self.checksum));
         view.insert("protected".into(), json!(self.protected));
         view.insert("min_ram".into(), json!(self.min_ram));
@@ -201,7 +139,7 @@ impl Member {
         json!({
             "member_id": self.member_id,
             "image_id": self.image_id,
-            "status": self.status.as_str(),
+            "status": self.status.to_string(),
             "created_at": iso8601(self.created_at),
             "updated_at": iso8601(self.updated_at),
             "schema": "/v2/schemas/member",
@@ -274,6 +212,7 @@ impl GlanceError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::IntoEnumIterator;
 
     #[test]
     fn status_transitions_follow_glance() {
@@ -291,8 +230,10 @@ mod tests {
         ] {
             assert_eq!(from.can_become(to), ok, "{from} -> {to}");
         }
-        for st in ImageStatus::ALL {
-            assert_eq!(ImageStatus::parse(st.as_str()), Some(st));
+        for st in ImageStatus::iter() {
+            assert_eq!(st.to_string().parse::<ImageStatus>(), Ok(st));
         }
+        assert_eq!(ImageStatus::PendingDelete.to_string(), "pending_delete");
+        assert_eq!("Active".parse::<ImageStatus>().ok(), None, "statuses are lower case");
     }
 }

@@ -1,6 +1,7 @@
 //! Glance's JSON-patch dialects (`openstack-images-v2.1-json-patch` and the older v2.0 one): parsing and validating a PATCH body into changes, with Glance's messages.
 
 use serde_json::{Map, Value};
+use strum::IntoEnumIterator;
 
 use super::model::GlanceError;
 use super::schema;
@@ -29,8 +30,10 @@ pub const READONLY: [&str; 13] = [
 pub const RESERVED: [&str; 3] = ["location", "deleted", "deleted_at"];
 pub const RESERVED_NAMESPACE: &str = "os_glance";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Op {
+/// What a JSON-patch change does (its `op`), as both dialects name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::EnumIter)]
+#[strum(serialize_all = "lowercase")]
+pub enum PatchVerb {
     Add,
     Remove,
     Replace,
@@ -58,7 +61,7 @@ impl Dialect {
 /// One validated change: `path` is the decoded JSON pointer (one element except for locations).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    pub op: Op,
+    pub op: PatchVerb,
     pub path: Vec<String>,
     pub value: Option<Value>,
     pub dialect: Dialect,
@@ -73,8 +76,6 @@ impl Change {
 fn bad(msg: impl Into<String>) -> GlanceError {
     GlanceError::BadRequest(msg.into())
 }
-
-const OPS: [(&str, Op); 3] = [("add", Op::Add), ("remove", Op::Remove), ("replace", Op::Replace)];
 
 /// Parses a decoded PATCH body as Glance's deserializer does, validating every change before any applies.
 pub fn parse(body: &Value, dialect: Dialect) -> Result<Vec<Change>, GlanceError> {
@@ -95,16 +96,17 @@ pub fn parse(body: &Value, dialect: Dialect) -> Result<Vec<Change>, GlanceError>
                     )))?,
                     Some(v) => v.as_str().map(String::from).unwrap_or_else(|| v.to_string()),
                 };
-                let op = OPS.iter().find(|(n, _)| *n == op_name).map(|(_, o)| *o).ok_or_else(|| {
+                let op = op_name.parse().map_err(|_| {
                     bad(format!("Invalid operation: `{op_name}`. It must be one of the following: {available}."))
                 })?;
                 let pointer = raw.get("path").ok_or_else(|| bad("Unable to find 'path' in JSON Schema change"))?;
                 (op, op_name, pointer)
             }
             Dialect::Draft4 => {
-                let present: Vec<&(&str, Op)> = OPS.iter().filter(|(n, _)| raw.contains_key(*n)).collect();
-                let (name, op) = match present.as_slice() {
-                    [one] => **one,
+                let present: Vec<PatchVerb> =
+                    PatchVerb::iter().filter(|op| raw.contains_key(<&str>::from(op))).collect();
+                let op = match present.as_slice() {
+                    [one] => *one,
                     [] => Err(bad(
                         "Operation objects must contain exactly one member named \"add\", \"remove\", or \"replace\".",
                     ))?,
@@ -112,13 +114,14 @@ pub fn parse(body: &Value, dialect: Dialect) -> Result<Vec<Change>, GlanceError>
                         "Operation objects must contain only one member named \"add\", \"remove\", or \"replace\".",
                     ))?,
                 };
+                let name: &str = op.into();
                 (op, name.to_string(), &raw[name])
             }
         };
         let pointer = pointer.as_str().ok_or_else(|| bad(format!("Pointer `{pointer}` does not start with \"/\".")))?;
         let path = decode_pointer(pointer)?;
         validate_path(op, &path)?;
-        let value = if op == Op::Remove {
+        let value = if op == PatchVerb::Remove {
             None
         } else {
             Some(
@@ -163,9 +166,9 @@ fn decode_pointer(pointer: &str) -> Result<Vec<String>, GlanceError> {
         .collect())
 }
 
-fn validate_path(op: Op, path: &[String]) -> Result<(), GlanceError> {
+fn validate_path(op: PatchVerb, path: &[String]) -> Result<(), GlanceError> {
     let depth = match (path.first().map(String::as_str), op) {
-        (Some("locations"), Op::Add | Op::Remove) => 2,
+        (Some("locations"), PatchVerb::Add | PatchVerb::Remove) => 2,
         _ => 1,
     };
     if path.len() != depth {

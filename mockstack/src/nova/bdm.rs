@@ -268,8 +268,8 @@ mod tests {
 
     use super::*;
 
-    struct Images(Vec<&'static str>);
-    impl Lookup for Images {
+    struct KnownImages(Vec<&'static str>);
+    impl Lookup for KnownImages {
         fn image_exists(&self, id: &str) -> bool {
             self.0.contains(&id)
         }
@@ -287,7 +287,8 @@ mod tests {
         let parsed: Result<Vec<Bdm>, String> =
             entries.as_array().unwrap().iter().map(|e| from_api(e, !image_ref.is_empty())).collect();
         let bdms = with_defaults(parsed?, image_ref, flavor);
-        validate(&bdms, image_ref, flavor, &Images(vec!["11111111-1111-1111-1111-111111111111"])).map_err(|e| e.0)?;
+        validate(&bdms, image_ref, flavor, &KnownImages(vec!["11111111-1111-1111-1111-111111111111"]))
+            .map_err(|e| e.0)?;
         Ok(bdms)
     }
 

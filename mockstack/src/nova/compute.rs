@@ -11,38 +11,8 @@ use super::flavors::Flavor;
 use crate::glance::{Image, ImageStatus, Viewer};
 use crate::state::AppState;
 use guestsim::hypervisor::{
-    self, BlockInfoError, FlavorDisks, ImageFile, ImageMeta, InstanceSources, MappingRequest, VirtType,
+    self, BlockInfoError, FlavorDisks, GuestRun, ImageMeta, InstanceSources, MappingRequest, SourceImage, VirtType,
 };
-
-/// What Nova reads from an image.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ImageInfo {
-    pub id: String,
-    pub name: String,
-    pub status: String,
-    pub disk_format: Option<String>,
-    pub container_format: Option<String>,
-    pub size: Option<u64>,
-    pub min_disk: u64,
-    pub min_ram: u64,
-    pub properties: BTreeMap<String, String>,
-}
-
-impl From<Image> for ImageInfo {
-    fn from(image: Image) -> ImageInfo {
-        ImageInfo {
-            id: image.id,
-            name: image.name.unwrap_or_default(),
-            status: image.status.as_str().to_string(),
-            disk_format: image.disk_format,
-            container_format: image.container_format,
-            size: image.size,
-            min_disk: image.min_disk,
-            min_ram: image.min_ram,
-            properties: image.properties,
-        }
-    }
-}
 
 /// Nova acts on Glance with the caller's token; an admin sees every image.
 fn viewer(project_id: &str, admin: bool) -> Viewer {
@@ -50,13 +20,13 @@ fn viewer(project_id: &str, admin: bool) -> Viewer {
 }
 
 /// The image `id` as the caller sees it (`image_api.get`), whatever its status.
-pub fn image(state: &AppState, id: &str, project_id: &str, admin: bool) -> Option<ImageInfo> {
-    state.glance().show(&viewer(project_id, admin), id).ok().map(ImageInfo::from)
+pub fn image(state: &AppState, id: &str, project_id: &str, admin: bool) -> Option<Image> {
+    state.glance().show(&viewer(project_id, admin), id).ok()
 }
 
 /// An active image by name or id, as an operator option naming it is resolved on the compute host.
-pub fn find_image(state: &AppState, name_or_id: &str, project_id: &str) -> Option<ImageInfo> {
-    state.glance().find_visible(name_or_id, project_id).map(ImageInfo::from)
+pub fn find_image(state: &AppState, name_or_id: &str, project_id: &str) -> Option<Image> {
+    state.glance().find_visible(name_or_id, project_id)
 }
 
 /// The image record a snapshot starts as (`compute_utils.create_image`).
@@ -102,7 +72,7 @@ pub fn begin_snapshot_upload(
     properties: &BTreeMap<String, String>,
 ) -> Result<(), String> {
     let glance = state.glance();
-    let admin = Viewer { project_id: String::new(), admin: true, writer: true };
+    let admin = Viewer::cloud_admin();
     let current = glance.image(image_id).ok_or_else(|| format!("Image {image_id} could not be found."))?;
     let op = |present: bool| if present { "replace" } else { "add" };
     let mut ops = vec![
@@ -142,7 +112,7 @@ pub struct BuildSpec {
     pub display_name: String,
     pub created_at: Timestamp,
     pub flavor: Flavor,
-    pub image: Option<ImageInfo>,
+    pub image: Option<Image>,
     pub bdms: Vec<Bdm>,
     pub config_drive: bool,
     pub user_id: String,
@@ -151,17 +121,14 @@ pub struct BuildSpec {
     pub project_name: String,
 }
 
-/// The compute host's side of a built instance: the defined domain and the instance's files.
+/// What the compute host defined for a server: the libvirt domain (its XML and root device) and
+/// the host's instance (directory, disk files).
 #[derive(Debug, Clone)]
-pub struct Instance {
+pub struct DefinedDomain {
     pub domain_xml: String,
     pub root_device_name: String,
     pub host: hypervisor::Instance,
 }
-
-/// What the guest did after a power-on: its console timeline (offsets from power-on), when it
-/// powered itself off, and what it wrote.
-pub type GuestRun = hypervisor::GuestRun;
 
 /// Why an instance could not be built; becomes the server's `fault`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -220,7 +187,7 @@ pub fn driver_floppy_image(state: &AppState) -> Option<String> {
 
 /// The operator options naming a patched host's extra media, resolved among the images the
 /// instance's project can see (the article's prerequisite: a VirtIO ISO every user can see).
-fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option<ImageInfo>) {
+fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<Image>, Option<Image>) {
     let attached = state.config().layout.driver_media();
     let (attaches_virtio, attaches_floppy) = (attached.virtio_iso, attached.driver_floppy);
     let find = |name: Option<String>| name.and_then(|n| find_image(state, &n, &spec.project_id));
@@ -230,16 +197,16 @@ fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<ImageInfo>, Option
 }
 
 /// The Glance data file behind an image the compute host attaches.
-fn image_file(state: &AppState, image: &ImageInfo) -> Result<ImageFile, BuildFailure> {
+fn image_file(state: &AppState, image: &Image) -> Result<SourceImage, BuildFailure> {
     let path = state
         .glance()
         .data_path(&image.id)
         .ok_or_else(|| BuildFailure::Aborted(format!("Image {} is not active.", image.id)))?;
-    Ok(ImageFile { path, disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()) })
+    Ok(SourceImage { path, disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()) })
 }
 
 /// Defines the instance on the simulated compute host: disk mapping, domain XML, disk files.
-pub fn build(state: &AppState, spec: &BuildSpec) -> Result<Instance, BuildFailure> {
+pub fn build(state: &AppState, spec: &BuildSpec) -> Result<DefinedDomain, BuildFailure> {
     if spec.bdms.iter().any(|b| b.destination_type.as_deref() == Some("volume")) {
         // There is no block storage service: preparing a volume fails as it would without Cinder.
         return Err(BuildFailure::Aborted("Failure prepping block device.".into()));
@@ -271,7 +238,7 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<Instance, BuildFailur
         uuid: spec.instance_uuid.clone(),
         display_name: spec.display_name.clone(),
         creation_time: spec.created_at.strftime("%Y-%m-%d %H:%M:%S").to_string(),
-        flavor: hypervisor::domain::FlavorInfo {
+        flavor: hypervisor::domain::DomainFlavor {
             id: spec.flavor.id.clone(),
             name: spec.flavor.name.clone(),
             memory_mb: spec.flavor.ram_mb,
@@ -280,7 +247,7 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<Instance, BuildFailur
             ephemeral_gb: spec.flavor.ephemeral_gb,
             swap_mb: spec.flavor.swap_mb,
         },
-        image: hypervisor::domain::ImageInfo {
+        image: hypervisor::domain::DomainImage {
             id: image.id.clone(),
             disk_format: meta.disk_format.clone(),
             container_format: image.container_format.clone().unwrap_or_else(|| "bare".into()),
@@ -309,27 +276,27 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<Instance, BuildFailur
         .host()
         .create_instance(&spec.instance_uuid, mapping, sources)
         .map_err(|e| BuildFailure::Rescheduled(e.to_string()))?;
-    Ok(Instance { domain_xml, root_device_name, host })
+    Ok(DefinedDomain { domain_xml, root_device_name, host })
 }
 
 /// Powers the domain on at `started_at`: the guest boots from its devices as they are now.
-pub fn power_on(state: &AppState, instance: &Instance, started_at: Timestamp) -> Result<GuestRun, String> {
-    state.nova().host().power_on(&instance.host, started_at).map_err(|e| e.to_string())
+pub fn power_on(state: &AppState, domain: &DefinedDomain, started_at: Timestamp) -> Result<GuestRun, String> {
+    state.nova().host().power_on(&domain.host, started_at).map_err(|e| e.to_string())
 }
 
 /// The guest powered itself off: what it wrote (an installed system) lands on its disk.
-pub fn guest_powered_off(state: &AppState, instance: &Instance, run: &GuestRun) -> Result<(), String> {
-    state.nova().host().complete(&instance.host, run).map_err(|e| e.to_string())
+pub fn guest_powered_off(state: &AppState, domain: &DefinedDomain, run: &GuestRun) -> Result<(), String> {
+    state.nova().host().complete(&domain.host, run).map_err(|e| e.to_string())
 }
 
 /// Nova's libvirt snapshot: the domain's first disk (`find_disk`) as a qcow2 file to upload.
-pub fn snapshot_root(state: &AppState, instance: &Instance, image_id: &str) -> Result<PathBuf, String> {
-    let out = instance.host.dir.join(format!("snapshot-{image_id}.qcow2"));
-    state.nova().host().snapshot_root(&instance.host, &out).map_err(|e| e.to_string())?;
+pub fn snapshot_root(state: &AppState, domain: &DefinedDomain, image_id: &str) -> Result<PathBuf, String> {
+    let out = domain.host.dir.join(format!("snapshot-{image_id}.qcow2"));
+    state.nova().host().snapshot_root(&domain.host, &out).map_err(|e| e.to_string())?;
     Ok(out)
 }
 
 /// Undefines the domain and removes the instance directory.
-pub fn destroy(state: &AppState, instance: &Instance) -> Result<(), String> {
-    state.nova().host().delete(&instance.host).map_err(|e| e.to_string())
+pub fn destroy(state: &AppState, domain: &DefinedDomain) -> Result<(), String> {
+    state.nova().host().delete(&domain.host).map_err(|e| e.to_string())
 }

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// Nova's `vm_states`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum VmState {
     Building,
     Active,
@@ -11,24 +12,16 @@ pub enum VmState {
     Error,
 }
 
-impl VmState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VmState::Building => "building",
-            VmState::Active => "active",
-            VmState::Stopped => "stopped",
-            VmState::Error => "error",
-        }
-    }
-}
-
 /// Nova's `task_states` that mockstack goes through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskState {
     Scheduling,
     BlockDeviceMapping,
     Spawning,
+    #[strum(serialize = "powering-off")]
     PoweringOff,
+    #[strum(serialize = "powering-on")]
     PoweringOn,
     Rebooting,
     RebootPending,
@@ -44,27 +37,6 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskState::Scheduling => "scheduling",
-            TaskState::BlockDeviceMapping => "block_device_mapping",
-            TaskState::Spawning => "spawning",
-            TaskState::PoweringOff => "powering-off",
-            TaskState::PoweringOn => "powering-on",
-            TaskState::Rebooting => "rebooting",
-            TaskState::RebootPending => "reboot_pending",
-            TaskState::RebootStarted => "reboot_started",
-            TaskState::RebootingHard => "rebooting_hard",
-            TaskState::RebootPendingHard => "reboot_pending_hard",
-            TaskState::RebootStartedHard => "reboot_started_hard",
-            TaskState::ImageSnapshotPending => "image_snapshot_pending",
-            TaskState::ImageSnapshot => "image_snapshot",
-            TaskState::ImagePendingUpload => "image_pending_upload",
-            TaskState::ImageUploading => "image_uploading",
-            TaskState::Deleting => "deleting",
-        }
-    }
-
     /// `task_states.ALLOW_REBOOT`: the task states a hard reboot may interrupt.
     fn allows_hard_reboot(task: Option<TaskState>) -> bool {
         matches!(
@@ -136,11 +108,11 @@ pub struct InvalidState {
 }
 
 fn vm_state_error(vm: VmState) -> InvalidState {
-    InvalidState { attr: "vm_state", state: vm.as_str().into() }
+    InvalidState { attr: "vm_state", state: vm.to_string() }
 }
 
 fn task_state_error(task: Option<TaskState>) -> InvalidState {
-    InvalidState { attr: "task_state", state: task.map_or("None".into(), |t| t.as_str().into()) }
+    InvalidState { attr: "task_state", state: task.map_or("None".into(), |t| t.to_string()) }
 }
 
 /// The states an API call is checked against, as `@check_instance_state` checks them.
@@ -273,6 +245,16 @@ mod tests {
         assert_eq!(status(VmState::Active, Some(TaskState::ImageUploading)), "ACTIVE");
         assert_eq!(status(VmState::Stopped, Some(TaskState::PoweringOn)), "SHUTOFF");
         assert_eq!(status(VmState::Active, Some(TaskState::Deleting)), "ACTIVE");
+    }
+
+    #[test]
+    fn states_read_as_nova_names_them() {
+        assert_eq!(VmState::Building.to_string(), "building");
+        assert_eq!(TaskState::BlockDeviceMapping.to_string(), "block_device_mapping");
+        assert_eq!(TaskState::PoweringOff.to_string(), "powering-off");
+        assert_eq!(TaskState::PoweringOn.to_string(), "powering-on");
+        assert_eq!(TaskState::RebootStartedHard.to_string(), "reboot_started_hard");
+        assert_eq!(TaskState::ImagePendingUpload.to_string(), "image_pending_upload");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod image_meta;
 pub mod instance_actions;
 pub mod lifecycle;
 pub mod microversion;
+pub mod quota;
 pub mod request;
 pub mod schema;
 pub mod server_actions;

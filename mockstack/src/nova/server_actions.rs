@@ -58,7 +58,8 @@ fn empty_action_schema(name: &str) -> Value {
     json!({"type": "object", "properties": {name: {}}, "required": [name], "additionalProperties": false})
 }
 
-struct Call<'a> {
+/// One `POST /servers/{id}/action` request: who asks, at which microversion, about which server.
+struct ActionRequest<'a> {
     state: &'a AppState,
     caller: &'a Caller,
     version: ApiVersion,
@@ -66,7 +67,7 @@ struct Call<'a> {
     request_id: String,
 }
 
-impl Call<'_> {
+impl ActionRequest<'_> {
     /// Runs `change` on the live server under the table lock.
     fn with_server<T>(&self, change: impl FnOnce(&mut Server) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut table = self.state.nova().servers();
@@ -98,7 +99,7 @@ async fn dispatch(
     NovaBody(body): NovaBody,
 ) -> Result<Response, ApiError> {
     let name = action_name(&body)?;
-    let call = Call {
+    let call = ActionRequest {
         state: &state,
         caller: &caller,
         version,
@@ -162,7 +163,7 @@ const START: PowerChange = PowerChange {
     then: Step::Started,
 };
 
-fn change_power(call: &Call, body: &Value, change: &PowerChange) -> Result<Response, ApiError> {
+fn change_power(call: &ActionRequest, body: &Value, change: &PowerChange) -> Result<Response, ApiError> {
     check(&empty_action_schema(change.action), body)?;
     call.require_write(change.policy)?;
     let at = stamp(call.state, call.now());
@@ -185,7 +186,7 @@ fn change_power(call: &Call, body: &Value, change: &PowerChange) -> Result<Respo
     accepted()
 }
 
-fn reboot(call: &Call, body: &Value) -> Result<Response, ApiError> {
+fn reboot(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
     let schema = json!({
         "type": "object",
         "properties": {"reboot": {
@@ -270,7 +271,7 @@ pub fn snapshot_record(
     }
 }
 
-fn create_image(call: &Call, body: &Value) -> Result<Response, ApiError> {
+fn create_image(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
     let schema = json!({
         "type": "object",
         "properties": {"createImage": {
@@ -332,7 +333,7 @@ fn create_image(call: &Call, body: &Value) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-fn console_output(call: &Call, body: &Value) -> Result<Response, ApiError> {
+fn console_output(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
     let schema = json!({
         "type": "object",
         "properties": {"os-getConsoleOutput": {
@@ -380,7 +381,7 @@ pub fn tail(text: &str, length: Option<i64>) -> String {
     parts[start..].join("\n")
 }
 
-fn lock(call: &Call, body: &Value) -> Result<Response, ApiError> {
+fn lock(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
     let mut lock_props = json!({});
     if call.version.at_least(73) {
         lock_props = json!({"locked_reason": {"type": "string", "minLength": 1, "maxLength": 255}});
@@ -406,7 +407,7 @@ fn lock(call: &Call, body: &Value) -> Result<Response, ApiError> {
     accepted()
 }
 
-fn unlock(call: &Call, body: &Value) -> Result<Response, ApiError> {
+fn unlock(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
     check(&empty_action_schema("unlock"), body)?;
     call.require_write("os_compute_api:os-lock-server:unlock")?;
     let at = stamp(call.state, call.now());

@@ -1,4 +1,4 @@
-//! Servers: the instance record, create (schemas per microversion, image/flavor/BDM/network/quota checks), list/detail/show views per microversion, update and delete.
+//! Servers: the instance record, create (schemas per microversion, image/flavor/BDM/network checks, then the quota), list/detail/show views per microversion, update and delete.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -8,22 +8,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use guestsim::hypervisor::GuestRun;
 use jiff::Timestamp;
 use rand::RngExt;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
 use super::bdm::{self, Bdm};
-use super::compute::{self, GuestRun, ImageInfo};
+use super::compute;
 use super::flavors::{Flavor, policy_forbidden};
 use super::image_meta;
 use super::instance_actions::InstanceAction;
 use super::lifecycle::{Pending, PowerState, Step, TaskState, VmState, status, timing};
 use super::microversion::ApiVersion;
+use super::quota;
 use super::request::{NovaBody, check, truthy};
 use super::{ById, bookmark, links};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::glance::{Image, ImageStatus};
 use crate::server::RequestId;
 use crate::state::AppState;
 
@@ -76,7 +79,8 @@ pub struct Server {
     /// Nova's system metadata: `image_*` properties of the boot image, owner names.
     pub system_metadata: BTreeMap<String, String>,
     pub bdms: Vec<Bdm>,
-    pub image: Option<ImageInfo>,
+    /// The boot image as the caller saw it at create time (`None` when booted from a volume).
+    pub image: Option<Image>,
     pub actions: Vec<InstanceAction>,
     pub pending: Vec<Pending>,
     /// Increases at every power-on, so a stale guest event of an earlier run is ignored.
@@ -88,7 +92,8 @@ pub struct Server {
     pub console_log: String,
     /// The snapshot image being created, if any.
     pub snapshot_image: Option<String>,
-    pub compute: Option<compute::Instance>,
+    /// The domain the compute host defined, once the build got that far.
+    pub compute: Option<compute::DefinedDomain>,
 }
 
 impl Server {
@@ -410,77 +415,14 @@ fn admin_password() -> String {
     random_token(12, b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
 }
 
-/// Per-project quota (Nova's defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Quota {
-    pub instances: u64,
-    pub cores: u64,
-    pub ram_mb: u64,
-}
-
-pub const DEFAULT_QUOTA: Quota = Quota { instances: 10, cores: 20, ram_mb: 51200 };
-
-/// One quota resource of a project: what is used, the limit, and what one instance takes.
-struct Usage {
-    resource: &'static str,
-    used: u64,
-    limit: u64,
-    each: u64,
-}
-
-fn check_quota(
-    table: &ServerTable,
-    project_id: &str,
-    flavor: &Flavor,
-    min: u64,
-    max: u64,
-    quota: Quota,
-) -> Result<u64, ApiError> {
-    let mine: Vec<&Server> = table.live.values().filter(|s| s.project_id == project_id).collect();
-    let usage = [
-        Usage {
-            resource: "cores",
-            used: mine.iter().map(|s| s.flavor.vcpus as u64).sum(),
-            limit: quota.cores,
-            each: flavor.vcpus as u64,
-        },
-        Usage { resource: "instances", used: mine.len() as u64, limit: quota.instances, each: 1 },
-        Usage {
-            resource: "ram",
-            used: mine.iter().map(|s| s.flavor.ram_mb).sum(),
-            limit: quota.ram_mb,
-            each: flavor.ram_mb,
-        },
-    ];
-    let allowed =
-        usage.iter().map(|u| u.limit.saturating_sub(u.used).checked_div(u.each).unwrap_or(u64::MAX)).min().unwrap_or(0);
-    if allowed >= max {
-        return Ok(max);
-    }
-    if allowed >= min {
-        return Ok(allowed);
-    }
-    let overs: Vec<&Usage> = usage.iter().filter(|u| u.used + u.each * min > u.limit).collect();
-    let join = |f: fn(&Usage, u64) -> String| overs.iter().map(|u| f(u, min)).collect::<Vec<_>>().join(", ");
-    let names = join(|u, _| u.resource.to_string());
-    Err(ApiError::compute(
-        StatusCode::FORBIDDEN,
-        format!(
-            "Quota exceeded for {names}: Requested {}, but already used {} of {} {names}",
-            join(|u, min| (u.each * min).to_string()),
-            join(|u, _| u.used.to_string()),
-            join(|u, _| u.limit.to_string()),
-        ),
-    ))
-}
-
-struct Images<'a> {
+/// The images a caller can see, as the block-device checks look them up.
+struct CallerImages<'a> {
     state: &'a AppState,
     project_id: &'a str,
     admin: bool,
 }
 
-impl bdm::Lookup for Images<'_> {
+impl bdm::Lookup for CallerImages<'_> {
     fn image_exists(&self, id: &str) -> bool {
         compute::image(self.state, id, self.project_id, self.admin).is_some()
     }
@@ -577,7 +519,7 @@ async fn create(
     } else {
         let image = compute::image(&state, &image_id, caller.project_id(), caller.is_admin())
             .ok_or_else(|| bad_request("Can not find requested image"))?;
-        if image.status != "active" {
+        if image.status != ImageStatus::Active {
             return Err(bad_request(format!("Image {image_id} is not active.")));
         }
         Some(image)
@@ -594,7 +536,7 @@ async fn create(
     if forced_host.is_none() && requested_az.as_deref().is_some_and(|az| az != DEFAULT_AZ) {
         return Err(bad_request("The requested availability zone is not available"));
     }
-    let images = Images { state: &state, project_id: caller.project_id(), admin: caller.is_admin() };
+    let images = CallerImages { state: &state, project_id: caller.project_id(), admin: caller.is_admin() };
     bdm::validate(&bdms, &image_id, &flavor, &images).map_err(|e| bad_request(e.0))?;
     let hints = body
         .get("os:scheduler_hints")
@@ -636,7 +578,8 @@ async fn create(
     system_metadata.insert("boot_roles".into(), caller.token.roles.join(","));
 
     let mut table = state.nova().servers();
-    let count = check_quota(&table, caller.project_id(), &flavor, min_count, max_count, state.config().quota)?;
+    let used = table.live.values().filter(|s| s.project_id == caller.project_id()).map(|s| &s.flavor);
+    let count = quota::instances_allowed(used, &flavor, min_count, max_count, state.config().quota)?;
     let scheduler_hints =
         request_spec_hints(&hints).ok_or_else(|| super::request::unexpected_error("<class 'ValueError'>"))?;
     let mut first_id = String::new();
@@ -737,7 +680,7 @@ fn parse_availability_zone(requested: Option<&str>) -> Result<(Option<String>, O
 }
 
 /// `_validate_flavor_image_nostatus`: memory, then root disk against the image size and min_disk.
-fn check_flavor_fits(caller: &Caller, flavor: &Flavor, image: &ImageInfo, root_is_local: bool) -> Result<(), ApiError> {
+fn check_flavor_fits(caller: &Caller, flavor: &Flavor, image: &Image, root_is_local: bool) -> Result<(), ApiError> {
     if flavor.ram_mb < image.min_ram {
         return Err(bad_request("Flavor's memory is too small for requested image."));
     }
@@ -864,8 +807,8 @@ pub fn show_view(state: &AppState, server: &Server, caller: &Caller, version: Ap
             v.insert("OS-EXT-SRV-ATTR:user_data".into(), json!(server.user_data));
         }
     }
-    v.insert("OS-EXT-STS:task_state".into(), json!(server.task_state.map(TaskState::as_str)));
-    v.insert("OS-EXT-STS:vm_state".into(), json!(server.vm_state.as_str()));
+    v.insert("OS-EXT-STS:task_state".into(), json!(server.task_state.map(|t| t.to_string())));
+    v.insert("OS-EXT-STS:vm_state".into(), json!(server.vm_state.to_string()));
     v.insert("OS-EXT-STS:power_state".into(), json!(server.power_state as u8));
     let volumes: Vec<Value> = Vec::new();
     v.insert("os-extended-volumes:volumes_attached".into(), json!(volumes));

@@ -33,35 +33,27 @@ pub fn router() -> Router<AppState> {
         .route("/servers/{id}/shares/{share_id}", get(show).delete(delete))
 }
 
-/// What each route may do: its policy rule, and whether a reader may.
-#[derive(Clone, Copy)]
-enum Rule {
+/// What each route may do: its policy rule (`os_compute_api:os-server-shares:NAME`), and whether a reader may.
+#[derive(Clone, Copy, strum::Display)]
+#[strum(serialize_all = "lowercase")]
+enum SharePolicy {
     Index,
     Create,
     Show,
     Delete,
 }
 
-impl Rule {
-    fn name(self) -> &'static str {
-        match self {
-            Rule::Index => "index",
-            Rule::Create => "create",
-            Rule::Show => "show",
-            Rule::Delete => "delete",
-        }
-    }
-
+impl SharePolicy {
     /// `PROJECT_MEMBER_OR_ADMIN` for changes, `PROJECT_READER_OR_ADMIN` for reads.
     fn allows(self, caller: &Caller, project_id: &str) -> bool {
-        let role = if matches!(self, Rule::Create | Rule::Delete) { "member" } else { "reader" };
+        let role = if matches!(self, SharePolicy::Create | SharePolicy::Delete) { "member" } else { "reader" };
         caller.is_admin() || (caller.project_id() == project_id && caller.has_role(role))
     }
 }
 
 /// The server's project from its instance mapping (kept after a delete), then the policy check
 /// against it: another project's server is a 403 here, not the 404 the server routes give.
-fn authorize(state: &AppState, caller: &Caller, id: &str, rule: Rule) -> Result<(), ApiError> {
+fn authorize(state: &AppState, caller: &Caller, id: &str, rule: SharePolicy) -> Result<(), ApiError> {
     let project_id = {
         let table = state.nova().servers();
         table.live.get(id).or_else(|| table.deleted.get(id)).map(|s| s.project_id.clone())
@@ -71,7 +63,7 @@ fn authorize(state: &AppState, caller: &Caller, id: &str, rule: Rule) -> Result<
     if rule.allows(caller, &project_id) {
         Ok(())
     } else {
-        Err(policy_forbidden(&format!("os_compute_api:os-server-shares:{}", rule.name())))
+        Err(policy_forbidden(&format!("os_compute_api:os-server-shares:{rule}")))
     }
 }
 
@@ -85,16 +77,16 @@ fn instance(state: &AppState, id: &str) -> Result<Server, ApiError> {
 
 /// `_check_instance_in_valid_state`: attaching needs a stopped server, detaching a stopped or
 /// errored one.
-fn instance_in_valid_state(state: &AppState, id: &str, rule: Rule) -> Result<Server, ApiError> {
+fn instance_in_valid_state(state: &AppState, id: &str, rule: SharePolicy) -> Result<Server, ApiError> {
     let server = instance(state, id)?;
     let (valid, action) = match rule {
-        Rule::Create => (server.vm_state == VmState::Stopped, "create share"),
+        SharePolicy::Create => (server.vm_state == VmState::Stopped, "create share"),
         _ => (matches!(server.vm_state, VmState::Stopped | VmState::Error), "delete share"),
     };
     if !valid {
         return Err(ApiError::compute(
             StatusCode::CONFLICT,
-            format!("Cannot '{action}' instance {id} while it is in vm_state {}", server.vm_state.as_str()),
+            format!("Cannot '{action}' instance {id} while it is in vm_state {}", server.vm_state),
         ));
     }
     Ok(server)
@@ -128,7 +120,7 @@ async fn index(
         return Err(not_found());
     }
     check_no_query(&uri)?;
-    authorize(&state, &caller, &id, Rule::Index)?;
+    authorize(&state, &caller, &id, SharePolicy::Index)?;
     instance(&state, &id)?;
     Ok(Json(json!({ "shares": [] })))
 }
@@ -145,7 +137,7 @@ async fn show(
         return Err(not_found());
     }
     check_no_query(&uri)?;
-    authorize(&state, &caller, &id, Rule::Show)?;
+    authorize(&state, &caller, &id, SharePolicy::Show)?;
     instance(&state, &id)?;
     Err(share_not_found(&share_id))
 }
@@ -177,8 +169,8 @@ async fn create(
         "additionalProperties": false,
     });
     check(&schema, &body)?;
-    authorize(&state, &caller, &id, Rule::Create)?;
-    let server = instance_in_valid_state(&state, &id, Rule::Create)?;
+    authorize(&state, &caller, &id, SharePolicy::Create)?;
+    let server = instance_in_valid_state(&state, &id, SharePolicy::Create)?;
     if !server.flavor.extra_specs.contains_key("hw:mem_page_size") {
         return Err(ApiError::compute(
             StatusCode::CONFLICT,
@@ -198,7 +190,7 @@ async fn delete(
     if !version.at_least(SHARES_FROM) {
         return Err(not_found());
     }
-    authorize(&state, &caller, &id, Rule::Delete)?;
-    instance_in_valid_state(&state, &id, Rule::Delete)?;
+    authorize(&state, &caller, &id, SharePolicy::Delete)?;
+    instance_in_valid_state(&state, &id, SharePolicy::Delete)?;
     Err(share_not_found(&share_id))
 }

@@ -89,9 +89,9 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
             };
             let built = compute::build(state, &spec);
             with_server(state, id, |s| match built {
-                Ok(instance) => {
-                    s.root_device_name = Some(instance.root_device_name.clone());
-                    s.compute = Some(instance);
+                Ok(domain) => {
+                    s.root_device_name = Some(domain.root_device_name.clone());
+                    s.compute = Some(domain);
                     s.pending.push(Pending { at: at + timing::SPAWN, step: Step::Launched });
                 }
                 Err(failure) => {
@@ -112,14 +112,14 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
         }
         Step::Launched => power_on(state, id, at, "create", "compute__do_build_and_run_instance"),
         Step::GuestShutdown { run } => {
-            let Some((instance, guest)) = with_server(state, id, |s| {
+            let Some((domain, guest)) = with_server(state, id, |s| {
                 (s.run == run && s.power_state == PowerState::Running).then(|| (s.compute.clone(), s.guest.clone()))
             })
             .flatten() else {
                 return;
             };
-            let written = match (&instance, &guest) {
-                (Some(instance), Some(guest)) => compute::guest_powered_off(state, instance, guest),
+            let written = match (&domain, &guest) {
+                (Some(domain), Some(guest)) => compute::guest_powered_off(state, domain, guest),
                 _ => Ok(()),
             };
             with_server(state, id, |s| {
@@ -200,8 +200,8 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
             let Some(mut server) = table.live.remove(id) else { return };
             table.console_tokens.retain(|_, sid| sid != id);
             drop(table);
-            if let Some(instance) = &server.compute
-                && let Err(e) = compute::destroy(state, instance)
+            if let Some(domain) = &server.compute
+                && let Err(e) = compute::destroy(state, domain)
             {
                 // The host could not clean up: the instance stays, in ERROR, as Nova leaves it.
                 fail(&mut server, ts, e);
@@ -238,9 +238,9 @@ fn fail(s: &mut Server, ts: jiff::Timestamp, error: String) {
 /// The domain is started (spawn, start, reboot): the guest boots from its devices as they are now.
 fn power_on(state: &AppState, id: &str, at: Duration, action: &str, event: &str) {
     let ts = stamp(state, at);
-    let instance = with_server(state, id, |s| s.compute.clone()).flatten();
-    let guest = match &instance {
-        Some(instance) => compute::power_on(state, instance, ts),
+    let domain = with_server(state, id, |s| s.compute.clone()).flatten();
+    let guest = match &domain {
+        Some(domain) => compute::power_on(state, domain, ts),
         None => Err(format!("Instance {id} could not be found.")),
     };
     with_server(state, id, |s| {
@@ -301,12 +301,12 @@ fn fail_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp, image_id: &str
 
 /// The driver copies the first disk and uploads it; Glance makes the image active.
 fn finish_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp) {
-    let Some((instance, image_id)) = with_server(state, id, |s| (s.compute.clone(), s.snapshot_image.clone())) else {
+    let Some((domain, image_id)) = with_server(state, id, |s| (s.compute.clone(), s.snapshot_image.clone())) else {
         return;
     };
     let Some(image_id) = image_id else { return };
-    let result = match &instance {
-        Some(instance) => compute::snapshot_root(state, instance, &image_id).and_then(|path| {
+    let result = match &domain {
+        Some(domain) => compute::snapshot_root(state, domain, &image_id).and_then(|path| {
             let uploaded = compute::upload_snapshot(state, &image_id, &path);
             let _ = std::fs::remove_file(&path);
             uploaded

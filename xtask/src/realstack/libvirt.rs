@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use super::{Layout, say, spawn};
+use super::{Dirs, say, spawn};
 
 /// Debian packages the libvirt mode needs on top of the cloud's own.
 pub const APT_PACKAGES: &[crate::apt::Package] = &[
@@ -78,17 +78,17 @@ listen_tcp = 0\n\
 unix_sock_rw_perms = \"0700\"\n\
 log_outputs = \"3:stderr\"\n";
 
-fn root(layout: &Layout) -> PathBuf {
+fn root(layout: &Dirs) -> PathBuf {
     layout.data().join("libvirt")
 }
 
 /// The libvirtd socket, seen from outside the namespace.
-pub fn socket(layout: &Layout) -> PathBuf {
+pub fn socket(layout: &Dirs) -> PathBuf {
     root(layout).join("run").join("libvirt-sock")
 }
 
 /// The URI Nova and virsh connect with.
-pub fn uri(layout: &Layout) -> String {
+pub fn uri(layout: &Dirs) -> String {
     format!("qemu+unix:///system?socket={}", socket(layout).display())
 }
 
@@ -99,7 +99,7 @@ pub fn virt_type() -> &'static str {
 
 /// What the libvirt mode needs beyond the packages: libvirt-python in the virtualenv, matching the
 /// system's libvirt, and the `libvirt-qemu` user the QEMU driver resolves before it reads qemu.conf.
-pub fn prepare(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+pub fn prepare(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     crate::apt::ensure("the local real cloud's libvirt mode", APT_PACKAGES)?;
     if Command::new("getent").args(["passwd", "libvirt-qemu"]).output().map(|o| !o.status.success()).unwrap_or(true) {
         crate::run(
@@ -141,11 +141,11 @@ impl std::fmt::Display for Unavailable {
 impl std::error::Error for Unavailable {}
 
 /// Starts libvirtd in its private mount namespace and waits for it to answer.
-pub fn start(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+pub fn start(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     start_daemon(layout, started).map_err(|e| Unavailable(format!("{e:#}")).into())
 }
 
-fn start_daemon(layout: &Layout, started: Instant) -> anyhow::Result<()> {
+fn start_daemon(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     let root = root(layout);
     for (name, _) in MOUNTS {
         fs::create_dir_all(root.join(name))?;
@@ -176,7 +176,7 @@ fn start_daemon(layout: &Layout, started: Instant) -> anyhow::Result<()> {
 }
 
 /// Runs virsh against the cloud's libvirtd; its stdout, or an error with its stderr.
-pub fn virsh(layout: &Layout, args: &[&str]) -> anyhow::Result<String> {
+pub fn virsh(layout: &Dirs, args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new("virsh").args(["-c", &uri(layout)]).args(args).output().context("cannot run virsh")?;
     if !output.status.success() {
         bail!("virsh {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
@@ -186,7 +186,7 @@ pub fn virsh(layout: &Layout, args: &[&str]) -> anyhow::Result<String> {
 
 /// Destroys and undefines every domain libvirtd knows, so that no guest outlives the cloud
 /// (libvirtd leaves running guests alone when it stops).
-pub fn remove_domains(layout: &Layout) {
+pub fn remove_domains(layout: &Dirs) {
     let Ok(names) = virsh(layout, &["list", "--all", "--name"]) else { return };
     for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
         eprintln!("realstack: removing the left-over libvirt domain {name}");
@@ -196,7 +196,7 @@ pub fn remove_domains(layout: &Layout) {
 }
 
 /// QEMU processes whose command line names a file of this cloud: guests that escaped `remove_domains`.
-pub fn stray_guests(layout: &Layout) -> Vec<u32> {
+pub fn stray_guests(layout: &Dirs) -> Vec<u32> {
     let needle = layout.data().display().to_string();
     let Ok(entries) = fs::read_dir("/proc") else { return Vec::new() };
     entries

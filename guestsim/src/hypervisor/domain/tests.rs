@@ -16,7 +16,7 @@ fn spec(vcpus: u32, memory_mb: u64, flavor: FlavorDisks, properties: &[(&str, &s
         uuid: "68a8f3c6-04f3-4a3a-9183-b66d49f2ccb4".into(),
         display_name: "isoinst".into(),
         creation_time: "2026-11-24 18:28:45".into(),
-        flavor: FlavorInfo {
+        flavor: DomainFlavor {
             id: "7701866f-2c6f-4ed2-9c59-c7c6e5610e36".into(),
             name: "iso.eph".into(),
             memory_mb,
@@ -25,7 +25,7 @@ fn spec(vcpus: u32, memory_mb: u64, flavor: FlavorDisks, properties: &[(&str, &s
             ephemeral_gb: flavor.ephemeral_gb,
             swap_mb: flavor.swap_mb,
         },
-        image: ImageInfo {
+        image: DomainImage {
             id: "28f86646-db18-4e36-9763-4b6e6143463b".into(),
             disk_format: "iso".into(),
             container_format: "bare".into(),
@@ -135,7 +135,7 @@ fn similar_lines(expected: &[String], actual: &[String]) -> Vec<String> {
 
 fn with_nic_and_vnc(mut s: DomainSpec, model: &str) -> DomainSpec {
     s.vnc = true;
-    s.interfaces = vec![Interface {
+    s.interfaces = vec![NetworkInterface {
         port_id: "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b".into(),
         mac: "fa:16:3e:12:34:56".into(),
         model: model.into(),

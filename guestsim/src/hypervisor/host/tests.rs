@@ -6,11 +6,12 @@ use std::time::Duration;
 use super::*;
 use crate::hypervisor::blockinfo::{FlavorDisks, ImageMeta, MappingRequest, VirtType, disk_mapping};
 use crate::hypervisor::installer::{
-    AttachedMediaSummary, GuestResult, Outcome, OutcomeKind, expected_outcome, outcome_of_run, summarize_media,
+    AttachedMediaSummary, GuestResult, expected_outcome, outcome_of_run, summarize_media,
 };
 use crate::hypervisor::testing::os_table;
 use crate::layout::Layout;
 use crate::media::{DriverFloppySpec, FloppyArch, OsIsoOptions, VirtioWinSpec};
+use crate::outcome::{Outcome, OutcomeKind};
 
 /// The opener mockstack uses: the real ISO 9660 / FAT reader.
 fn opener() -> Arc<MediumOpener> {
@@ -53,9 +54,9 @@ fn start() -> Timestamp {
 
 fn sources(f: &Fixture, boot: &Path, format: &str, floppy: PathBuf) -> InstanceSources {
     InstanceSources {
-        boot_image: ImageFile { path: boot.to_path_buf(), disk_format: format.into() },
-        virtio_iso: Some(ImageFile { path: f.images.join("virtio-win.iso"), disk_format: "iso".into() }),
-        driver_floppy: Some(ImageFile { path: floppy, disk_format: "raw".into() }),
+        boot_image: SourceImage { path: boot.to_path_buf(), disk_format: format.into() },
+        virtio_iso: Some(SourceImage { path: f.images.join("virtio-win.iso"), disk_format: "iso".into() }),
+        driver_floppy: Some(SourceImage { path: floppy, disk_format: "raw".into() }),
     }
 }
 

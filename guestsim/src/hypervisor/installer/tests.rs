@@ -1,7 +1,7 @@
 //! Simulated guest tests: the article's outcomes per OS and layout, each failure mode's console, and the installed boot.
 
 use super::*;
-use crate::hypervisor::blockinfo::{FlavorDisks, ImageMeta, MappingRequest, disk_mapping};
+use crate::hypervisor::blockinfo::{FlavorDisks, ImageMeta, MappingRequest, VirtType, disk_mapping};
 use crate::hypervisor::testing::{MemMedium, driver_floppy, os_table, virtio_win_iso};
 use crate::layout::Layout;
 

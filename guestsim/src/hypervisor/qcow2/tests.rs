@@ -266,7 +266,7 @@ proptest! {
 
     #[test]
     fn arbitrary_headers_never_panic(mut header in prop::collection::vec(any::<u8>(), 104..=104), tail in 0usize..300_000) {
-        header[..4].copy_from_slice(&MAGIC);
+        header[..4].copy_from_slice(&QCOW2_MAGIC);
         header[4..8].copy_from_slice(&3u32.to_be_bytes());
         header.resize(104 + tail, 0);
         exercise(header);

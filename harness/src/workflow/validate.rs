@@ -1,29 +1,26 @@
-//! `validate-image`: prove that an image is what it claims to be, from its metadata, its data
-//! and a boot test, against any [`Driver`].
+//! Image validation, the build's last step and `isoharness validate-image`: prove that an image is
+//! what it claims to be, from its metadata, its data (downloaded and read by the [`Driver`]) and a
+//! boot test, against any [`Driver`].
 //!
 //! Checks (ids are stable; see the README): `status`, `formats`, `image-type`, `properties`,
 //! `min-sizes`, `visibility`, `size`, `checksum`, `os-hash`, `real-format`, `content`, `boot`.
 
-pub mod inspect;
-
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use guestsim::guest::{GuestAgent, OsFamily};
-use md5::Digest as _;
 use regex::Regex;
 use serde::Serialize;
 
+use super::decide::{Poller, ServerVerdict, server_verdict};
+use super::ledger::{Entry, Event, Ledger, Live, ResourceKind};
+use super::{Driver, FlavorInfo, ImageInfo, NewServer};
+use crate::inspect::{self, Content};
 use crate::scenario::Scenario;
-use crate::workflow::decide::{Poller, ServerVerdict, server_verdict};
-use crate::workflow::ledger::{Entry, Event, Ledger, Live, ResourceKind};
-use crate::workflow::{Driver, FlavorInfo, ImageInfo, NewServer};
-use inspect::Content;
 
 /// What the operator expects of the image.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct ValidationRequest {
     pub expect_os: Option<OsFamily>,
     /// The agent whose "finished" line the boot test waits for.
     pub agent: Option<GuestAgent>,
@@ -40,9 +37,9 @@ pub struct Request {
     pub name_prefix: String,
 }
 
-impl Request {
-    pub fn for_scenario(scenario: &Scenario) -> Request {
-        Request {
+impl ValidationRequest {
+    pub fn for_scenario(scenario: &Scenario) -> ValidationRequest {
+        ValidationRequest {
             expect_os: Some(scenario.guest.family),
             agent: scenario.guest.agent,
             visibility: Some(scenario.image.visibility.clone()),
@@ -125,7 +122,7 @@ pub async fn validate_image<C: Driver>(
     ledger: &Ledger,
     run_id: &str,
     image_ref: &str,
-    request: &Request,
+    request: &ValidationRequest,
 ) -> ValidationReport {
     let mut report = ValidationReport {
         image_id: image_ref.to_string(),
@@ -165,7 +162,7 @@ async fn find_image<C: Driver>(cloud: &C, image_ref: &str) -> Result<ImageInfo, 
     if let Ok(Some(image)) = cloud.image(image_ref).await {
         return Ok(image);
     }
-    let named = cloud.images_named(image_ref).await.map_err(|e| e.message)?;
+    let named = cloud.images_named(image_ref).await.map_err(|e| e.to_string())?;
     match named.len() {
         0 => Err(format!("no image with id or name `{image_ref}`")),
         1 => Ok(named.into_iter().next().expect("one")),
@@ -173,7 +170,7 @@ async fn find_image<C: Driver>(cloud: &C, image_ref: &str) -> Result<ImageInfo, 
     }
 }
 
-fn metadata_checks(image: &ImageInfo, request: &Request, checks: &mut Vec<Check>) {
+fn metadata_checks(image: &ImageInfo, request: &ValidationRequest, checks: &mut Vec<Check>) {
     checks.push(check("status", pass_fail(image.status == "active"), true, format!("status {}", image.status)));
     let disk = image.disk_format.as_deref().unwrap_or("none");
     let container = image.container_format.as_deref().unwrap_or("none");
@@ -204,10 +201,7 @@ fn metadata_checks(image: &ImageInfo, request: &Request, checks: &mut Vec<Check>
         }
     }
     if let (Some(expected), Some(os_type)) = (request.expect_os, image.property("os_type")) {
-        let expected = match expected {
-            OsFamily::Linux => "linux",
-            OsFamily::Windows => "windows",
-        };
+        let expected = expected.as_str();
         if os_type != expected {
             wrong.push(format!("os_type is {os_type}, expected {expected}"));
         }
@@ -241,46 +235,44 @@ fn metadata_checks(image: &ImageInfo, request: &Request, checks: &mut Vec<Check>
     }
 }
 
-/// Downloads the data (streamed to a scratch file), checks size and hashes, and inspects it.
+/// Has the driver download the data (streamed to a scratch file) and inspect it, and checks size and hashes.
 async fn data_checks<C: Driver>(
     cloud: &C,
     image: &ImageInfo,
-    request: &Request,
+    request: &ValidationRequest,
     report: &mut ValidationReport,
 ) -> Option<inspect::Inspection> {
     if image.status != "active" {
         report.checks.push(check("size", CheckStatus::Skip, true, "no data: the image is not active"));
         return None;
     }
-    let scratch = match tempfile::Builder::new().prefix("isoharness-validate-").tempfile_in(&request.scratch_dir) {
-        Ok(f) => f,
-        Err(e) => {
-            report.checks.push(check("size", CheckStatus::Fail, true, format!("no scratch file: {e}")));
-            return None;
-        }
-    };
-    let digests = match cloud.download_image(&image.id, scratch.path()).await {
+    let download = match cloud.download_and_inspect(&image.id, &request.scratch_dir).await {
         Ok(d) => d,
         Err(e) => {
-            report.checks.push(check("size", CheckStatus::Fail, true, format!("download failed: {}", e.message)));
+            report.checks.push(check("size", CheckStatus::Fail, true, e.to_string()));
             return None;
         }
     };
+    let digest = &download.digest;
     let checks = &mut report.checks;
     checks.push(check(
         "size",
-        pass_fail(image.size == Some(digests.size)),
+        pass_fail(image.size == Some(digest.bytes)),
         true,
-        format!("{} bytes downloaded, Glance says {:?}", digests.size, image.size),
+        format!("{} bytes downloaded, Glance says {:?}", digest.bytes, image.size),
     ));
     checks.push(check(
         "checksum",
-        pass_fail(image.checksum.as_deref() == Some(digests.md5.as_str())),
+        pass_fail(image.checksum.is_some() && image.checksum == digest.md5),
         true,
-        format!("md5 {} (Glance {})", digests.md5, image.checksum.as_deref().unwrap_or("none")),
+        format!(
+            "md5 {} (Glance {})",
+            digest.md5.as_deref().unwrap_or("unknown"),
+            image.checksum.as_deref().unwrap_or("none")
+        ),
     ));
     let sha_ok = match (image.os_hash_algo.as_deref(), image.os_hash_value.as_deref()) {
-        (Some("sha512"), Some(v)) => v == digests.sha512,
+        (Some("sha512"), Some(v)) => digest.sha512.as_deref() == Some(v),
         _ => false,
     };
     checks.push(check(
@@ -293,7 +285,7 @@ async fn data_checks<C: Driver>(
             if sha_ok { "matches" } else { "differs" }
         ),
     ));
-    let inspection = match inspect::inspect(scratch.path()) {
+    let inspection = match download.inspection {
         Ok(i) => i,
         Err(e) => {
             checks.push(check("real-format", CheckStatus::Fail, true, e.to_string()));
@@ -344,7 +336,7 @@ const BOOT_FAILURES: &[(&str, &str)] = &[
     ("Welcome to the installer", "the installer started again"),
 ];
 
-fn boot_success_pattern(request: &Request) -> Regex {
+fn boot_success_pattern(request: &ValidationRequest) -> Regex {
     let pattern = match request.agent {
         Some(GuestAgent::CloudInit) => r"Cloud-init v\. \S+ finished at",
         Some(GuestAgent::CloudbaseInit) => r"Plugins execution done",
@@ -362,7 +354,7 @@ async fn boot_test<C: Driver>(
     ledger: &Ledger,
     run_id: &str,
     image: &ImageInfo,
-    request: &Request,
+    request: &ValidationRequest,
     data: Option<&inspect::Inspection>,
     report: &mut ValidationReport,
 ) {
@@ -396,7 +388,7 @@ async fn boot_test<C: Driver>(
         Ok(id) => id,
         Err(e) => {
             let _ = cloud.record(ledger, &entry(None, Event::Deleted));
-            report.checks.push(check("boot", CheckStatus::Fail, true, format!("cannot boot the image: {}", e.message)));
+            report.checks.push(check("boot", CheckStatus::Fail, true, format!("cannot boot the image: {e}")));
             return;
         }
     };
@@ -405,10 +397,10 @@ async fn boot_test<C: Driver>(
     report.checks.push(result);
     let live =
         Live { run: run_id.to_string(), cloud: cloud.describe(), kind: ResourceKind::Server, name, id: Some(id) };
-    report.cleanup.push(crate::workflow::run_delete_live(cloud, ledger, &live).await);
+    report.cleanup.push(super::run_delete_live(cloud, ledger, &live).await);
 }
 
-async fn watch_boot<C: Driver>(cloud: &C, id: &str, request: &Request) -> Check {
+async fn watch_boot<C: Driver>(cloud: &C, id: &str, request: &ValidationRequest) -> Check {
     let success = boot_success_pattern(request);
     let started = cloud.elapsed();
     let mut poller = Poller::new(Duration::from_secs(2), Duration::from_secs(15));
@@ -416,7 +408,7 @@ async fn watch_boot<C: Driver>(cloud: &C, id: &str, request: &Request) -> Check 
         let server = match cloud.server(id).await {
             Ok(Some(s)) => s,
             Ok(None) => return check("boot", CheckStatus::Fail, true, "the boot-test server vanished"),
-            Err(e) => return check("boot", CheckStatus::Fail, true, e.message),
+            Err(e) => return check("boot", CheckStatus::Fail, true, e.to_string()),
         };
         if let ServerVerdict::Failed(reason) = server_verdict(&server, "ACTIVE") {
             return check("boot", CheckStatus::Fail, true, reason);
@@ -462,9 +454,9 @@ async fn pick_flavor<C: Driver>(
     run_id: &str,
     image: &ImageInfo,
     data: Option<&inspect::Inspection>,
-    request: &Request,
+    request: &ValidationRequest,
 ) -> Result<String, String> {
-    let flavors = cloud.flavors().await.map_err(|e| e.message)?;
+    let flavors = cloud.flavors().await.map_err(|e| e.to_string())?;
     if let Some(wanted) = &request.flavor {
         return flavors
             .into_iter()
@@ -486,21 +478,6 @@ fn smallest_fitting<'a>(flavors: &'a [FlavorInfo], disk_gb: u64, ram_mb: u64, ru
     let fitting = || flavors.iter().filter(|f| u64::from(f.disk_gb) >= disk_gb && u64::from(f.ram_mb) >= ram_mb);
     let size = |f: &&FlavorInfo| (f.disk_gb, f.ram_mb, f.vcpus);
     fitting().filter(|f| !other_runs(f)).min_by_key(size).or_else(|| fitting().min_by_key(size))
-}
-
-/// md5 of a local file, streamed.
-pub fn md5_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = md5::Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::Serialize;
 /// The container format, as `qemu-img info` would name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub enum ContainerFormat {
     Qcow2,
     Raw,
     Vmdk,
@@ -22,15 +22,15 @@ pub enum Format {
     Vdi,
 }
 
-impl Format {
+impl ContainerFormat {
     /// Glance's `disk_format` values this format may be declared as.
     pub fn glance_names(self) -> &'static [&'static str] {
         match self {
-            Format::Qcow2 => &["qcow2"],
-            Format::Raw => &["raw", "iso"],
-            Format::Vmdk => &["vmdk"],
-            Format::Vhdx => &["vhdx"],
-            Format::Vdi => &["vdi"],
+            ContainerFormat::Qcow2 => &["qcow2"],
+            ContainerFormat::Raw => &["raw", "iso"],
+            ContainerFormat::Vmdk => &["vmdk"],
+            ContainerFormat::Vhdx => &["vhdx"],
+            ContainerFormat::Vdi => &["vdi"],
         }
     }
 }
@@ -51,7 +51,7 @@ pub enum Content {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Inspection {
-    pub format: Format,
+    pub format: ContainerFormat,
     pub virtual_size: u64,
     pub content: Content,
 }
@@ -82,22 +82,25 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
     let mut magic = [0u8; 8];
     let n = read_up_to(&mut file, 0, &mut magic).map_err(io)?;
     let magic = &magic[..n];
-    let (format, mut reader): (Format, Box<dyn GuestReader>) = if magic.starts_with(b"QFI\xfb") {
-        (Format::Qcow2, Box::new(Qcow2::open(file, path)?))
+    let (format, mut reader): (ContainerFormat, Box<dyn GuestReader>) = if magic.starts_with(b"QFI\xfb") {
+        (ContainerFormat::Qcow2, Box::new(Qcow2::open(file, path)?))
     } else {
         let format = if magic.starts_with(b"KDMV") {
-            Format::Vmdk
+            ContainerFormat::Vmdk
         } else if magic.starts_with(b"vhdxfile") {
-            Format::Vhdx
+            ContainerFormat::Vhdx
         } else if magic.starts_with(b"<<< ") {
-            Format::Vdi
+            ContainerFormat::Vdi
         } else {
-            Format::Raw
+            ContainerFormat::Raw
         };
         (format, Box::new(Raw { file, len, path: path.display().to_string() }))
     };
-    let content =
-        if matches!(format, Format::Qcow2 | Format::Raw) { classify(reader.as_mut())? } else { Content::Unknown };
+    let content = if matches!(format, ContainerFormat::Qcow2 | ContainerFormat::Raw) {
+        classify(reader.as_mut())?
+    } else {
+        Content::Unknown
+    };
     Ok(Inspection { format, virtual_size: reader.virtual_size(), content })
 }
 
@@ -311,7 +314,7 @@ mod tests {
             let got = inspect(&raw).unwrap();
             assert_eq!(
                 (got.format, got.virtual_size, &got.content),
-                (Format::Raw, data.len() as u64, &expected),
+                (ContainerFormat::Raw, data.len() as u64, &expected),
                 "{name}"
             );
             let qcow = dir.path().join(format!("{name}.qcow2"));
@@ -323,7 +326,7 @@ mod tests {
                 .expect("qemu-img is installed (cargo xtask setup)");
             assert!(status.success());
             let got = inspect(&qcow).unwrap();
-            assert_eq!(got.format, Format::Qcow2, "{name}");
+            assert_eq!(got.format, ContainerFormat::Qcow2, "{name}");
             assert_eq!(got.content, expected, "{name} as qcow2");
             assert!(got.virtual_size >= data.len() as u64);
         }
@@ -343,7 +346,7 @@ mod tests {
                 .success()
         );
         let got = inspect(&p).unwrap();
-        assert_eq!((got.format, got.virtual_size, got.content), (Format::Qcow2, 10 << 30, Content::Empty));
+        assert_eq!((got.format, got.virtual_size, got.content), (ContainerFormat::Qcow2, 10 << 30, Content::Empty));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `isoharness mock`: serve mockstack, print where, and optionally the `OS_*` exports or a clouds.yaml entry.
+//! `isoharness mock`: serve mockstack until Ctrl-C, say where on stderr, and print the `OS_*` exports (stdout) or
+//! write a clouds.yaml when asked.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,48 +8,53 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use guestsim::Layout;
+use harness::exit::ExitStatus;
 use mockstack::{ClockMode, Config, IdentitySet, MockStack};
+
+/// The exit statuses `mock` ends with.
+pub const STATUSES: &[ExitStatus] = &[ExitStatus::Ok, ExitStatus::Usage];
 
 #[derive(Debug, Args)]
 pub struct MockArgs {
-    /// Address to listen on (loopback only by default).
-    #[arg(long, default_value = "127.0.0.1:8774")]
+    /// The address to listen on (loopback only by default)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8774")]
     pub listen: SocketAddr,
-    /// Identity file (TOML: domains, projects, users and their roles); built-in set when absent.
-    #[arg(long)]
+    /// The identity file (TOML: domains, projects, users and their roles); the built-in set when absent
+    #[arg(long, value_name = "FILE")]
     pub identities: Option<PathBuf>,
-    /// Print ready-to-paste `OS_*` exports for the admin user.
+    /// Print ready-to-paste `OS_*` exports for the admin user on stdout
     #[arg(long)]
     pub print_env: bool,
-    /// Write a clouds.yaml with an entry named `mockstack` (and one per built-in user) to FILE.
+    /// Write a clouds.yaml with an entry named `mockstack` (the admin) and one per built-in user to FILE
     #[arg(long, value_name = "FILE")]
     pub clouds_yaml: Option<PathBuf>,
-    /// Token lifetime in seconds.
-    #[arg(long, default_value_t = 3600)]
+    /// How long a token lives, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
     pub token_ttl: u64,
-    /// Clock: real, scaled:FACTOR or manual.
-    #[arg(long, default_value = "real")]
+    /// The cloud's clock: real (wall time), scaled:FACTOR (FACTOR times faster: scaled:60 makes a 30-minute
+    /// install take 30 s) or manual (moves 1 s per request, or on POST /mockstack/clock/advance)
+    #[arg(long, value_name = "CLOCK", default_value = "real")]
     pub clock: ClockMode,
-    /// The libvirt driver behaviour to simulate.
-    #[arg(long, default_value = "patched")]
+    /// The disk layout the simulated compute host gives an instance booted from an ISO
+    #[arg(long, value_enum, default_value_t = Layout::Patched)]
     pub layout: Layout,
-    /// Keep image data and instance disks in DIR instead of a temporary directory.
+    /// Keep image data and instance disks in DIR instead of a temporary directory
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Largest image upload accepted, in bytes.
-    #[arg(long)]
+    /// The largest image upload accepted, in bytes (Glance's image_size_cap; larger uploads get 413)
+    #[arg(long, value_name = "BYTES")]
     pub image_size_cap: Option<u64>,
-    /// Glance image (name or id) a patched compute host attaches as the VirtIO-driver CD-ROM.
-    #[arg(long, default_value = guestsim::DEFAULT_VIRTIO_WIN_IMAGE)]
+    /// The Glance image (name or id) a patched compute host attaches as the VirtIO-driver CD-ROM
+    #[arg(long, value_name = "NAME", default_value = guestsim::DEFAULT_VIRTIO_WIN_IMAGE)]
     pub virtio_win_image: String,
-    /// Glance image (name or id) the patched-floppy layout attaches as the driver floppy.
-    #[arg(long, default_value = guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE)]
+    /// The Glance image (name or id) the patched-floppy layout attaches as the driver floppy
+    #[arg(long, value_name = "NAME", default_value = guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE)]
     pub driver_floppy_image: String,
 }
 
 impl MockArgs {
     /// Resolves the arguments into a mockstack configuration (no IO but reading the identity file).
-    pub fn to_config(&self) -> anyhow::Result<Config> {
+    fn to_config(&self) -> anyhow::Result<Config> {
         let identities = match &self.identities {
             Some(path) => IdentitySet::load(path)?,
             None => IdentitySet::builtin(),
@@ -70,7 +76,7 @@ impl MockArgs {
     }
 }
 
-pub async fn run(args: MockArgs) -> anyhow::Result<u8> {
+pub async fn run(args: MockArgs) -> anyhow::Result<ExitStatus> {
     let config = args.to_config()?;
     let builtin = args.identities.is_none();
     let mock =
@@ -99,38 +105,11 @@ pub async fn run(args: MockArgs) -> anyhow::Result<u8> {
         println!("export OS_INTERFACE=public");
     }
     if let Some(path) = &args.clouds_yaml {
-        std::fs::write(path, clouds_yaml(&mock)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, mock.clouds_yaml()).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("wrote {} (clouds: mockstack, mockstack-<user>)", path.display());
     }
     tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
     eprintln!("stopping mockstack");
     mock.shutdown().await?;
-    Ok(crate::cli::exit::OK)
-}
-
-/// A clouds.yaml with `mockstack` (the admin) and `mockstack-<user>` for every user with a project.
-pub fn clouds_yaml(mock: &MockStack) -> String {
-    let state = mock.state();
-    let ids = state.identities();
-    let mut out = String::from("clouds:\n");
-    for user in &ids.users {
-        let Some(project_id) = user.roles.keys().next() else { continue };
-        let Some(project) = ids.project(project_id) else { continue };
-        let name = if user.name == "admin" { "mockstack".to_string() } else { format!("mockstack-{}", user.name) };
-        out.push_str(&format!(
-            "  {name}:\n    auth:\n      auth_url: {auth}\n      username: {user}\n      password: {pw}\n      project_name: {project}\n      user_domain_id: {ud}\n      project_domain_id: {pd}\n    region_name: {region}\n    interface: public\n    identity_api_version: 3\n",
-            auth = mock.auth_url(),
-            user = yaml_str(&user.name),
-            pw = yaml_str(&user.password),
-            project = yaml_str(&project.name),
-            ud = user.domain_id,
-            pd = project.domain_id,
-            region = state.config().region,
-        ));
-    }
-    out
-}
-
-fn yaml_str(s: &str) -> String {
-    serde_json::to_string(s).expect("strings serialize")
+    Ok(ExitStatus::Ok)
 }
