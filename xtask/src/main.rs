@@ -1,6 +1,8 @@
 //! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv), brings up the local real cloud and runs the tests; `cargo xtask realstack up|down|status` manages that cloud; `cargo xtask bench` runs the benchmarks.
 
 mod realstack;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
