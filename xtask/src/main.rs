@@ -2,6 +2,8 @@
 
 mod apt;
 mod realstack;
+#[cfg(test)]
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
