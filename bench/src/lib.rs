@@ -55,7 +55,7 @@ pub struct RunArgs {
 
 /// A run, resolved from the arguments.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct BenchPlan {
     pub quick: bool,
     pub parts: Vec<Part>,
     pub upload: upload::UploadPlan,
@@ -66,9 +66,9 @@ pub struct Plan {
     pub json: Option<PathBuf>,
 }
 
-impl Plan {
+impl BenchPlan {
     /// Resolves the arguments: sizes and durations from `--quick` unless given.
-    pub fn resolve(args: &RunArgs) -> anyhow::Result<Plan> {
+    pub fn resolve(args: &RunArgs) -> anyhow::Result<BenchPlan> {
         let quick = args.quick;
         let gib = args.upload_gib.unwrap_or(if quick { 0.25 } else { 8.0 });
         anyhow::ensure!(gib.is_finite() && gib > 0.0, "--upload-gib must be a positive number, not {gib}");
@@ -79,7 +79,7 @@ impl Plan {
         parts.sort();
         parts.dedup();
         let work_dir = args.work_dir.clone().unwrap_or_else(std::env::temp_dir);
-        Ok(Plan {
+        Ok(BenchPlan {
             quick,
             parts,
             upload: upload::UploadPlan {
@@ -109,7 +109,7 @@ impl Plan {
 }
 
 /// Runs the planned parts in order and returns the report (also written as JSON when asked).
-pub async fn run(plan: &Plan) -> anyhow::Result<BenchReport> {
+pub async fn run(plan: &BenchPlan) -> anyhow::Result<BenchReport> {
     let real = real::RealCloud::from_file(plan.real_clouds.as_deref())?;
     eprintln!("bench: {}", real.describe());
     let mut report = BenchReport::new(plan.quick);

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             None => {
-                let plan = bench::Plan::resolve(&cli.run)?;
+                let plan = bench::BenchPlan::resolve(&cli.run)?;
                 let report = bench::run(&plan).await?;
                 println!("{report}");
                 Ok(())

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use harness::cloud::CloudError;
 use harness::cloud::transfer::TransferDigest;
 use harness::workflow::{
-    DownloadError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, InspectedDownload, NewImage, NewServer,
-    ServerInfo,
+    DownloadError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, ImageRequest, InspectedDownload,
+    ServerInfo, ServerRequest,
 };
 
 /// Wall time and count per driver call.
@@ -93,7 +93,7 @@ impl<D: Driver> Driver for Timed<D> {
     async fn image(&self, id: &str) -> Result<Option<ImageInfo>, CloudError> {
         self.time("image", self.inner.image(id)).await
     }
-    async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError> {
+    async fn create_image(&self, image: &ImageRequest) -> Result<ImageInfo, CloudError> {
         self.time("create_image", self.inner.create_image(image)).await
     }
     fn resources_outlive_process(&self) -> bool {
@@ -132,7 +132,7 @@ impl<D: Driver> Driver for Timed<D> {
     async fn delete_flavor(&self, id: &str) -> Result<(), CloudError> {
         self.time("delete_flavor", self.inner.delete_flavor(id)).await
     }
-    async fn create_server(&self, server: &NewServer) -> Result<String, CloudError> {
+    async fn create_server(&self, server: &ServerRequest) -> Result<String, CloudError> {
         self.time("create_server", self.inner.create_server(server)).await
     }
     async fn server(&self, id: &str) -> Result<Option<ServerInfo>, CloudError> {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use guestsim::Layout;
 use guestsim::OutcomeKind;
 use harness::cloud::{ClientOptions, Cloud};
-use harness::driver::{Clock, DomainXmlSource, HttpDriver};
+use harness::driver::{DomainXmlSource, HttpDriver, RunClock};
 use harness::matrix::MatrixReport;
 use harness::matrix::run::{offer_driver_media, run_embedded};
 use harness::scenario::Scenario;
@@ -121,7 +121,7 @@ async fn real_build(
     let started = Instant::now();
     let cloud = Cloud::connect(config, ClientOptions::default()).await?;
     let calls = cloud.call_log();
-    let driver = HttpDriver::new(cloud, Clock::Real(Instant::now()), DomainXmlSource::None);
+    let driver = HttpDriver::new(cloud, RunClock::Real(Instant::now()), DomainXmlSource::None);
     let options = BuildOptions::new(harness::workflow::RunId::new(), scratch);
     let report = harness::workflow::run_build(&driver, &ledger, scenario, &media, &options).await;
     let _ = driver.cloud().revoke_token().await;

@@ -14,12 +14,12 @@ use http::Method;
 
 use crate::cloud::glance::{ImageQuery, PatchOp};
 use crate::cloud::http::Request;
-use crate::cloud::nova::{NewFlavor, NewServer as NovaNewServer};
+use crate::cloud::nova::{NewFlavor, NewServer};
 use crate::cloud::transfer::{TransferDigest, md5_file};
 use crate::cloud::{self, Cloud, CloudError};
 use crate::workflow::{
-    DownloadError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, InspectedDownload, NewImage, NewServer,
-    ServerInfo,
+    DownloadError, Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, ImageRequest, InspectedDownload,
+    ServerInfo, ServerRequest,
 };
 
 /// The progress bar's label for uploading `file`.
@@ -43,7 +43,7 @@ pub enum DomainXmlSource {
 
 /// Time as the cloud sees it.
 #[derive(Clone)]
-pub enum Clock {
+pub enum RunClock {
     Real(Instant),
     /// An embedded mockstack's virtual clock: sleeping advances it.
     Mock(Arc<mockstack::Clock>),
@@ -52,7 +52,7 @@ pub enum Clock {
 pub struct HttpDriver {
     cloud: Cloud,
     describe: String,
-    clock: Clock,
+    clock: RunClock,
     domain_xml: DomainXmlSource,
     /// Show a progress bar on stderr for uploads and downloads.
     progress: bool,
@@ -61,7 +61,7 @@ pub struct HttpDriver {
 }
 
 impl HttpDriver {
-    pub fn new(cloud: Cloud, clock: Clock, domain_xml: DomainXmlSource) -> HttpDriver {
+    pub fn new(cloud: Cloud, clock: RunClock, domain_xml: DomainXmlSource) -> HttpDriver {
         let config = cloud.config();
         let describe = format!("{} ({})", config.name, config.auth_url);
         HttpDriver { cloud, describe, clock, domain_xml, progress: false, attached_driver_media: None }
@@ -189,8 +189,8 @@ impl Driver for HttpDriver {
 
     fn elapsed(&self) -> Duration {
         match &self.clock {
-            Clock::Real(start) => start.elapsed(),
-            Clock::Mock(clock) => clock.elapsed(),
+            RunClock::Real(start) => start.elapsed(),
+            RunClock::Mock(clock) => clock.elapsed(),
         }
     }
 
@@ -200,13 +200,13 @@ impl Driver for HttpDriver {
 
     fn resources_outlive_process(&self) -> bool {
         // A mockstack that lends its clock runs in this process, and its resources go with it.
-        !matches!(self.clock, Clock::Mock(_))
+        !matches!(self.clock, RunClock::Mock(_))
     }
 
     async fn sleep(&self, d: Duration) {
         match &self.clock {
-            Clock::Real(_) => tokio::time::sleep(d).await,
-            Clock::Mock(clock) => clock.sleep(d).await,
+            RunClock::Real(_) => tokio::time::sleep(d).await,
+            RunClock::Mock(clock) => clock.sleep(d).await,
         }
     }
 
@@ -222,7 +222,7 @@ impl Driver for HttpDriver {
         Ok(not_found_is_none(glance.get_image(id).await)?.map(image_info))
     }
 
-    async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError> {
+    async fn create_image(&self, image: &ImageRequest) -> Result<ImageInfo, CloudError> {
         let glance = self.cloud.glance().await?;
         let new = cloud::glance::NewImage {
             name: image.name.clone(),
@@ -311,9 +311,9 @@ impl Driver for HttpDriver {
         not_found_is_ok(nova.delete_flavor(id).await)
     }
 
-    async fn create_server(&self, server: &NewServer) -> Result<String, CloudError> {
+    async fn create_server(&self, server: &ServerRequest) -> Result<String, CloudError> {
         let nova = self.cloud.nova().await?;
-        let new = NovaNewServer {
+        let new = NewServer {
             name: server.name.clone(),
             image_ref: server.image_id.clone(),
             flavor_ref: server.flavor_id.clone(),

@@ -17,7 +17,7 @@ use crate::cloud::config::{
     AuthMethod, CloudConfig, ConfigOrigin, DomainRef, Interface, ProjectRef, Scope, TlsVerify, UserRef,
 };
 use crate::cloud::{ClientOptions, Cloud, CloudError, ConfigRequest, Secret};
-use crate::driver::{Clock, DomainXmlSource, HttpDriver};
+use crate::driver::{DomainXmlSource, HttpDriver, RunClock};
 use crate::scenario::{Scenario, VirtioWinBuild};
 use crate::workflow::{DriverMedia, MediaFiles};
 
@@ -89,7 +89,7 @@ impl Embedded {
             .context("cannot authenticate to the embedded mockstack")?;
         Ok(HttpDriver::new(
             cloud,
-            Clock::Mock(self.mock.state().clock().clone()),
+            RunClock::Mock(self.mock.state().clock().clone()),
             DomainXmlSource::MockAdmin(self.mock.url().to_string()),
         )
         .with_attached_driver_media(self.layout.driver_media()))
@@ -101,7 +101,7 @@ impl Embedded {
 pub async fn connect_real(request: &ConfigRequest, domain_xml: DomainXmlSource) -> Result<HttpDriver, CloudError> {
     let config = crate::cloud::config::load(request)?;
     let cloud = Cloud::connect(config, ClientOptions::default()).await?;
-    Ok(HttpDriver::new(cloud, Clock::Real(Instant::now()), domain_xml))
+    Ok(HttpDriver::new(cloud, RunClock::Real(Instant::now()), domain_xml))
 }
 
 /// The media files for a build: generated for mockstack into `dir`, the scenario's own files

@@ -13,8 +13,8 @@ use harness::scenario::Scenario;
 use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{
-    BuildOptions, DownloadError, Driver, FlavorInfo, ImageChange, ImageInfo, InspectedDownload, NewImage, NewServer,
-    ServerInfo, run_build,
+    BuildOptions, DownloadError, Driver, FlavorInfo, ImageChange, ImageInfo, ImageRequest, InspectedDownload,
+    ServerInfo, ServerRequest, run_build,
 };
 use mockstack::{ClockMode, Config, MockStack};
 
@@ -153,7 +153,7 @@ impl<D: Driver> Driver for FailingSnapshot<D> {
     async fn image(&self, id: &str) -> Result<Option<ImageInfo>, CloudError> {
         self.0.image(id).await
     }
-    async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError> {
+    async fn create_image(&self, image: &ImageRequest) -> Result<ImageInfo, CloudError> {
         self.0.create_image(image).await
     }
     async fn upload_image(&self, id: &str, file: &Path) -> Result<TransferDigest, CloudError> {
@@ -186,7 +186,7 @@ impl<D: Driver> Driver for FailingSnapshot<D> {
     async fn delete_flavor(&self, id: &str) -> Result<(), CloudError> {
         self.0.delete_flavor(id).await
     }
-    async fn create_server(&self, server: &NewServer) -> Result<String, CloudError> {
+    async fn create_server(&self, server: &ServerRequest) -> Result<String, CloudError> {
         self.0.create_server(server).await
     }
     async fn server(&self, id: &str) -> Result<Option<ServerInfo>, CloudError> {

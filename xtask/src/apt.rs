@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use plan::{Harm, Origin, Plan, Simulation};
+use plan::{Harm, InstallPlan, Origin, Simulation};
 use services::Privilege;
 
 /// A Debian package something here needs.
@@ -195,10 +195,10 @@ impl Apt {
     /// qemu-system-x86 7.2 from the release), the packages that cause it are taken from the suite the installed
     /// ones came from (`qemu-system-x86/bookworm-backports`), adding that suite to a private copy of the sources
     /// when the machine's lack it. Otherwise the install is refused, naming what it would take away.
-    fn plan_without_harm(&mut self, names: &[String]) -> anyhow::Result<(Vec<String>, Plan)> {
+    fn plan_without_harm(&mut self, names: &[String]) -> anyhow::Result<(Vec<String>, InstallPlan)> {
         let (in_the_way, what): (Vec<String>, String) = match self.simulate(names)? {
-            Simulation::Plan(plan) if plan.harm().is_empty() => return Ok((names.to_vec(), plan)),
-            Simulation::Plan(plan) => (
+            Simulation::InstallPlan(plan) if plan.harm().is_empty() => return Ok((names.to_vec(), plan)),
+            Simulation::InstallPlan(plan) => (
                 plan.harm().iter().map(|h| h.package().to_string()).collect(),
                 format!("apt-get's plan {}", plan.harm().iter().map(Harm::to_string).collect::<Vec<_>>().join(", ")),
             ),

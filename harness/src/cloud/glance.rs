@@ -14,7 +14,7 @@ use super::auth::Session;
 use super::catalog::{VersionDocument, unversioned};
 use super::error::CloudError;
 use super::http::{Body, Request, Response};
-use super::transfer::{CopyError, FileUpload, Progress, TransferDigest, copy_hashed};
+use super::transfer::{FileUpload, HashedCopyError, Progress, TransferDigest, copy_hashed};
 
 /// Glance's JSON-patch media type for image updates.
 pub const JSON_PATCH: &str = "application/openstack-images-v2.1-json-patch";
@@ -286,8 +286,8 @@ impl Glance {
         let total = response.header(header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok());
         match copy_hashed(response.into_stream(), writer, total, progress.as_ref()).await {
             Ok(digest) => Ok(digest),
-            Err(CopyError::Source(e)) => Err(e),
-            Err(CopyError::Write(source)) => {
+            Err(HashedCopyError::Source(e)) => Err(e),
+            Err(HashedCopyError::Write(source)) => {
                 Err(CloudError::Io { action: "write the download of image", path: id.into(), source })
             }
         }

@@ -197,7 +197,7 @@ pub async fn copy_hashed<S, W>(
     writer: &mut W,
     total: Option<u64>,
     progress: Option<&Progress>,
-) -> Result<TransferDigest, CopyError>
+) -> Result<TransferDigest, HashedCopyError>
 where
     S: Stream<Item = Result<bytes::Bytes, CloudError>> + Send,
     W: AsyncWrite + Unpin,
@@ -205,14 +205,14 @@ where
     let mut hashes = Hashes::default();
     let mut stream = std::pin::pin!(stream);
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(CopyError::Source)?;
+        let chunk = chunk.map_err(HashedCopyError::Source)?;
         hashes.update(&chunk);
-        writer.write_all(&chunk).await.map_err(CopyError::Write)?;
+        writer.write_all(&chunk).await.map_err(HashedCopyError::Write)?;
         if let Some(progress) = progress {
             progress(hashes.bytes, total.unwrap_or(hashes.bytes));
         }
     }
-    writer.flush().await.map_err(CopyError::Write)?;
+    writer.flush().await.map_err(HashedCopyError::Write)?;
     Ok(hashes.finish())
 }
 
@@ -234,7 +234,7 @@ pub fn md5_file(path: &Path) -> std::io::Result<String> {
 
 /// Which side of [`copy_hashed`] failed.
 #[derive(Debug)]
-pub enum CopyError {
+pub enum HashedCopyError {
     Source(CloudError),
     Write(std::io::Error),
 }

@@ -21,7 +21,7 @@ use crate::scenario::{Scenario, VirtioWinBuild};
 use crate::target::{Embedded, MediaCache, media_for};
 use crate::workflow::MediaFiles;
 use crate::workflow::ledger::Ledger;
-use crate::workflow::{BuildOptions, Driver, DriverMedia, NewImage, run_build};
+use crate::workflow::{BuildOptions, Driver, DriverMedia, ImageRequest, run_build};
 
 /// The outcome the installer rules derive for a scenario on a layout, with the reason: the
 /// same rules the simulated compute host follows ([`guestsim::hypervisor::installer`]), fed
@@ -237,7 +237,7 @@ pub async fn offer_driver_media<D: Driver>(
     for (name, file, disk_format) in wanted {
         let Some(file) = file else { continue };
         let image = driver
-            .create_image(&NewImage {
+            .create_image(&ImageRequest {
                 name: name.clone(),
                 disk_format: disk_format.into(),
                 container_format: "bare".into(),

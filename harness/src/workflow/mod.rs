@@ -76,7 +76,7 @@ pub struct FlavorInfo {
 
 /// A new image's metadata (before upload).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewImage {
+pub struct ImageRequest {
     pub name: String,
     pub disk_format: String,
     pub container_format: String,
@@ -85,7 +85,7 @@ pub struct NewImage {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewServer {
+pub struct ServerRequest {
     pub name: String,
     pub image_id: String,
     pub flavor_id: String,
@@ -151,7 +151,7 @@ pub trait Driver {
     async fn images_named(&self, name: &str) -> Result<Vec<ImageInfo>, CloudError>;
     /// None when the image does not exist (404).
     async fn image(&self, id: &str) -> Result<Option<ImageInfo>, CloudError>;
-    async fn create_image(&self, image: &NewImage) -> Result<ImageInfo, CloudError>;
+    async fn create_image(&self, image: &ImageRequest) -> Result<ImageInfo, CloudError>;
     async fn upload_image(&self, id: &str, file: &Path) -> Result<TransferDigest, CloudError>;
     /// Uploads a file whose md5 the caller knows (it wrote the file): a driver may send it without hashing it again,
     /// returning the size sent with that md5, which the caller compares with what Glance stored.
@@ -173,7 +173,7 @@ pub trait Driver {
     async fn create_flavor(&self, flavor: &FlavorInfo) -> Result<FlavorInfo, CloudError>;
     async fn delete_flavor(&self, id: &str) -> Result<(), CloudError>;
 
-    async fn create_server(&self, server: &NewServer) -> Result<String, CloudError>;
+    async fn create_server(&self, server: &ServerRequest) -> Result<String, CloudError>;
     async fn server(&self, id: &str) -> Result<Option<ServerInfo>, CloudError>;
     async fn servers_named(&self, name: &str) -> Result<Vec<ServerInfo>, CloudError>;
     async fn console_log(&self, id: &str) -> Result<String, CloudError>;

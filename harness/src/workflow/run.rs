@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
 use super::validate::{self, ValidationReport};
-use super::{Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, NewImage, NewServer, ServerInfo};
+use super::{Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, ImageRequest, ServerInfo, ServerRequest};
 use crate::cloud::CloudError;
 use crate::scenario::Scenario;
 
@@ -401,7 +401,7 @@ impl<C: Driver> Build<'_, C> {
         self.intent(ResourceKind::Image, name)?;
         let image = self
             .cloud
-            .create_image(&NewImage {
+            .create_image(&ImageRequest {
                 name: name.to_string(),
                 disk_format: disk_format.to_string(),
                 container_format: "bare".into(),
@@ -478,7 +478,7 @@ impl<C: Driver> Build<'_, C> {
         self.intent(ResourceKind::Server, &name)?;
         let id = match self
             .cloud
-            .create_server(&NewServer { name: name.clone(), image_id: iso.into(), flavor_id: flavor.id.clone() })
+            .create_server(&ServerRequest { name: name.clone(), image_id: iso.into(), flavor_id: flavor.id.clone() })
             .await
         {
             Ok(id) => id,

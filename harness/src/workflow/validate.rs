@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::decide::{Poller, ServerVerdict, server_verdict};
 use super::ledger::{Entry, Event, Ledger, Live, ResourceKind};
-use super::{Driver, FlavorInfo, ImageInfo, NewServer};
+use super::{Driver, FlavorInfo, ImageInfo, ServerRequest};
 use crate::inspect::{self, Content};
 use crate::scenario::Scenario;
 
@@ -383,7 +383,7 @@ async fn boot_test<C: Driver>(
         return;
     }
     let created =
-        cloud.create_server(&NewServer { name: name.clone(), image_id: image.id.clone(), flavor_id: flavor }).await;
+        cloud.create_server(&ServerRequest { name: name.clone(), image_id: image.id.clone(), flavor_id: flavor }).await;
     let id = match created {
         Ok(id) => id,
         Err(e) => {

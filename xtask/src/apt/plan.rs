@@ -6,7 +6,7 @@ use std::fmt;
 
 /// One package the simulated install touches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum PackageStep {
     /// A package that was not installed.
     Install { package: String, version: String },
     /// An installed package replaced by another version, newer or older.
@@ -17,8 +17,8 @@ pub enum Step {
 
 /// What a simulated install does, from the `Inst`/`Remv`/`Purg` lines of `apt-get -s`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub steps: Vec<Step>,
+pub struct InstallPlan {
+    pub steps: Vec<PackageStep>,
 }
 
 /// A step that takes something from the machine: the reason to refuse or adapt a plan.
@@ -45,11 +45,11 @@ impl fmt::Display for Harm {
     }
 }
 
-impl Plan {
+impl InstallPlan {
     /// Reads the simulation's output; lines other than `Inst`, `Remv` and `Purg` (headers, `Conf`) are ignored.
-    pub fn parse(simulation: &str) -> Plan {
+    pub fn parse(simulation: &str) -> InstallPlan {
         let steps = simulation.lines().filter_map(parse_step).collect();
-        Plan { steps }
+        InstallPlan { steps }
     }
 
     /// The removals and downgrades of installed packages.
@@ -57,10 +57,10 @@ impl Plan {
         self.steps
             .iter()
             .filter_map(|step| match step {
-                Step::Remove { package, version } => {
+                PackageStep::Remove { package, version } => {
                     Some(Harm::Removes { package: package.clone(), version: version.clone() })
                 }
-                Step::Replace { package, from, to } if compare_versions(to, from) == Ordering::Less => {
+                PackageStep::Replace { package, from, to } if compare_versions(to, from) == Ordering::Less => {
                     Some(Harm::Downgrades { package: package.clone(), from: from.clone(), to: to.clone() })
                 }
                 _ => None,
@@ -73,7 +73,7 @@ impl Plan {
         self.steps
             .iter()
             .filter_map(|step| match step {
-                Step::Replace { package, from, to } if compare_versions(to, from) == Ordering::Greater => {
+                PackageStep::Replace { package, from, to } if compare_versions(to, from) == Ordering::Greater => {
                     Some(format!("{package} {from} → {to}"))
                 }
                 _ => None,
@@ -83,14 +83,14 @@ impl Plan {
 
     /// How many packages the plan adds to the machine.
     pub fn new_packages(&self) -> usize {
-        self.steps.iter().filter(|step| matches!(step, Step::Install { .. })).count()
+        self.steps.iter().filter(|step| matches!(step, PackageStep::Install { .. })).count()
     }
 }
 
 /// What `apt-get -s install` answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Simulation {
-    Plan(Plan),
+    InstallPlan(InstallPlan),
     /// apt found no plan at all. With a suite among the sources that holds the installed version, apt reports
     /// the conflict (`qemu-utils : Breaks: qemu-system-common (< 1:8.0+dfsg-5~) but 1:7.2... is to be
     /// installed`) instead of planning a removal.
@@ -106,7 +106,7 @@ impl Simulation {
     /// Reads what `apt-get -s install` printed (stdout and stderr) and whether it succeeded.
     pub fn read(succeeded: bool, output: &str) -> Simulation {
         if succeeded {
-            return Simulation::Plan(Plan::parse(output));
+            return Simulation::InstallPlan(InstallPlan::parse(output));
         }
         let account = output.find("The following packages have unmet").map_or(output, |start| &output[start..]);
         let named = account
@@ -118,16 +118,16 @@ impl Simulation {
     }
 
     /// The plan, when apt found one that removes and downgrades nothing.
-    pub fn harmless(self) -> Option<Plan> {
+    pub fn harmless(self) -> Option<InstallPlan> {
         match self {
-            Simulation::Plan(plan) if plan.harm().is_empty() => Some(plan),
+            Simulation::InstallPlan(plan) if plan.harm().is_empty() => Some(plan),
             _ => None,
         }
     }
 }
 
 /// `Inst NAME [OLD] (NEW ORIGIN [ARCH]) ...`, `Remv NAME [VERSION]` or `Purg NAME [VERSION]`.
-fn parse_step(line: &str) -> Option<Step> {
+fn parse_step(line: &str) -> Option<PackageStep> {
     let (kind, rest) = line.split_once(' ')?;
     let (package, rest) = rest.split_once(' ').unwrap_or((rest, ""));
     let package = package.to_string();
@@ -135,7 +135,7 @@ fn parse_step(line: &str) -> Option<Step> {
     match kind {
         "Remv" | "Purg" => {
             let version = bracketed(rest).map(|(v, _)| v).unwrap_or_default();
-            Some(Step::Remove { package, version })
+            Some(PackageStep::Remove { package, version })
         }
         "Inst" => {
             let (from, rest) = match bracketed(rest) {
@@ -144,8 +144,8 @@ fn parse_step(line: &str) -> Option<Step> {
             };
             let version = rest.strip_prefix('(')?.split_whitespace().next()?.to_string();
             Some(match from {
-                Some(from) => Step::Replace { package, from, to: version },
-                None => Step::Install { package, version },
+                Some(from) => PackageStep::Replace { package, from, to: version },
+                None => PackageStep::Install { package, version },
             })
         }
         _ => None,
@@ -226,7 +226,7 @@ pub struct Origin {
 
 /// One source line of `apt-cache policy`'s version table: `500 http://deb.debian.org/debian bookworm/main amd64 Packages`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Source {
+struct PolicySource {
     uri: String,
     suite: String,
     component: String,
@@ -234,9 +234,9 @@ struct Source {
 
 /// The installed version of the package `policy` (the output of `apt-cache policy PACKAGE`) describes, and
 /// every version in its table with the archives that offer it (`/var/lib/dpkg/status` left out).
-fn parse_policy(policy: &str) -> (Option<String>, Vec<(String, Vec<Source>)>) {
+fn parse_policy(policy: &str) -> (Option<String>, Vec<(String, Vec<PolicySource>)>) {
     let mut installed = None;
-    let mut table: Vec<(String, Vec<Source>)> = Vec::new();
+    let mut table: Vec<(String, Vec<PolicySource>)> = Vec::new();
     for line in policy.lines() {
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
@@ -251,7 +251,11 @@ fn parse_policy(policy: &str) -> (Option<String>, Vec<(String, Vec<Source>)>) {
             let fields: Vec<&str> = trimmed.split_whitespace().collect();
             if let (Some((_, sources)), [_priority, uri, dist, ..]) = (table.last_mut(), fields.as_slice()) {
                 let (suite, component) = dist.split_once('/').unwrap_or((dist, ""));
-                sources.push(Source { uri: uri.to_string(), suite: suite.to_string(), component: component.into() });
+                sources.push(PolicySource {
+                    uri: uri.to_string(),
+                    suite: suite.to_string(),
+                    component: component.into(),
+                });
             }
         }
     }
@@ -367,7 +371,7 @@ qemu-utils:
 
     #[test]
     fn installing_qemu_from_the_release_would_remove_the_newer_qemu_utils() {
-        let plan = Plan::parse(QEMU_FROM_BOOKWORM);
+        let plan = InstallPlan::parse(QEMU_FROM_BOOKWORM);
         assert_eq!(plan.new_packages(), 4);
         assert_eq!(
             plan.harm(),
@@ -378,12 +382,12 @@ qemu-utils:
 
     #[test]
     fn installing_qemu_from_backports_only_adds_packages() {
-        let plan = Plan::parse(QEMU_FROM_BACKPORTS);
+        let plan = InstallPlan::parse(QEMU_FROM_BACKPORTS);
         assert!(plan.harm().is_empty());
         assert!(plan.upgrades().is_empty());
         assert_eq!(
             plan.steps[2],
-            Step::Install { package: "qemu-system-x86".into(), version: "1:10.0.2+ds-2+deb13u1~bpo12+1".into() }
+            PackageStep::Install { package: "qemu-system-x86".into(), version: "1:10.0.2+ds-2+deb13u1~bpo12+1".into() }
         );
     }
 
@@ -395,12 +399,15 @@ qemu-utils:
         assert!(message.starts_with("The following packages have unmet dependencies:"), "{message}");
         assert_eq!(simulation.harmless(), None);
         assert_eq!(Simulation::read(true, QEMU_FROM_BOOKWORM).harmless(), None);
-        assert_eq!(Simulation::read(true, QEMU_FROM_BACKPORTS).harmless(), Some(Plan::parse(QEMU_FROM_BACKPORTS)));
+        assert_eq!(
+            Simulation::read(true, QEMU_FROM_BACKPORTS).harmless(),
+            Some(InstallPlan::parse(QEMU_FROM_BACKPORTS))
+        );
     }
 
     #[test]
     fn upgrades_are_told_apart_from_downgrades() {
-        let plan = Plan::parse(MARIADB_WITH_UPGRADES);
+        let plan = InstallPlan::parse(MARIADB_WITH_UPGRADES);
         assert!(plan.harm().is_empty());
         assert_eq!(
             plan.upgrades(),
@@ -409,7 +416,7 @@ qemu-utils:
         assert_eq!(plan.new_packages(), 2);
 
         let downgrade =
-            Plan::parse("Inst qemu-utils [1:10.0.2+ds-2~bpo12+1] (1:7.2+dfsg-7 Debian:12/stable [amd64])\n");
+            InstallPlan::parse("Inst qemu-utils [1:10.0.2+ds-2~bpo12+1] (1:7.2+dfsg-7 Debian:12/stable [amd64])\n");
         assert_eq!(
             downgrade.harm(),
             [Harm::Downgrades {
@@ -418,7 +425,7 @@ qemu-utils:
                 to: "1:7.2+dfsg-7".into()
             }]
         );
-        assert_eq!(Plan::parse("Purg foo [1.0]\n").harm()[0].package(), "foo");
+        assert_eq!(InstallPlan::parse("Purg foo [1.0]\n").harm()[0].package(), "foo");
     }
 
     #[test]
