@@ -94,12 +94,18 @@ struct Apt {
     /// A private copy of the machine's `sources.list.d` plus one line, when the machine's sources lack the
     /// suite installed packages came from; `/etc/apt` itself is never changed.
     source_parts: Option<PathBuf>,
+    /// Dependencies named on the command line only to take them from a suite: marked automatically installed
+    /// after the install, as apt would have marked them.
+    dependencies_from_suite: Vec<String>,
 }
+
+/// How many dependencies an install may take from a suite by name before it is refused as going too far.
+const MAX_DEPENDENCIES_FROM_SUITE: usize = 32;
 
 impl Apt {
     fn new() -> anyhow::Result<Apt> {
         fs::create_dir_all(scratch_dir()).with_context(|| format!("cannot create {}", scratch_dir().display()))?;
-        Ok(Apt { privilege: Privilege::current(), source_parts: None })
+        Ok(Apt { privilege: Privilege::current(), source_parts: None, dependencies_from_suite: Vec::new() })
     }
 
     fn options(&self) -> Vec<String> {
@@ -174,7 +180,12 @@ impl Apt {
         let mut install = self.apt_get(true);
         // --no-remove: should the plan have been misread, apt stops rather than remove anything.
         install.args(["install", "-y", "-q", "--no-install-recommends", "--no-remove"]).args(&targets);
-        let installed = log_run(&mut install);
+        let mut installed = log_run(&mut install);
+        if installed.is_ok() && !self.dependencies_from_suite.is_empty() {
+            let mut mark = self.privilege.command("apt-mark");
+            mark.arg("auto").args(&self.dependencies_from_suite);
+            installed = log_run(&mut mark);
+        }
         let released = held.release();
         let disabled = services::disable_new(root, &links_before, self.privilege, &mut log_run);
         installed?;
@@ -228,9 +239,26 @@ impl Apt {
             let alone = self.simulate(std::slice::from_ref(name))?.harmless();
             targets.push(if alone.is_some() { name.clone() } else { format!("{name}/{}", origin.suite) });
         }
-        let Some(plan) = self.simulate(&targets)?.harmless() else {
-            return Err(refuse(&format!("taking them from {} does not help either", origin.suite)));
+        // `name/suite` picks that package's version only: the dependencies that version needs newer than the
+        // release has are named by apt's answer and taken from the suite too, a round per layer of them.
+        let mut dependencies = Vec::new();
+        let plan = loop {
+            let simulation = self.simulate(&targets)?;
+            let unmet: Vec<String> = simulation
+                .unmet_dependencies()
+                .into_iter()
+                .filter(|dependency| !targets.iter().any(|t| t.split('/').next() == Some(dependency.as_str())))
+                .collect();
+            if let Some(plan) = simulation.harmless() {
+                break plan;
+            }
+            if unmet.is_empty() || dependencies.len() > MAX_DEPENDENCIES_FROM_SUITE {
+                return Err(refuse(&format!("taking them from {} does not help either", origin.suite)));
+            }
+            targets.extend(unmet.iter().map(|dependency| format!("{dependency}/{}", origin.suite)));
+            dependencies.extend(unmet);
         };
+        self.dependencies_from_suite = dependencies;
         let from_suite: Vec<&str> = targets.iter().filter_map(|t| t.split_once('/')).map(|(name, _)| name).collect();
         crate::say(format!(
             "  taking {} from {}{}, the suite of the installed {}: from the release, {}",

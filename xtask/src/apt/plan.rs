@@ -117,6 +117,23 @@ impl Simulation {
         Simulation::Unresolvable { named, message: account.trim().to_string() }
     }
 
+    /// The packages an unresolvable install could not satisfy dependencies on: the names after `Depends:` and
+    /// `PreDepends:` in apt's account (`qemu-system-data` in `Depends: qemu-system-data (> 1:10.0.2+ds~) but
+    /// 1:7.2... is to be installed`). Taking them from the same suite as the package that needs them resolves it.
+    pub fn unmet_dependencies(&self) -> Vec<String> {
+        let Simulation::Unresolvable { message, .. } = self else { return Vec::new() };
+        let mut names: Vec<String> = message
+            .lines()
+            .filter_map(|line| line.split_once("Depends: ").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split([' ', '(']).next())
+            .filter(|name| !name.is_empty())
+            .map(|name| name.split(':').next().unwrap_or(name).to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// The plan, when apt found one that removes and downgrades nothing.
     pub fn harmless(self) -> Option<InstallPlan> {
         match self {
@@ -341,6 +358,22 @@ The following packages have unmet dependencies:
 E: Error, pkgProblemResolver::Resolve generated breaks, this may be caused by held packages.
 ";
 
+    /// `qemu-system-x86/bookworm-backports` alone: its own dependencies still come from the release.
+    const QEMU_BACKPORT_WITHOUT_ITS_DEPENDENCIES: &str = "\
+Reading package lists...
+Some packages could not be installed. This may mean that you have
+requested an impossible situation or if you are using the unstable
+distribution that some required packages have not yet been created
+or been moved out of Incoming.
+The following information may help to resolve the situation:
+
+The following packages have unmet dependencies:
+ qemu-system-x86 : Depends: qemu-system-common (= 1:10.0.2+ds-2+deb13u1~bpo12+1) but it is not going to be installed
+                   Depends: qemu-system-data (> 1:10.0.2+ds~) but 1:7.2+dfsg-7+deb12u18 is to be installed
+                   Depends: seabios (> 1.16.3-1~) but 1.16.2-1 is to be installed
+E: Unable to correct problems, you have held broken packages.
+";
+
     const POLICY_WITHOUT_BACKPORTS: &str = "\
 qemu-utils:
   Installed: 1:10.0.2+ds-2+deb13u1~bpo12+1
@@ -403,6 +436,14 @@ qemu-utils:
             Simulation::read(true, QEMU_FROM_BACKPORTS).harmless(),
             Some(InstallPlan::parse(QEMU_FROM_BACKPORTS))
         );
+    }
+
+    #[test]
+    fn a_backport_whose_dependencies_come_from_the_release_names_them() {
+        let simulation = Simulation::read(false, QEMU_BACKPORT_WITHOUT_ITS_DEPENDENCIES);
+        assert_eq!(simulation.unmet_dependencies(), ["qemu-system-common", "qemu-system-data", "seabios"]);
+        assert!(Simulation::read(false, QEMU_UNRESOLVABLE).unmet_dependencies().is_empty(), "Breaks are not needs");
+        assert!(Simulation::read(true, QEMU_FROM_BACKPORTS).unmet_dependencies().is_empty());
     }
 
     #[test]
