@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use crate::workflow::StoppedBy;
+
 /// How a command ended, from the most to the least successful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ExitStatus {
@@ -95,6 +97,16 @@ impl From<ExitStatus> for ExitCode {
 impl serde::Serialize for ExitStatus {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_u8(self.code())
+    }
+}
+
+impl From<StoppedBy> for ExitStatus {
+    /// A run that came to no conclusion ends with the status of whoever stopped it.
+    fn from(by: StoppedBy) -> ExitStatus {
+        match by {
+            StoppedBy::Input => ExitStatus::Usage,
+            StoppedBy::Cloud => ExitStatus::Cloud,
+        }
     }
 }
 

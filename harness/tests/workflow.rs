@@ -14,7 +14,7 @@ use harness::target::{Embedded, media_for};
 use harness::workflow::ledger::Ledger;
 use harness::workflow::{
     BuildOptions, DownloadError, Driver, FlavorInfo, ImageChange, ImageInfo, ImageRequest, InspectedDownload,
-    ServerInfo, ServerRequest, run_build,
+    ServerInfo, ServerRequest, StoppedBy, run_build,
 };
 use mockstack::{ClockMode, Config, MockStack};
 
@@ -229,6 +229,7 @@ async fn a_failure_mid_run_still_cleans_up() {
     let media = media_for(&scenario, true, dir.path()).unwrap();
     let report = run_build(&driver, &ledger, &scenario, &media, &BuildOptions::new("ih-fail0001", dir.path())).await;
     assert_eq!(report.outcome, None);
+    assert_eq!(report.stopped_by, Some(StoppedBy::Cloud), "a server error stops the run as the cloud's failure");
     assert!(report.reason.contains("injected"), "{}", report.reason);
     assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
     let live = Ledger::live(&ledger_path).unwrap();
@@ -251,7 +252,26 @@ async fn a_known_md5_that_glance_does_not_confirm_stops_the_build() {
     media.known_md5.insert(iso, "0".repeat(32));
     let report = run_build(&driver, &ledger, &scenario, &media, &BuildOptions::new("ih-md5x0001", dir.path())).await;
     assert_eq!(report.outcome, None);
+    assert_eq!(report.stopped_by, Some(StoppedBy::Cloud), "the cloud stored other bytes than were sent");
     assert!(report.reason.contains("did not verify"), "{}", report.reason);
+    assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
+}
+
+/// A scenario naming an installer image the cloud does not have stops the run as bad input, not as the cloud's
+/// failure: the exit status tells the user to fix the scenario rather than to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_installer_image_the_cloud_lacks_is_bad_input() {
+    let scenario = scenario("ubuntu-24.04");
+    let embedded = Embedded::start(Layout::Patched, &scenario.media.virtio_win_image).await.unwrap();
+    let driver = embedded.driver().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.jsonl")).unwrap();
+    let mut media = media_for(&scenario, true, dir.path()).unwrap();
+    media.os_image = Some("no-such-installer".into());
+    let report = run_build(&driver, &ledger, &scenario, &media, &BuildOptions::new("ih-noimg001", dir.path())).await;
+    assert_eq!(report.outcome, None);
+    assert_eq!(report.stopped_by, Some(StoppedBy::Input));
+    assert!(report.reason.contains("no-such-installer"), "{}", report.reason);
     assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
 }
 

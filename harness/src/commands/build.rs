@@ -13,7 +13,7 @@ use guestsim::OutcomeKind;
 use harness::exit::ExitStatus;
 use harness::scenario::Scenario;
 use harness::target::{Embedded, connect_real, media_for};
-use harness::workflow::{BuildOptions, BuildReport, Driver, RunId, StepReport, run_build};
+use harness::workflow::{BuildOptions, BuildReport, Driver, RunId, StepReport, StoppedBy, run_build};
 
 use super::{CloudArgs, DomainXmlArgs, Format};
 
@@ -134,12 +134,24 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitStatus> {
             print!("{}", render_human(&report, &place, clock, steps, times));
         }
     }
-    let status = if report.outcome == Some(OutcomeKind::ImageOk) { ExitStatus::Ok } else { ExitStatus::Findings };
+    let status = status_of_report(&report);
     if !real {
         return Ok(status);
     }
     let left = super::left_behind(&ledger, &report.cloud, |run| run == run_id.as_str())?;
     Ok(super::unless_left_behind(&left, &ledger, status))
+}
+
+/// A build's exit status: success only for `image-ok`; another outcome is a finding; a run without an outcome
+/// ends with the status of whoever stopped it.
+fn status_of_report(report: &BuildReport) -> ExitStatus {
+    match (report.outcome, report.stopped_by) {
+        (Some(OutcomeKind::ImageOk), _) => ExitStatus::Ok,
+        (Some(_), _) => ExitStatus::Findings,
+        (None, Some(by)) => by.into(),
+        // A run without an outcome always says who stopped it; should that change, it is still no success.
+        (None, None) => ExitStatus::Findings,
+    }
 }
 
 /// One step: name, status, time on the cloud's clock, what happened.
@@ -171,7 +183,14 @@ fn render_human(report: &BuildReport, place: &str, clock: CloudClock, steps: boo
     match report.outcome {
         Some(o) if report.reason.is_empty() => out.push_str(&format!("outcome: {o}\n")),
         Some(o) => out.push_str(&format!("outcome: {o} ({})\n", report.reason)),
-        None => out.push_str(&format!("outcome: none: {}\n", report.reason)),
+        None => {
+            let by = match report.stopped_by {
+                Some(StoppedBy::Cloud) => "the cloud failed: ",
+                Some(StoppedBy::Input) => "bad input: ",
+                None => "",
+            };
+            out.push_str(&format!("outcome: none: {by}{}\n", report.reason));
+        }
     }
     for line in &report.evidence {
         out.push_str(&format!("  | {line}\n"));
@@ -208,5 +227,22 @@ mod tests {
             step_line(&step, CloudClock::Virtual)
         );
         assert!(!step_line(&step, CloudClock::Real).contains("virtual"));
+    }
+
+    #[test]
+    fn a_run_without_an_outcome_exits_with_the_status_of_whoever_stopped_it() {
+        let report = |outcome, stopped_by| BuildReport { outcome, stopped_by, ..BuildReport::default() };
+        assert_eq!(status_of_report(&report(Some(OutcomeKind::ImageOk), None)), ExitStatus::Ok);
+        assert_eq!(status_of_report(&report(Some(OutcomeKind::IsoCopy), None)), ExitStatus::Findings);
+        assert_eq!(status_of_report(&report(None, Some(StoppedBy::Cloud))), ExitStatus::Cloud);
+        assert_eq!(status_of_report(&report(None, Some(StoppedBy::Input))), ExitStatus::Usage);
+        let text = render_human(
+            &report(None, Some(StoppedBy::Cloud)),
+            "a cloud",
+            CloudClock::Real,
+            false,
+            Times { wall: 1.0, cloud: 1.0 },
+        );
+        assert!(text.contains("outcome: none: the cloud failed"), "{text}");
     }
 }

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use harness::cloud::{CloudError, ConfigRequest};
 use harness::driver::DomainXmlSource;
 use harness::exit::ExitStatus;
-use harness::workflow::Driver;
 use harness::workflow::cleanup_live;
 use harness::workflow::ledger::{Ledger, Live};
+use harness::workflow::{Driver, StoppedBy};
 
 /// The help of `--os-cloud` for the commands that run on an embedded mockstack when no cloud is named.
 pub const EMBEDDED_CLOUD_HELP: &str = "The cloud's entry in clouds.yaml. Without it, and without OS_AUTH_URL, the \
@@ -103,10 +103,7 @@ pub fn status_of(error: &anyhow::Error) -> ExitStatus {
             return e.status;
         }
         if let Some(e) = cause.downcast_ref::<CloudError>() {
-            return match e {
-                CloudError::Config(_) | CloudError::Io { .. } => ExitStatus::Usage,
-                _ => ExitStatus::Cloud,
-            };
+            return StoppedBy::of(e).into();
         }
     }
     ExitStatus::Usage

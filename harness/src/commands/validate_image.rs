@@ -89,12 +89,12 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
     let _ = driver.cloud().revoke_token().await;
     let status = match report.verdict() {
         // The image could not be looked at: there is no report to speak of, only the reason.
-        Verdict::Error(reason) => {
+        Verdict::Error(by, reason) => {
             if args.format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
             eprintln!("error: {reason}");
-            ExitStatus::Usage
+            by.into()
         }
         _ => {
             print_validation(&report, args.format)?;

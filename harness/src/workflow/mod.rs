@@ -74,6 +74,30 @@ pub struct FlavorInfo {
     pub swap_mb: u32,
 }
 
+/// Who stopped a build or a validation that came to no conclusion; it decides the command's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::Display)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum StoppedBy {
+    /// The cloud failed: it did not answer, answered with a server error after retries, or did not finish
+    /// what it had accepted (a server or snapshot that never became ready, a resource that vanished).
+    Cloud,
+    /// The run could not go on with what it was given: the scenario names an image or flavor the cloud does not
+    /// have, a media file is unreadable, the cloud configuration or the ledger is unusable.
+    Input,
+}
+
+impl StoppedBy {
+    /// Who a cloud client error blames: a configuration that names no usable cloud, or a local file the client
+    /// could not read, is the input; everything else is the cloud.
+    pub fn of(error: &CloudError) -> StoppedBy {
+        match error {
+            CloudError::Config(_) | CloudError::Io { .. } => StoppedBy::Input,
+            _ => StoppedBy::Cloud,
+        }
+    }
+}
+
 /// A new image's metadata (before upload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRequest {

@@ -11,7 +11,9 @@ use serde::Serialize;
 use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, ServerVerdict};
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
 use super::validate::{self, ValidationReport};
-use super::{Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, ImageRequest, ServerInfo, ServerRequest};
+use super::{
+    Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, ImageRequest, ServerInfo, ServerRequest, StoppedBy,
+};
 use crate::cloud::CloudError;
 use crate::scenario::Scenario;
 
@@ -99,7 +101,7 @@ pub struct StepReport {
 }
 
 /// Everything one build found out.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct BuildReport {
     pub scenario: String,
     pub run_id: String,
@@ -109,6 +111,8 @@ pub struct BuildReport {
     /// layout (a transport error, an interrupted run).
     pub outcome: Option<OutcomeKind>,
     pub reason: String,
+    /// Who stopped a run that has no outcome: the cloud, or what the run was given.
+    pub stopped_by: Option<StoppedBy>,
     pub console_url: Option<String>,
     /// The console lines that explain a failed install or boot.
     pub evidence: Vec<String>,
@@ -126,20 +130,20 @@ enum Stop {
     /// The run says something about the layout: record this outcome.
     Outcome(OutcomeKind, String, Vec<String>),
     /// Something went wrong that says nothing about the layout.
-    Error(String),
+    Error(StoppedBy, String),
 }
 
 impl From<CloudError> for Stop {
     fn from(e: CloudError) -> Stop {
-        Stop::Error(e.to_string())
+        Stop::Error(StoppedBy::of(&e), e.to_string())
     }
 }
 
 impl From<LedgerError> for Stop {
     fn from(e: LedgerError) -> Stop {
         match std::error::Error::source(&e) {
-            Some(cause) => Stop::Error(format!("{e}: {cause}")),
-            None => Stop::Error(e.to_string()),
+            Some(cause) => Stop::Error(StoppedBy::Input, format!("{e}: {cause}")),
+            None => Stop::Error(StoppedBy::Input, e.to_string()),
         }
     }
 }
@@ -178,6 +182,7 @@ pub async fn run_build<C: Driver>(
             steps: Vec::new(),
             outcome: None,
             reason: String::new(),
+            stopped_by: None,
             console_url: None,
             evidence: Vec::new(),
             domain_xml: None,
@@ -202,7 +207,10 @@ pub async fn run_build<C: Driver>(
             build.report.reason = reason;
             build.report.evidence = evidence;
         }
-        Err(Stop::Error(message)) => build.report.reason = message,
+        Err(Stop::Error(by, message)) => {
+            build.report.stopped_by = Some(by);
+            build.report.reason = message;
+        }
     }
     build.cleanup().await;
     build.report.wall_seconds = wall.elapsed().as_secs_f64();
@@ -272,13 +280,19 @@ impl<C: Driver> Build<'_, C> {
         if let Some(name) = &media.os_image {
             let found = self.cloud.images_named(name).await?;
             let image = found.into_iter().find(|i| i.status == "active").ok_or_else(|| {
-                Stop::Error(format!("the scenario names image `{name}`, which is not an active image in this cloud"))
+                Stop::Error(
+                    StoppedBy::Input,
+                    format!("the scenario names image `{name}`, which is not an active image in this cloud"),
+                )
             })?;
             self.step("upload-iso", StepStatus::Skipped, format!("using existing image {}", image.id), started);
             return Ok(image.id);
         }
         let Some(path) = &media.os_iso else {
-            return Err(Stop::Error("no installer ISO: set media.iso or media.image in the scenario".into()));
+            return Err(Stop::Error(
+                StoppedBy::Input,
+                "no installer ISO: set media.iso or media.image in the scenario".into(),
+            ));
         };
         let props = self.scenario.image.iso_properties.clone();
         let known = media.known_md5.get(path).map(String::as_str);
@@ -358,7 +372,10 @@ impl<C: Driver> Build<'_, C> {
             return Ok(format!("{name}: using existing image {}", image.id));
         }
         let Some(file) = file else {
-            return Err(Stop::Error(format!("no image named `{name}` in the cloud and no file to upload for it")));
+            return Err(Stop::Error(
+                StoppedBy::Input,
+                format!("no image named `{name}` in the cloud and no file to upload for it"),
+            ));
         };
         let (id, detail) = self.ensure_uploaded(name, file, known_md5, disk_format, BTreeMap::new()).await?;
         Ok(format!("{name}: {detail} ({id})"))
@@ -374,7 +391,7 @@ impl<C: Driver> Build<'_, C> {
         disk_format: &str,
         properties: BTreeMap<String, String>,
     ) -> Result<(String, String), Stop> {
-        let unreadable = |e: std::io::Error| Stop::Error(format!("{}: {e}", file.display()));
+        let unreadable = |e: std::io::Error| Stop::Error(StoppedBy::Input, format!("{}: {e}", file.display()));
         self.cloud.check_readable(file).await.map_err(unreadable)?;
         // The file's md5 is only needed when an active image of that name could be the same data: reading the file
         // once more for nothing was a tenth of a build on an embedded cloud.
@@ -418,15 +435,18 @@ impl<C: Driver> Build<'_, C> {
         match stored {
             Some(i) if i.status == "active" && i.checksum.is_some() && i.checksum == digests.md5 => {}
             Some(i) => {
-                return Err(Stop::Error(format!(
-                    "upload of {} did not verify: status {}, checksum {:?}, local md5 {}",
-                    file.display(),
-                    i.status,
-                    i.checksum,
-                    digests.md5.as_deref().unwrap_or("unknown")
-                )));
+                return Err(Stop::Error(
+                    StoppedBy::Cloud,
+                    format!(
+                        "upload of {} did not verify: status {}, checksum {:?}, local md5 {}",
+                        file.display(),
+                        i.status,
+                        i.checksum,
+                        digests.md5.as_deref().unwrap_or("unknown")
+                    ),
+                ));
             }
-            None => return Err(Stop::Error(format!("image {} vanished after upload", image.id))),
+            None => return Err(Stop::Error(StoppedBy::Cloud, format!("image {} vanished after upload", image.id))),
         }
         Ok((image.id, format!("uploaded {} bytes", digests.bytes)))
     }
@@ -438,7 +458,10 @@ impl<C: Driver> Build<'_, C> {
         let flavors = self.cloud.flavors().await?;
         if let Some(name) = &spec.name {
             let flavor = flavors.into_iter().find(|f| &f.name == name || &f.id == name).ok_or_else(|| {
-                Stop::Error(format!("the scenario names flavor `{name}`, which this cloud does not have"))
+                Stop::Error(
+                    StoppedBy::Input,
+                    format!("the scenario names flavor `{name}`, which this cloud does not have"),
+                )
             })?;
             self.step("flavor", StepStatus::Skipped, format!("using flavor {}", flavor.name), started);
             return Ok(flavor);
@@ -464,7 +487,10 @@ impl<C: Driver> Build<'_, C> {
         }
         self.intent(ResourceKind::Flavor, &wanted.name)?;
         let flavor = self.cloud.create_flavor(&wanted).await.map_err(|e| {
-            Stop::Error(format!("{e} (creating a flavor needs the admin role; name an existing one in [flavor] name)"))
+            Stop::Error(
+                StoppedBy::Input,
+                format!("{e} (creating a flavor needs the admin role; name an existing one in [flavor] name)"),
+            )
         })?;
         self.created(ResourceKind::Flavor, &wanted.name, &flavor.id)?;
         self.step("flavor", StepStatus::Ok, format!("created flavor {}", flavor.name), started);
@@ -491,7 +517,11 @@ impl<C: Driver> Build<'_, C> {
         self.created(ResourceKind::Server, &name, &id)?;
         let mut poller = Poller::new(self.options.poll_min, self.options.poll_max);
         let server = loop {
-            let server = self.cloud.server(&id).await?.ok_or_else(|| Stop::Error(format!("server {id} vanished")))?;
+            let server = self
+                .cloud
+                .server(&id)
+                .await?
+                .ok_or_else(|| Stop::Error(StoppedBy::Cloud, format!("server {id} vanished")))?;
             if server.status != "BUILD" {
                 match decide::server_verdict(&server, &server.status) {
                     ServerVerdict::Failed(reason) => {
@@ -503,7 +533,10 @@ impl<C: Driver> Build<'_, C> {
                 }
             }
             if self.cloud.elapsed().saturating_sub(started) > Duration::from_secs(1800) {
-                return Err(Stop::Error(format!("server {id} still {} after 30 minutes", server.status)));
+                return Err(Stop::Error(
+                    StoppedBy::Cloud,
+                    format!("server {id} still {} after 30 minutes", server.status),
+                ));
             }
             let pause = poller.next(&format!("{}/{:?}", server.status, server.task_state));
             self.cloud.sleep(pause).await;
@@ -528,8 +561,11 @@ impl<C: Driver> Build<'_, C> {
         let mut last_console = String::new();
         let mut console_changed = started;
         loop {
-            let now_server =
-                self.cloud.server(&server.id).await?.ok_or_else(|| Stop::Error("the server vanished".into()))?;
+            let now_server = self
+                .cloud
+                .server(&server.id)
+                .await?
+                .ok_or_else(|| Stop::Error(StoppedBy::Cloud, "the server vanished".into()))?;
             let console = self.cloud.console_log(&server.id).await.unwrap_or_default();
             let now = self.cloud.elapsed();
             if console != last_console {
@@ -587,12 +623,12 @@ impl<C: Driver> Build<'_, C> {
                 ImageVerdict::Active => break,
                 ImageVerdict::Failed(reason) => {
                     self.step("snapshot", StepStatus::Failed, reason.clone(), started);
-                    return Err(Stop::Error(reason));
+                    return Err(Stop::Error(StoppedBy::Cloud, reason));
                 }
                 ImageVerdict::Wait => {}
             }
             if self.cloud.elapsed().saturating_sub(started) > Duration::from_secs(3600) {
-                return Err(Stop::Error(format!("snapshot {id} not active after an hour")));
+                return Err(Stop::Error(StoppedBy::Cloud, format!("snapshot {id} not active after an hour")));
             }
             let status = image.map(|i| i.status).unwrap_or_default();
             let pause = poller.next(&status);
@@ -645,7 +681,7 @@ impl<C: Driver> Build<'_, C> {
                 self.step("validate", StepStatus::Failed, reason.clone(), started);
                 Err(Stop::Outcome(OutcomeKind::Rejected, reason, evidence))
             }
-            validate::Verdict::Error(reason) => Err(Stop::Error(reason)),
+            validate::Verdict::Error(by, reason) => Err(Stop::Error(by, reason)),
         }
     }
 

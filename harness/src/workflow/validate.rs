@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::decide::{Poller, ServerVerdict, server_verdict};
 use super::ledger::{Entry, Event, Ledger, Live, ResourceKind};
-use super::{Driver, FlavorInfo, ImageInfo, ServerRequest};
+use super::{Driver, FlavorInfo, ImageInfo, ServerRequest, StoppedBy};
 use crate::inspect::{self, Content};
 use crate::scenario::Scenario;
 
@@ -80,6 +80,9 @@ pub struct ValidationReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inspection: Option<inspect::Inspection>,
     pub cleanup: Vec<String>,
+    /// Who kept the image from being looked at at all (the `image` check says why); None when it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<StoppedBy>,
 }
 
 /// The conclusion the workflow draws from a validation.
@@ -90,7 +93,7 @@ pub enum Verdict {
     IsoCopy(String, Vec<String>),
     Failed(String, Vec<String>),
     /// The image could not be validated at all.
-    Error(String),
+    Error(StoppedBy, String),
 }
 
 impl ValidationReport {
@@ -99,8 +102,9 @@ impl ValidationReport {
     }
 
     pub fn verdict(&self) -> Verdict {
-        if let Some(c) = self.checks.iter().find(|c| c.id == "image") {
-            return Verdict::Error(c.detail.clone());
+        if let Some(by) = self.stopped_by {
+            let reason = self.checks.iter().find(|c| c.id == "image").map(|c| c.detail.clone()).unwrap_or_default();
+            return Verdict::Error(by, reason);
         }
         let iso = matches!(self.inspection.as_ref().map(|i| &i.content), Some(Content::Iso9660 { .. }));
         let first_failure = self.checks.iter().find(|c| c.required && c.status == CheckStatus::Fail);
@@ -130,11 +134,13 @@ pub async fn validate_image<C: Driver>(
         checks: Vec::new(),
         inspection: None,
         cleanup: Vec::new(),
+        stopped_by: None,
     };
     let image = match find_image(cloud, image_ref).await {
         Ok(image) => image,
-        Err(message) => {
+        Err((by, message)) => {
             report.checks.push(check("image", CheckStatus::Fail, true, message));
+            report.stopped_by = Some(by);
             return report;
         }
     };
@@ -158,15 +164,17 @@ fn pass_fail(ok: bool) -> CheckStatus {
     if ok { CheckStatus::Pass } else { CheckStatus::Fail }
 }
 
-async fn find_image<C: Driver>(cloud: &C, image_ref: &str) -> Result<ImageInfo, String> {
+/// The image an id or a name means; a cloud that fails the lookup is told apart from a reference that names no
+/// single image.
+async fn find_image<C: Driver>(cloud: &C, image_ref: &str) -> Result<ImageInfo, (StoppedBy, String)> {
     if let Ok(Some(image)) = cloud.image(image_ref).await {
         return Ok(image);
     }
-    let named = cloud.images_named(image_ref).await.map_err(|e| e.to_string())?;
+    let named = cloud.images_named(image_ref).await.map_err(|e| (StoppedBy::of(&e), e.to_string()))?;
     match named.len() {
-        0 => Err(format!("no image with id or name `{image_ref}`")),
+        0 => Err((StoppedBy::Input, format!("no image with id or name `{image_ref}`"))),
         1 => Ok(named.into_iter().next().expect("one")),
-        n => Err(format!("{n} images are named `{image_ref}`: give the id")),
+        n => Err((StoppedBy::Input, format!("{n} images are named `{image_ref}`: give the id"))),
     }
 }
 
