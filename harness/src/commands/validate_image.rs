@@ -14,15 +14,8 @@ use harness::workflow::{Driver, RunId};
 
 use super::{CloudArgs, CommandError, Format};
 
-/// The exit statuses `validate-image` ends with.
-pub const STATUSES: &[ExitStatus] = &[
-    ExitStatus::Ok,
-    ExitStatus::Findings,
-    ExitStatus::Usage,
-    ExitStatus::Cloud,
-    ExitStatus::Cleanup,
-    ExitStatus::Interrupted,
-];
+/// The exit statuses `validate-image` ends with: every one, as a command that runs against a cloud and cleans up.
+pub const STATUSES: &[ExitStatus] = &ExitStatus::ALL;
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
