@@ -1,20 +1,25 @@
 //! `isoharness build` and `isoharness validate-image` against the local real cloud (`cargo xtask realstack up`): the workflow completes, the verdict fits what the compute driver does, and nothing is left behind.
 //!
-//! The real cloud runs stock Nova with one of two compute drivers (`ISOHARNESS_REALSTACK_COMPUTE`):
+//! The real cloud runs Nova with one of two compute drivers (`ISOHARNESS_REALSTACK_COMPUTE`):
 //! `fake`, the project's driver that behaves like the libvirt driver for an ISO boot, or `libvirt`,
 //! Nova's own libvirt driver on libvirtd and QEMU, where the ISO's tiny installer really runs,
-//! installs onto the flavor's ephemeral disk and powers the guest off. Either way the snapshot is
-//! the ISO (as qcow2), so the right verdict is `iso-copy`, and a server booted from it shows no
-//! booted OS. With libvirt the build also fetches the real domain XML (`virsh dumpxml`, through
-//! `ISOHARNESS_REALSTACK_LIBVIRT_URI`), which the validator must recognise as stock Nova's, and
-//! validate-image must pass a disk the tiny installer installed. Without
-//! `ISOHARNESS_REALSTACK_CLOUDS` (a clouds.yaml with the cloud `realstack`) the trials are listed
-//! as ignored, with the reason printed.
+//! installs onto the first disk it can use and powers the guest off. Its Nova is stock or carries
+//! the project's ISO-install patch series (`ISOHARNESS_REALSTACK_LAYOUT=stock|patched`, libvirt
+//! only). On stock Nova the snapshot is the ISO (as qcow2), so the right verdict is `iso-copy`,
+//! and a server booted from it shows no booted OS; on patched Nova the snapshot is the installed
+//! blank root disk, so the verdict is `image-ok` and the boot test reaches the installed system's
+//! login prompt. With libvirt the build also fetches the real domain XML (`virsh dumpxml`,
+//! through `ISOHARNESS_REALSTACK_LIBVIRT_URI`), which the build recognises as the cloud's layout
+//! (`--layout auto`), which check-xml must recognise too, and which must match mockstack's
+//! rendering of the same layout device by device. validate-image must pass a disk the tiny
+//! installer installed. Without `ISOHARNESS_REALSTACK_CLOUDS` (a clouds.yaml with the cloud
+//! `realstack`) the trials are listed as ignored, with the reason printed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use guestsim::Layout;
 use guestsim::media::qemu::Machine;
 use harness::cloud::config::{ConfigEnv, ConfigRequest, DiskFiles, resolve};
 use harness::cloud::glance::ImageQuery;
@@ -25,6 +30,7 @@ use serde_json::Value;
 const ENV: &str = "ISOHARNESS_REALSTACK_CLOUDS";
 const COMPUTE_ENV: &str = "ISOHARNESS_REALSTACK_COMPUTE";
 const LIBVIRT_URI_ENV: &str = "ISOHARNESS_REALSTACK_LIBVIRT_URI";
+const LAYOUT_ENV: &str = "ISOHARNESS_REALSTACK_LAYOUT";
 const CLOUD: &str = "realstack";
 
 /// The compute driver behind the real cloud's Nova.
@@ -54,6 +60,20 @@ impl Compute {
     }
 }
 
+/// The disk layout the real cloud's Nova implements: stock, or patched with the project's
+/// ISO-install series (`nova-patches/iso-install/`), which only Nova's libvirt driver carries.
+fn layout_from_env(compute: Compute) -> Result<Layout, String> {
+    let layout = match std::env::var(LAYOUT_ENV).as_deref() {
+        Err(_) | Ok("stock") => Layout::Stock,
+        Ok("patched") => Layout::Patched,
+        Ok(other) => return Err(format!("{LAYOUT_ENV}={other}: stock or patched")),
+    };
+    if layout != Layout::Stock && compute != Compute::Libvirt {
+        return Err(format!("{LAYOUT_ENV}={layout} needs {COMPUTE_ENV}=libvirt: the fake driver is stock Nova's"));
+    }
+    Ok(layout)
+}
+
 /// `--domain-xml-command` for the libvirt mode: virsh against the cloud's own libvirtd.
 fn domain_xml_command() -> Result<String, String> {
     let uri = std::env::var(LIBVIRT_URI_ENV).map_err(|_| format!("{COMPUTE_ENV}=libvirt needs {LIBVIRT_URI_ENV}"))?;
@@ -67,7 +87,7 @@ const GUEST: &str = "name=\"Realstack Linux\"; family=\"linux\"; release=\"1\"; 
 
 const SCENARIO: &str = r#"# A small Linux install on the local real cloud (written by harness/tests/realstack.rs).
 [scenario]
-description = "a Linux installer ISO booted on stock Nova"
+description = "a Linux installer ISO booted on the local real cloud"
 reconstruction = false
 tags = ["linux", "realstack"]
 
@@ -87,7 +107,7 @@ agent = "cloud-init"
 
 [media]
 iso = "realstack-linux.iso"
-
+{virtio_win}
 [flavor]
 vcpus = 1
 ram_mb = 512
@@ -104,6 +124,12 @@ install_timeout_s = 600
 inactivity_timeout_s = 0
 boot_timeout_s = 60
 "#;
+
+/// The scenario, with the VirtIO-win ISO a patched cloud's Nova attaches when there is one.
+fn scenario_text(virtio_win: Option<&Path>) -> String {
+    let line = virtio_win.map(|p| format!("virtio_win_iso = {:?}\n", p.display().to_string())).unwrap_or_default();
+    SCENARIO.replace("{virtio_win}", &line)
+}
 
 fn isoharness(clouds: &Path, args: &[&str]) -> Result<(i32, String, String), String> {
     let output = Command::new(env!("CARGO_BIN_EXE_isoharness"))
@@ -170,83 +196,114 @@ fn nothing_left(runtime: &tokio::runtime::Runtime, clouds: &Path, before: &BTree
     if left.is_empty() { Ok(()) } else { Err(format!("left behind on the real cloud: {left:?}").into()) }
 }
 
-fn media(dir: &Path, clouds: &Path) -> Result<PathBuf, Failed> {
+/// The installer ISO (and, for a patched cloud, the VirtIO-win ISO its Nova attaches), as `isoharness media` writes them.
+struct Media {
+    iso: PathBuf,
+    virtio_win: Option<PathBuf>,
+}
+
+fn media(dir: &Path, clouds: &Path, with_virtio_win: bool) -> Result<Media, Failed> {
     let out = dir.display().to_string();
-    let (code, stdout, stderr) = isoharness(clouds, &["media", "--guest", GUEST, "--out", &out])?;
+    let mut args = vec!["media", "--guest", GUEST, "--out", &out];
+    if with_virtio_win {
+        args.extend(["--virtio-win", "full"]);
+    }
+    let (code, stdout, stderr) = isoharness(clouds, &args)?;
     if code != 0 {
         return Err(format!("isoharness media exited {code}: {stderr}").into());
     }
-    let iso = PathBuf::from(stdout.lines().next().unwrap_or_default());
+    let mut written = stdout.lines().map(PathBuf::from);
+    let iso = written.next().unwrap_or_default();
     if iso.file_name().and_then(|n| n.to_str()) != Some("realstack-linux.iso") {
         return Err(
             format!("isoharness media wrote {}, the scenario expects realstack-linux.iso", iso.display()).into()
         );
     }
-    Ok(iso)
+    let virtio_win = written.next();
+    if with_virtio_win && virtio_win.is_none() {
+        return Err(format!("isoharness media --virtio-win wrote no driver ISO: {stdout}").into());
+    }
+    Ok(Media { iso, virtio_win })
 }
 
-fn build_trial(clouds: &Path) -> Result<(), Failed> {
-    let compute = Compute::from_env()?;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    media(dir.path(), clouds)?;
-    let scenario = dir.path().join("realstack-linux.toml");
-    std::fs::write(&scenario, SCENARIO).map_err(|e| e.to_string())?;
-    let ledger = dir.path().join("ledger.jsonl");
-    let before = runtime.block_on(inventory(clouds))?;
+/// Runs `isoharness build` of `scenario` on the real cloud (`--layout auto` where the domain XML can be read) and
+/// returns its exit code and JSON report.
+fn build_on_realstack(clouds: &Path, scenario: &Path, ledger: &Path, compute: Compute) -> Result<(i32, Value), Failed> {
     let started = std::time::Instant::now();
     let scenario = scenario.display().to_string();
     let ledger = ledger.display().to_string();
     let mut args = vec!["build", "--os-cloud", CLOUD, "--scenario", &scenario, "--ledger", &ledger, "--format", "json"];
     let xml_command = if compute == Compute::Libvirt { Some(domain_xml_command()?) } else { None };
     if let Some(command) = &xml_command {
-        args.extend(["--domain-xml-command", command]);
+        args.extend(["--domain-xml-command", command, "--layout", "auto"]);
     }
     let (code, stdout, stderr) = isoharness(clouds, &args)?;
     println!("realstack: isoharness build took {:.0} s", started.elapsed().as_secs_f64());
     // `build --format json` prints JSON lines: one `step` event per finished step, then the `report`.
-    let report: Value = stdout
+    let report = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|event| event["event"] == "report")
         .map(|event| event["report"].clone())
         .ok_or_else(|| format!("build printed no JSON report; stdout:\n{stdout}\nstderr:\n{stderr}"))?;
-    let summary = |report: &Value| {
-        let steps: Vec<String> = report["steps"]
-            .as_array()
-            .map(|s| s.iter().map(|s| format!("{} {} {}", s["step"], s["status"], s["detail"])).collect())
-            .unwrap_or_default();
-        format!("outcome {} ({}); steps:\n{}", report["outcome"], report["reason"], steps.join("\n"))
-    };
-    if report["outcome"] != "iso-copy" {
-        return Err(format!("expected the verdict iso-copy, got {}", summary(&report)).into());
-    }
-    if code != 1 {
-        return Err(format!("an iso-copy build exits 1 (findings), it exited {code}").into());
-    }
+    Ok((code, report))
+}
+
+/// A build report's outcome and steps, for failure messages.
+fn summary(report: &Value) -> String {
+    let steps: Vec<String> = report["steps"]
+        .as_array()
+        .map(|s| s.iter().map(|s| format!("{} {} {}", s["step"], s["status"], s["detail"])).collect())
+        .unwrap_or_default();
+    format!("outcome {} ({}); steps:\n{}", report["outcome"], report["reason"], steps.join("\n"))
+}
+
+fn build_trial(clouds: &Path) -> Result<(), Failed> {
+    let compute = Compute::from_env()?;
+    let layout = layout_from_env(compute)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let media = media(dir.path(), clouds, layout != Layout::Stock)?;
+    let scenario = dir.path().join("realstack-linux.toml");
+    std::fs::write(&scenario, scenario_text(media.virtio_win.as_deref())).map_err(|e| e.to_string())?;
+    let before = runtime.block_on(inventory(clouds))?;
+    let (code, report) = build_on_realstack(clouds, &scenario, &dir.path().join("ledger.jsonl"), compute)?;
     let step = |name: &str| report["steps"].as_array().and_then(|s| s.iter().find(|s| s["step"] == name)).cloned();
     let install = step("install").ok_or("no install step")?;
     if install["status"] != "ok" || install["detail"] != "the guest powered off" {
         return Err(format!("the install should end with the guest powering off: {}", summary(&report)).into());
     }
-    let content = report["validation"]["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["id"] == "content"))
-        .cloned()
-        .ok_or("no content check in the validation")?;
-    if !content["detail"].as_str().unwrap_or("").contains("ISO 9660") {
-        return Err(format!("the snapshot should hold the ISO: {content}").into());
-    }
-    let boot = report["validation"]["checks"].as_array().and_then(|c| c.iter().find(|c| c["id"] == "boot")).cloned();
-    let boot_failed = boot.as_ref().is_some_and(|b| {
-        b["status"] == "fail" && b["detail"].as_str().is_some_and(|d| d.starts_with(compute.unbootable_detail()))
-    });
-    if !boot_failed {
-        return Err(format!("booting the snapshot should show `{}`: {boot:?}", compute.unbootable_detail()).into());
+    let validation = &report["validation"];
+    let content = check(validation, "content").cloned().ok_or("no content check in the validation")?;
+    let boot = check(validation, "boot").cloned().ok_or("no boot check in the validation")?;
+    let content_detail = content["detail"].as_str().unwrap_or("");
+    let boot_detail = boot["detail"].as_str().unwrap_or("");
+    if layout == Layout::Stock {
+        if report["outcome"] != "iso-copy" || code != 1 {
+            return Err(
+                format!("expected iso-copy with exit 1 (findings), got exit {code}: {}", summary(&report)).into()
+            );
+        }
+        if !content_detail.contains("ISO 9660") {
+            return Err(format!("the snapshot should hold the ISO: {content}").into());
+        }
+        if boot["status"] != "fail" || !boot_detail.starts_with(compute.unbootable_detail()) {
+            return Err(format!("booting the snapshot should show `{}`: {boot}", compute.unbootable_detail()).into());
+        }
+    } else {
+        if report["outcome"] != "image-ok" || code != 0 {
+            return Err(format!("expected image-ok with exit 0, got exit {code}: {}", summary(&report)).into());
+        }
+        if content["status"] != "pass" || content_detail.contains("ISO 9660") {
+            return Err(format!("the snapshot should hold the installed system: {content}").into());
+        }
+        if boot["status"] != "pass" || !boot["evidence"].to_string().contains("login:") {
+            return Err(format!("the boot test should reach the installed system's login prompt: {boot}").into());
+        }
     }
     if compute == Compute::Libvirt {
-        check_real_domain_xml(clouds, &report, dir.path())?;
-        mockstack_agrees(clouds, &scenario, &report)?;
+        check_real_domain_xml(clouds, &report, dir.path(), layout)?;
+        mockstack_agrees(clouds, &scenario, &report, layout)?;
     }
     let cleanup = report["cleanup"].as_array().cloned().unwrap_or_default();
     if cleanup.iter().any(|l| l.as_str().is_some_and(|l| l.starts_with("could not"))) {
@@ -255,9 +312,34 @@ fn build_trial(clouds: &Path) -> Result<(), Failed> {
     nothing_left(&runtime, clouds, &before)
 }
 
-/// The domain XML the build fetched from libvirtd is what stock Nova writes for an ISO boot, and
-/// the validator, told nothing, recognises it as such.
-fn check_real_domain_xml(clouds: &Path, report: &Value, dir: &Path) -> Result<(), Failed> {
+/// On a patched cloud whose VirtIO-win image is missing, the install server fails with the fault
+/// naming the `[libvirt]` option (never a silent boot without drivers): the cloud rejected the
+/// install (exit 1, a finding), and the build leaves nothing behind.
+fn missing_virtio_win_trial(clouds: &Path) -> Result<(), Failed> {
+    let compute = Compute::from_env()?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    media(dir.path(), clouds, false)?;
+    let scenario = dir.path().join("realstack-linux.toml");
+    std::fs::write(&scenario, scenario_text(None)).map_err(|e| e.to_string())?;
+    let before = runtime.block_on(inventory(clouds))?;
+    let (code, report) = build_on_realstack(clouds, &scenario, &dir.path().join("ledger.jsonl"), compute)?;
+    let reason = report["reason"].as_str().unwrap_or("");
+    if code != 1 || report["outcome"] != "rejected" || !reason.contains("[libvirt] virtio_win_image") {
+        return Err(format!(
+            "a missing VirtIO-win image should fail the install server with the fault naming \
+             [libvirt] virtio_win_image (outcome rejected, exit 1); got exit {code}: {}",
+            summary(&report)
+        )
+        .into());
+    }
+    nothing_left(&runtime, clouds, &before)
+}
+
+/// The domain XML the build fetched from libvirtd is what Nova of `layout` writes for an ISO boot, and the
+/// validator, told nothing, recognises it as that layout with no error; on stock Nova it says the snapshot takes
+/// the ISO (DX031), on patched Nova it does not.
+fn check_real_domain_xml(clouds: &Path, report: &Value, dir: &Path, layout: Layout) -> Result<(), Failed> {
     let xml = report["domain_xml"].as_str().ok_or("the build fetched no domain XML")?;
     if !xml.contains("<nova:instance") || !xml.contains("device='cdrom'") {
         return Err(format!("not the domain of a Nova ISO boot:\n{xml}").into());
@@ -270,10 +352,15 @@ fn check_real_domain_xml(clouds: &Path, report: &Value, dir: &Path) -> Result<()
         serde_json::from_str(&stdout).map_err(|e| format!("check-xml printed no JSON ({e}): {stdout}{stderr}"))?;
     let file = &checked["files"][0];
     let says_iso = file["findings"].as_array().is_some_and(|f| f.iter().any(|f| f["rule"] == "DX031"));
-    if code != 0 || file["layout_detected"] != "stock" || file["counts"]["error"] != 0 || !says_iso {
+    if code != 0 || file["layout_detected"] != layout.as_str() || file["counts"]["error"] != 0 {
         return Err(format!(
-            "check-xml should detect stock Nova, find no error and say the snapshot takes the ISO (DX031); \
-             got exit {code}: {checked}"
+            "check-xml should recognise {layout} Nova and find no error; got exit {code}: {checked}\n{xml}"
+        )
+        .into());
+    }
+    if says_iso != (layout == Layout::Stock) {
+        return Err(format!(
+            "check-xml should say the snapshot takes the ISO (DX031) exactly on stock Nova; layout {layout}: {checked}"
         )
         .into());
     }
@@ -360,48 +447,56 @@ fn validate_image_file(
     Ok((code, report))
 }
 
-/// The same scenario on an embedded mockstack with the stock layout reaches the verdict the real
-/// libvirt driver gave, fails the same validation checks, and renders the same disks.
-fn mockstack_agrees(clouds: &Path, scenario: &str, real: &Value) -> Result<(), Failed> {
+/// The same scenario on an embedded mockstack with the real cloud's layout reaches the verdict the real libvirt
+/// driver gave, fails the same validation checks, and renders the same devices: the same machine family, and disk
+/// by disk in domain order the same kind, target, bus, read-only flag and instance-directory file, and the same
+/// boot order.
+fn mockstack_agrees(clouds: &Path, scenario: &Path, real: &Value, layout: Layout) -> Result<(), Failed> {
+    let scenario = scenario.display().to_string();
     let (_, stdout, stderr) =
-        isoharness(clouds, &["build", "--scenario", scenario, "--layout", "stock", "--format", "json"])?;
+        isoharness(clouds, &["build", "--scenario", &scenario, "--layout", layout.as_str(), "--format", "json"])?;
     let mock = stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|event| event["event"] == "report")
         .map(|event| event["report"].clone())
         .ok_or_else(|| format!("the embedded build printed no JSON report; stderr:\n{stderr}"))?;
-    let disks = |report: &Value| -> Result<Vec<String>, String> {
-        let xml = report["domain_xml"].as_str().ok_or("no domain XML in the report")?;
-        let domain = harness::domxml::parse(xml).map_err(|e| e.to_string())?;
-        // The machine type without its QEMU version: pc-i440fx-7.2 and pc-i440fx-8.2 are one layout.
-        let machine = domain.os.as_ref().and_then(|os| os.machine.as_deref()).unwrap_or("none");
-        let mut summary = vec![format!("machine {}", machine.rsplit_once('-').map_or(machine, |(family, _)| family))];
-        summary.extend(domain.disks.iter().map(|disk| {
-            let file =
-                disk.source.as_ref().and_then(|s| s.value.path()).and_then(|p| p.rsplit('/').next()).unwrap_or("");
-            format!(
-                "{:?} {} {} readonly={} {}",
-                disk.device,
-                disk.target_dev().unwrap_or("?"),
-                disk.bus().unwrap_or("?"),
-                disk.readonly,
-                file
-            )
-        }));
-        Ok(summary)
-    };
-    let (mock_disks, real_disks) = (disks(&mock)?, disks(real)?);
+    let (mock_devices, real_devices) = (devices(&mock)?, devices(real)?);
     let (mock_failed, real_failed) = (failed_checks(&mock["validation"]), failed_checks(&real["validation"]));
-    if mock["outcome"] != real["outcome"] || mock_failed != real_failed || mock_disks != real_disks {
+    if mock["outcome"] != real["outcome"] || mock_failed != real_failed || mock_devices != real_devices {
         return Err(format!(
-            "mockstack (stock) and Nova's libvirt driver disagree:\n  outcome {} / {}\n  failed checks {mock_failed:?} / \
-             {real_failed:?}\n  disks {mock_disks:?}\n      / {real_disks:?}",
+            "mockstack ({layout}) and Nova's libvirt driver disagree:\n  outcome {} / {}\n  failed checks \
+             {mock_failed:?} / {real_failed:?}\n  devices {mock_devices:#?}\n      / {real_devices:#?}",
             mock["outcome"], real["outcome"],
         )
         .into());
     }
     Ok(())
+}
+
+/// The install domain of a build report, as the facts a layout fixes: the machine family, each disk in domain
+/// order, and the boot order.
+fn devices(report: &Value) -> Result<Vec<String>, String> {
+    let xml = report["domain_xml"].as_str().ok_or("no domain XML in the report")?;
+    let domain = harness::domxml::parse(xml).map_err(|e| e.to_string())?;
+    let os = domain.os.as_ref();
+    // The machine type without its QEMU version: pc-i440fx-7.2 and pc-i440fx-8.2 are one layout.
+    let machine = os.and_then(|os| os.machine.as_deref()).unwrap_or("none");
+    let mut summary = vec![format!("machine {}", machine.rsplit_once('-').map_or(machine, |(family, _)| family))];
+    summary.extend(domain.disks.iter().map(|disk| {
+        format!(
+            "{:?} {} {} readonly={} {} boot-order={:?}",
+            disk.device,
+            disk.target_dev().unwrap_or("?"),
+            disk.bus().unwrap_or("?"),
+            disk.readonly,
+            disk.source_file_name().unwrap_or(""),
+            disk.boot_order.as_ref().map(|b| b.value),
+        )
+    }));
+    let boot: Vec<&str> = os.map(|os| os.boot_devs.iter().map(|b| b.dev.as_str()).collect()).unwrap_or_default();
+    summary.push(format!("boot {}", boot.join(",")));
+    Ok(summary)
 }
 
 /// The ids of the checks a validation report (`isoharness.validate-image` JSON) failed, in its order.
@@ -434,7 +529,7 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
     let compute = Compute::from_env()?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let iso = media(dir.path(), clouds)?;
+    let iso = media(dir.path(), clouds, false)?.iso;
     let before = runtime.block_on(inventory(clouds))?;
     // What the stock snapshot of an ISO boot is: the ISO as qcow2, turned into an image (step 7).
     let qcow2 = dir.path().join("iso-copy.qcow2");
@@ -464,7 +559,7 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
 fn installed_disk_trial(clouds: &Path) -> Result<(), Failed> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let iso = media(dir.path(), clouds)?;
+    let iso = media(dir.path(), clouds, false)?.iso;
     let before = runtime.block_on(inventory(clouds))?;
     let disk = dir.path().join("installed.qcow2");
     qemu_img("create", |c| c.args(["-q", "-f", "qcow2"]).arg(&disk).arg("1G"))?;
@@ -485,7 +580,7 @@ fn installed_disk_trial(clouds: &Path) -> Result<(), Failed> {
 
 fn main() -> std::process::ExitCode {
     let mut args = Arguments::from_args();
-    // Both trials use the one real cloud, and each checks that it leaves it as it found it.
+    // The trials share the one real cloud, and each checks that it leaves it as it found it.
     args.test_threads = Some(1);
     let clouds = std::env::var_os(ENV).map(PathBuf::from);
     if clouds.is_none() {
@@ -503,17 +598,38 @@ fn main() -> std::process::ExitCode {
         });
         if ignored { trial.with_kind(format!("needs {ENV}")).with_ignored_flag(true) } else { trial }
     };
-    let mut trials = vec![
-        trial("realstack: isoharness build of a Linux ISO gives iso-copy and leaves nothing behind", build_trial),
-        trial("realstack: isoharness validate-image finds the ISO copy", validate_trial),
+    let compute = Compute::from_env();
+    let libvirt = compute == Ok(Compute::Libvirt);
+    let patched = compute.and_then(layout_from_env).is_ok_and(|l| l != Layout::Stock);
+    // A trial runs when the cloud is there and `runs_here` holds; otherwise it is listed as ignored, saying why.
+    let only = |trial: Trial, runs_here: bool, why: String| {
+        if runs_here || clouds.is_none() { trial } else { trial.with_kind(why).with_ignored_flag(true) }
+    };
+    let layout_independent = format!("needs {LAYOUT_ENV}=stock: it does not depend on the layout");
+    let trials = vec![
+        trial(
+            "realstack: isoharness build of a Linux ISO gives the layout's verdict (stock: iso-copy, patched: \
+             image-ok) and leaves nothing behind",
+            build_trial,
+        ),
+        only(
+            trial("realstack: isoharness validate-image finds the ISO copy", validate_trial),
+            !patched,
+            layout_independent.clone(),
+        ),
+        only(
+            trial("realstack: validate-image passes an installed disk on the real hypervisor", installed_disk_trial),
+            libvirt && !patched,
+            format!("needs {COMPUTE_ENV}=libvirt and {LAYOUT_ENV}=stock"),
+        ),
+        only(
+            trial(
+                "realstack: a patched Nova whose VirtIO-win image is missing faults the install, naming the option",
+                missing_virtio_win_trial,
+            ),
+            patched,
+            format!("needs {LAYOUT_ENV}=patched"),
+        ),
     ];
-    let libvirt = Compute::from_env() == Ok(Compute::Libvirt);
-    let installed =
-        trial("realstack: validate-image passes an installed disk on the real hypervisor", installed_disk_trial);
-    trials.push(if libvirt || clouds.is_none() {
-        installed
-    } else {
-        installed.with_kind(format!("needs {COMPUTE_ENV}=libvirt")).with_ignored_flag(true)
-    });
     libtest_mimic::run(&args, trials).exit_code()
 }

@@ -14,6 +14,8 @@
 //! The source is `tiny_installer/boot.asm`; `boot.bin` is its nasm output, committed so that
 //! building media needs nothing beyond the Rust toolchain.
 
+use crate::guest::{Arch, DriverSource, Firmware, GuestFacts};
+
 /// The boot image: 2048 bytes (four 512-byte sectors, one CD sector), loaded at 0000:7C00.
 pub const BOOT_IMAGE: &[u8; 2048] = include_bytes!("tiny_installer/boot.bin");
 
@@ -34,6 +36,36 @@ pub const BOOTED: &str = "isoharness-guest login:";
 /// The MBR the installer writes, as it sits in the boot image (its partition still 2048 sectors long).
 pub fn installed_mbr() -> &'static [u8] {
     &BOOT_IMAGE[1024..1536]
+}
+
+/// Why the tiny installer cannot stand for `guest` on a real hypervisor, or `None` when it can. It boots from a
+/// BIOS El Torito entry on an x86 PC and installs, unattended, onto any disk it reaches, as an OS with virtio built
+/// in would; a guest that loads its storage driver from other media, has no virtio driver, boots through UEFI,
+/// runs on another architecture or waits for a person behaves otherwise, and only mockstack's simulated host
+/// models that. A cell of such a guest run on real QEMU would say nothing about the guest, so it is not run.
+pub fn cannot_stand_for(guest: &GuestFacts) -> Option<String> {
+    let mut differences = Vec::new();
+    match guest.virtio_storage {
+        DriverSource::BuiltIn => {}
+        DriverSource::Cdrom => differences.push("loads viostor from a CD-ROM"),
+        DriverSource::Floppy => differences.push("loads viostor from a floppy"),
+        DriverSource::Unavailable => differences.push("has no virtio driver"),
+    }
+    if guest.firmware != Firmware::Bios {
+        differences.push("boots through UEFI");
+    }
+    if !matches!(guest.arch, Arch::X86_64 | Arch::I686) {
+        differences.push("is not an x86 guest");
+    }
+    if !guest.unattended {
+        differences.push("waits for a person at the console");
+    }
+    (!differences.is_empty()).then(|| {
+        format!(
+            "the tiny installer installs like an unattended BIOS guest with virtio built in, and this guest {}",
+            differences.join(", ")
+        )
+    })
 }
 
 #[cfg(test)]
@@ -61,5 +93,29 @@ mod tests {
         assert_eq!(entry[4], 0x83, "Linux");
         assert_eq!(u32::from_le_bytes(entry[8..12].try_into().unwrap()), 2048);
         assert!(installed_mbr()[462..510].iter().all(|b| *b == 0), "one partition only");
+    }
+
+    #[test]
+    fn it_stands_for_exactly_the_unattended_bios_x86_guests_with_virtio_built_in() {
+        for (facts, _) in crate::hypervisor::testing::os_table() {
+            let stands_in = facts.virtio_storage == DriverSource::BuiltIn
+                && facts.firmware == Firmware::Bios
+                && matches!(facts.arch, Arch::X86_64 | Arch::I686)
+                && facts.unattended;
+            assert_eq!(cannot_stand_for(&facts).is_none(), stands_in, "{}", facts.name);
+            let mut uefi = facts.clone();
+            uefi.firmware = Firmware::Uefi;
+            assert!(cannot_stand_for(&uefi).is_some_and(|why| why.contains("UEFI")), "{}", facts.name);
+            let mut attended = facts.clone();
+            attended.unattended = false;
+            assert!(cannot_stand_for(&attended).is_some_and(|why| why.contains("person")), "{}", facts.name);
+        }
+        let windows = crate::hypervisor::testing::os_table()
+            .into_iter()
+            .map(|(facts, _)| facts)
+            .find(|f| f.virtio_storage == DriverSource::Cdrom)
+            .expect("a CD-ROM driver guest in the table");
+        let why = cannot_stand_for(&windows).expect("not a stand-in");
+        assert!(why.contains("loads viostor from a CD-ROM"), "{why}");
     }
 }
