@@ -1259,6 +1259,62 @@ mod tests {
         assert!(*displays.start() > 5900 + 100, "away from VNC's usual 5900 and up");
     }
 
+    fn parse(args: &[&str]) -> anyhow::Result<RealstackArgs> {
+        RealstackArgs::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn nova_flags_take_files_up_to_the_next_flag_or_action() {
+        let plain = parse(&["up"]).unwrap();
+        assert_eq!((plain.root, plain.compute, plain.action.as_str()), (default_root(), Compute::Fake, "up"));
+        assert!(plain.patch_args.is_empty() && plain.source.is_none() && plain.options.is_empty());
+
+        let args = parse(&[
+            "--dir",
+            "/tmp/rs",
+            "--compute",
+            "libvirt",
+            "--nova-patch",
+            "a.patch",
+            "series/",
+            "--nova-option",
+            "libvirt.iso_install_root_disk=True",
+            "--nova-patch",
+            "z.patch",
+            "up",
+            "--nova-source",
+            "/src/nova",
+            "--nova-option",
+            "libvirt.virtio_win_image=virtio-win",
+        ])
+        .unwrap();
+        assert_eq!(args.root, PathBuf::from("/tmp/rs"));
+        assert_eq!(args.compute, Compute::Libvirt);
+        assert_eq!(args.action, "up");
+        assert_eq!(args.patch_args, [PathBuf::from("a.patch"), "series/".into(), "z.patch".into()]);
+        assert_eq!(args.source, Some(PathBuf::from("/src/nova")));
+        let options: Vec<String> = args.options.iter().map(|o| o.to_string()).collect();
+        assert_eq!(options, ISO_INSTALL_OPTIONS);
+
+        let after_action = parse(&["up", "--nova-patch", "x.patch"]).unwrap();
+        assert_eq!(after_action.patch_args, [PathBuf::from("x.patch")]);
+
+        for (bad, says) in [
+            (&["--nova-patch", "up"][..], "--nova-patch needs a patch file"),
+            (&["--nova-patch", "--compute", "fake", "up"], "--nova-patch needs a patch file"),
+            (&["--nova-patch", "x.patch", "down"], "belong to `up`, not `down`"),
+            (&["--nova-option", "libvirt.x=1", "status"], "belong to `up`, not `status`"),
+            (&["--nova-source", "a", "--nova-source", "b", "up"], "given twice"),
+            (&["--nova-option", "libvirt=1", "up"], "expected SECTION.KEY=VALUE"),
+            (&["--nova-option"], "needs SECTION.KEY=VALUE"),
+            (&["--nova-patch", "x.patch"], "usage:"),
+            (&["up", "--frobnicate"], "unknown argument `--frobnicate`"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
+    }
+
     #[test]
     fn proc_stat_reads_this_process() {
         let (state, group) = proc_stat(std::process::id()).expect("own stat");

@@ -742,3 +742,278 @@ pub fn status_lines(layout: &Dirs) -> Vec<String> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("xtask-nova-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn option(section: &str, key: &str, value: &str) -> NovaOption {
+        NovaOption { section: section.into(), key: key.into(), value: value.into() }
+    }
+
+    #[test]
+    fn nova_options_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            NovaOption::parse("libvirt.iso_install_root_disk=True").unwrap(),
+            option("libvirt", "iso_install_root_disk", "True")
+        );
+        assert_eq!(NovaOption::parse("DEFAULT.debug=").unwrap(), option("DEFAULT", "debug", ""));
+        assert_eq!(NovaOption::parse("a.b=x=y").unwrap(), option("a", "b", "x=y"), "the first `=` splits");
+        for (bad, why) in [
+            ("libvirt.iso_install_root_disk", "no `=`"),
+            ("iso_install_root_disk=True", "no `.`"),
+            (".key=1", "the section is empty"),
+            ("libvirt.=1", "the key is empty"),
+            ("lib virt.key=1", "the section is empty or holds"),
+            ("libvirt.key=a\nb", "line break"),
+        ] {
+            let err = NovaOption::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("SECTION.KEY=VALUE"), "{bad:?}: {err}");
+        }
+        for text in ISO_INSTALL_OPTIONS {
+            assert_eq!(NovaOption::parse(text).unwrap().to_string(), *text);
+        }
+    }
+
+    #[test]
+    fn options_replace_a_key_join_their_section_or_add_one() {
+        let conf = "[DEFAULT]\nhost = realstack\n\n[libvirt]\nvirt_type = kvm\n# cpu_mode = host\ncpu_mode = none\n\n[realstack]\nx = 1\n";
+        let out = apply_options(
+            conf,
+            &[
+                option("libvirt", "cpu_mode", "host-passthrough"),
+                option("libvirt", "iso_install_root_disk", "True"),
+                option("workarounds", "disable_rootwrap", "True"),
+                option("libvirt", "iso_install_root_disk", "False"),
+            ],
+        );
+        assert_eq!(
+            out,
+            "[DEFAULT]\nhost = realstack\n\n[libvirt]\nvirt_type = kvm\n# cpu_mode = host\ncpu_mode = host-passthrough\n\
+             iso_install_root_disk = False\n\n[realstack]\nx = 1\n\n# Set by `cargo xtask realstack up --nova-option`.\n\
+             [workarounds]\ndisable_rootwrap = True\n"
+        );
+        assert_eq!(apply_options(conf, &[]), conf);
+    }
+
+    #[test]
+    fn nova_conf_takes_the_options_into_its_sections() {
+        let template = fs::read_to_string(source_dir().join("templates/nova.conf")).unwrap();
+        let options: Vec<NovaOption> = ISO_INSTALL_OPTIONS.iter().map(|o| NovaOption::parse(o).unwrap()).collect();
+        let out = apply_options(&template, &options);
+        let libvirt = out.split("[libvirt]").nth(1).unwrap().split("\n[").next().unwrap();
+        assert!(libvirt.contains("\niso_install_root_disk = True\n"), "{libvirt}");
+        assert!(libvirt.contains("\nvirtio_win_image = virtio-win\n"), "{libvirt}");
+        assert_eq!(out.matches("[libvirt]").count(), 1);
+    }
+
+    #[test]
+    fn patch_directories_expand_to_their_patch_files_in_name_order() {
+        let scratch = Scratch::new("expand");
+        let series = scratch.0.join("series");
+        fs::create_dir_all(series.join("sub.patch")).unwrap();
+        for name in ["0002-b.patch", "0001-a.patch", "0010-c.patch", "README.txt"] {
+            fs::write(series.join(name), "x").unwrap();
+        }
+        let single = scratch.0.join("extra.patch");
+        fs::write(&single, "x").unwrap();
+        let got = expand_patch_args(&[single.clone(), series.clone()]).unwrap();
+        let names: Vec<String> = got.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["extra.patch", "0001-a.patch", "0002-b.patch", "0010-c.patch"]);
+        assert!(got.iter().all(|p| p.is_absolute()));
+
+        let empty = scratch.0.join("empty");
+        fs::create_dir_all(&empty).unwrap();
+        assert!(expand_patch_args(&[empty]).unwrap_err().to_string().contains("holds no *.patch file"));
+        let missing = expand_patch_args(&[scratch.0.join("nope.patch")]).unwrap_err().to_string();
+        assert!(missing.contains("nope.patch: no such file"), "{missing}");
+    }
+
+    fn patch(sha: char, path: &str) -> AppliedPatch {
+        AppliedPatch { sha256: sha.to_string().repeat(64), path: PathBuf::from(path) }
+    }
+
+    #[test]
+    fn the_record_reads_back_what_it_wrote() {
+        let records = [
+            NovaRecord { origin: NovaOrigin::Release("34.0.0".into()), patches: vec![] },
+            NovaRecord {
+                origin: NovaOrigin::Release("34.0.0".into()),
+                patches: vec![patch('a', "/p/0001-x.patch"), patch('b', "/p/with space/0002-y.patch")],
+            },
+            NovaRecord {
+                origin: NovaOrigin::Source { dir: "/src/my nova".into(), head: Some("f".repeat(40)), clean: true },
+                patches: vec![patch('c', "/p/z.patch")],
+            },
+            NovaRecord {
+                origin: NovaOrigin::Source { dir: "/src/nova".into(), head: None, clean: false },
+                patches: vec![],
+            },
+        ];
+        for record in &records {
+            assert_eq!(NovaRecord::parse(&record.render()).as_ref(), Some(record), "{}", record.render());
+        }
+        for garbage in ["", "origin\n", "origin release\n", "origin release 34.0.0\npatch abc /x\n", "hello world\n"] {
+            assert_eq!(NovaRecord::parse(garbage), None, "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn the_plan_reinstalls_unless_the_record_says_the_same_install() {
+        let release = |patches: Vec<AppliedPatch>| NovaRecord { origin: NovaOrigin::Release("34.0.0".into()), patches };
+        let source = |clean: bool, patches| NovaRecord {
+            origin: NovaOrigin::Source { dir: "/src/nova".into(), head: Some("abc".into()), clean },
+            patches,
+        };
+        let stock = release(vec![]);
+        let patched = release(vec![patch('a', "/p/1.patch"), patch('b', "/p/2.patch")]);
+        assert_eq!(plan(None, &stock), NovaPlan::Reinstall, "no record: nothing is known");
+        assert_eq!(plan(Some(&stock), &stock), NovaPlan::Keep);
+        assert_eq!(plan(Some(&stock), &patched), NovaPlan::Apply, "pristine already");
+        assert_eq!(plan(Some(&patched), &patched), NovaPlan::Keep);
+        let moved = release(vec![patch('a', "/q/1.patch"), patch('b', "/q/2.patch")]);
+        assert_eq!(plan(Some(&patched), &moved), NovaPlan::Keep, "the same contents from elsewhere");
+        assert_eq!(plan(Some(&patched), &stock), NovaPlan::Reinstall, "patched, stock asked for");
+        let reordered = release(vec![patch('b', "/p/2.patch"), patch('a', "/p/1.patch")]);
+        assert_eq!(plan(Some(&patched), &reordered), NovaPlan::Reinstall);
+        let other_release = NovaRecord { origin: NovaOrigin::Release("34.0.1".into()), patches: vec![] };
+        assert_eq!(plan(Some(&stock), &other_release), NovaPlan::Reinstall);
+        assert_eq!(plan(Some(&stock), &source(true, vec![])), NovaPlan::Reinstall);
+        assert_eq!(plan(Some(&source(true, vec![])), &source(true, vec![])), NovaPlan::Keep);
+        assert_eq!(plan(Some(&source(false, vec![])), &source(false, vec![])), NovaPlan::Reinstall, "changed tree");
+        assert_eq!(plan(Some(&source(true, vec![])), &stock), NovaPlan::Reinstall);
+    }
+
+    #[test]
+    fn git_apply_errors_give_the_rejected_hunks() {
+        let stderr = "error: patch failed: nova/virt/libvirt/blockinfo.py:120\n\
+                      error: nova/virt/libvirt/blockinfo.py: patch does not apply\n\
+                      error: patch failed: nova/conf/libvirt.py:7\n\
+                      error: nova/conf/libvirt.py: patch does not apply\n";
+        assert_eq!(
+            rejected_hunks(stderr),
+            [
+                RejectedHunk { file: "nova/virt/libvirt/blockinfo.py".into(), line: 120 },
+                RejectedHunk { file: "nova/conf/libvirt.py".into(), line: 7 },
+            ]
+        );
+        assert!(rejected_hunks("error: corrupt patch at line 12\n").is_empty());
+    }
+
+    const SERIES_PATCH: &str = "From 1234 Mon Sep 17 00:00:00 2001\nSubject: [PATCH 1/1] x\n\n---\n \
+        a.py | 2 +-\n\ndiff --git a/nova/a.py b/nova/a.py\nindex 1..2 100644\n--- a/nova/a.py\n+++ b/nova/a.py\n\
+        @@ -1,3 +1,3 @@\n one\n---- not a header\n+--- still not\n three\n@@ -10 +10,2 @@ def f():\n ten\n+eleven\n\
+        diff --git a/releasenotes/notes/x.yaml b/releasenotes/notes/x.yaml\nnew file mode 100644\n--- /dev/null\n\
+        +++ b/releasenotes/notes/x.yaml\n@@ -0,0 +1,2 @@\n+---\n+features: []\n\
+        diff --git a/nova/gone.py b/nova/gone.py\ndeleted file mode 100644\n--- a/nova/gone.py\n+++ /dev/null\n\
+        @@ -1 +0,0 @@\n-x\n-- \n2.43.0\n";
+
+    #[test]
+    fn diffs_parse_into_files_and_hunks() {
+        let files = parse_diff(SERIES_PATCH);
+        let summary: Vec<(&str, Vec<u32>)> =
+            files.iter().map(|f| (f.path.as_str(), f.hunks.iter().map(|h| h.0).collect())).collect();
+        assert_eq!(
+            summary,
+            [("nova/a.py", vec![1, 10]), ("releasenotes/notes/x.yaml", vec![0]), ("nova/gone.py", vec![1])]
+        );
+        assert_eq!(files[0].hunks[1].1, "@@ -10 +10,2 @@ def f():");
+    }
+
+    /// A site-packages-like tree with `nova/virt/libvirt/blockinfo.py`, inside a git repository of its own, as
+    /// the virtualenv is inside this one.
+    fn site_in_a_repository(scratch: &Scratch) -> PathBuf {
+        let repo = scratch.0.join("repo");
+        fs::create_dir_all(&repo).unwrap();
+        let init = Command::new("git").args(["init", "-q"]).current_dir(&repo).status().unwrap();
+        assert!(init.success());
+        let site = repo.join("venv/lib/site-packages");
+        fs::create_dir_all(site.join("nova/virt/libvirt/__pycache__")).unwrap();
+        let lines: String = (1..=30).map(|n| format!("line {n}\n")).collect();
+        fs::write(site.join("nova/virt/libvirt/blockinfo.py"), lines).unwrap();
+        fs::write(site.join("nova/virt/libvirt/__pycache__/blockinfo.cpython-313.pyc"), "stale").unwrap();
+        fs::write(site.join("nova/virt/libvirt/__pycache__/driver.cpython-313.pyc"), "kept").unwrap();
+        site
+    }
+
+    fn write_patch(dir: &Path, name: &str, text: &str) -> SeriesPatch {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        read_series(&[path]).unwrap().remove(0)
+    }
+
+    const GOOD: &str = "diff --git a/nova/virt/libvirt/blockinfo.py b/nova/virt/libvirt/blockinfo.py\n\
+        --- a/nova/virt/libvirt/blockinfo.py\n+++ b/nova/virt/libvirt/blockinfo.py\n\
+        @@ -2,3 +2,4 @@\n line 2\n+# isoharness was here\n line 3\n line 4\n\
+        diff --git a/releasenotes/notes/iso.yaml b/releasenotes/notes/iso.yaml\nnew file mode 100644\n\
+        --- /dev/null\n+++ b/releasenotes/notes/iso.yaml\n@@ -0,0 +1,2 @@\n+---\n+features: []\n\
+        diff --git a/doc/source/iso.rst b/doc/source/iso.rst\nnew file mode 100644\n\
+        --- /dev/null\n+++ b/doc/source/iso.rst\n@@ -0,0 +1 @@\n+ISO\n";
+
+    /// On top of GOOD: its first hunk applies, its second one's context is not in the file.
+    const BAD: &str = "diff --git a/nova/virt/libvirt/blockinfo.py b/nova/virt/libvirt/blockinfo.py\n\
+        --- a/nova/virt/libvirt/blockinfo.py\n+++ b/nova/virt/libvirt/blockinfo.py\n\
+        @@ -3,3 +3,3 @@\n # isoharness was here\n-line 3\n+line three\n line 4\n\
+        @@ -20,3 +20,4 @@ def get_disk_bus\n line 20\n+added\n line 2l\n line 22\n";
+
+    #[test]
+    fn a_series_is_checked_in_order_and_a_bad_patch_names_its_rejected_hunk() {
+        let scratch = Scratch::new("apply");
+        let site = site_in_a_repository(&scratch);
+        let good = write_patch(&scratch.0, "0001-good.patch", GOOD);
+        let bad = write_patch(&scratch.0, "0002-bad.patch", BAD);
+        let origin = NovaOrigin::Release("34.0.0".into());
+        let original = fs::read_to_string(site.join("nova/virt/libvirt/blockinfo.py")).unwrap();
+        let staging = scratch.0.join("staging");
+
+        // BAD's first hunk needs GOOD's line: alone it fails there, after GOOD at its second hunk.
+        let series = [good.clone(), bad.clone()];
+        let err = check_series(&site, &series, &staging, &origin).unwrap_err().to_string();
+        assert!(err.contains("nova patch ") && err.contains("0002-bad.patch does not apply"), "{err}");
+        assert!(err.contains("(the last 0001-good.patch)"), "{err}");
+        assert!(
+            err.contains(
+                "rejected: hunk #2 of nova/virt/libvirt/blockinfo.py at line 20 (@@ -20,3 +20,4 @@ def get_disk_bus)"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("error: patch failed: nova/virt/libvirt/blockinfo.py:20"), "{err}");
+        assert!(!staging.exists(), "the staging copy is removed");
+        assert_eq!(fs::read_to_string(site.join("nova/virt/libvirt/blockinfo.py")).unwrap(), original, "untouched");
+
+        let alone = check_series(&site, std::slice::from_ref(&bad), &staging, &origin).unwrap_err().to_string();
+        assert!(alone.contains("rejected: hunk #1 of nova/virt/libvirt/blockinfo.py at line 3"), "{alone}");
+
+        let notes = check_series(&site, std::slice::from_ref(&good), &staging, &origin).unwrap();
+        assert_eq!(
+            notes,
+            ["nova patch 0001-good.patch: leaving out doc/source/iso.rst, releasenotes/notes/iso.yaml (not in the \
+              installed package)"]
+        );
+        apply_series(&site, std::slice::from_ref(&good)).unwrap();
+        let patched = fs::read_to_string(site.join("nova/virt/libvirt/blockinfo.py")).unwrap();
+        assert_eq!(patched, original.replace("line 2\n", "line 2\n# isoharness was here\n"));
+        assert!(!site.join("releasenotes").exists() && !site.join("doc").exists());
+        let cache = site.join("nova/virt/libvirt/__pycache__");
+        assert!(!cache.join("blockinfo.cpython-313.pyc").exists(), "the patched module's stale bytecode is gone");
+        assert!(cache.join("driver.cpython-313.pyc").exists());
+    }
+}
