@@ -312,19 +312,30 @@ pub fn up_with(layout: &Dirs, compute: Compute, nova: &NovaRequest) -> anyhow::R
     let ports = Ports::from_base(PORT_BASE);
     let alive = alive_processes(layout);
     let options = nova::render_option_lines(&nova.options);
-    if alive.len() == compute.processes().len()
-        && running_compute(layout) == Some(compute)
-        && fs::read_to_string(layout.run().join("nova-options")).unwrap_or_default() == options
-        && nova::plan_for(layout, nova)? == nova::NovaPlan::Keep
-        && apis_answer(&ports)
-        && layout.clouds_yaml().is_file()
-    {
+    let fully_running = alive.len() == compute.processes().len() && apis_answer(&ports);
+    // What differs from the running cloud, if it runs: it is then taken down and brought up as asked.
+    let differs = if running_compute(layout) != Some(compute) {
+        Some("another compute driver")
+    } else if nova::plan_for(layout, nova)? != nova::NovaPlan::Keep {
+        Some("another Nova")
+    } else if fs::read_to_string(layout.run().join("nova-options")).unwrap_or_default() != options {
+        Some("other --nova-option settings")
+    } else if !layout.clouds_yaml().is_file() {
+        Some("no clouds.yaml")
+    } else {
+        None
+    };
+    if fully_running && differs.is_none() {
         say(started, format!("already running ({} processes), nothing to do", alive.len()));
         print_cloud_entry(layout)?;
         return Ok(layout.clouds_yaml());
     }
     if !alive.is_empty() {
-        say(started, format!("partly running ({}): taking it down first", alive.join(", ")));
+        let why = match differs {
+            Some(what) if fully_running => format!("running with {what}"),
+            _ => format!("partly running ({})", alive.join(", ")),
+        };
+        say(started, format!("{why}: taking it down first"));
         down(layout)?;
     }
     check_ports_free(&ports)?;

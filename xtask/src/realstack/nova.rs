@@ -449,7 +449,10 @@ pub fn ensure(layout: &Dirs, request: &NovaRequest, started: Instant) -> anyhow:
         return Err(e);
     }
     write_record(layout, &wanted)?;
-    say(started, format!("nova: applied {} patch(es) in {:.1} s", series.len(), applying.elapsed().as_secs_f64()));
+    say(
+        started,
+        format!("nova: checked and applied {} patch(es) in {:.2} s", series.len(), applying.elapsed().as_secs_f64()),
+    );
     Ok(())
 }
 
@@ -618,7 +621,7 @@ pub fn rejection(patch: &SeriesPatch, before: &[SeriesPatch], origin: &NovaOrigi
     let mut message = format!("nova patch {} does not apply to Nova {origin}", patch.path.display());
     if let Some(last) = before.last() {
         message.push_str(&format!(
-            " with the {} patch(es) before it (the last {})",
+            " on top of the {} patch(es) before it (the last: {})",
             before.len(),
             last.path.file_name().unwrap_or_default().to_string_lossy()
         ));
@@ -638,6 +641,7 @@ pub fn rejection(patch: &SeriesPatch, before: &[SeriesPatch], origin: &NovaOrigi
     for line in git_errors.lines() {
         message.push_str(&format!("\n  {line}"));
     }
+    message.push_str(&format!("\nNothing was applied: Nova is pristine {origin}."));
     message
 }
 
@@ -988,7 +992,8 @@ mod tests {
         let series = [good.clone(), bad.clone()];
         let err = check_series(&site, &series, &staging, &origin).unwrap_err().to_string();
         assert!(err.contains("nova patch ") && err.contains("0002-bad.patch does not apply"), "{err}");
-        assert!(err.contains("(the last 0001-good.patch)"), "{err}");
+        assert!(err.contains("on top of the 1 patch(es) before it (the last: 0001-good.patch)"), "{err}");
+        assert!(err.ends_with("Nothing was applied: Nova is pristine release 34.0.0."), "{err}");
         assert!(
             err.contains(
                 "rejected: hunk #2 of nova/virt/libvirt/blockinfo.py at line 20 (@@ -20,3 +20,4 @@ def get_disk_bus)"
