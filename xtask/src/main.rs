@@ -53,6 +53,7 @@ const USAGE: &str = "usage: cargo xtask <command>
   setup                              install what the tests need, nothing else
   ci                                 what CI runs: `cargo xtask test`, then fmt, clippy and doc checks
   realstack [--dir DIR] [--compute fake|libvirt] up|down|status
+            up also: [--nova-patch FILE|DIR...]... [--nova-source DIR] [--nova-option SECTION.KEY=VALUE]...
   bench [--realstack] [--quick] [--json FILE] [--only PART]...";
 
 fn main() -> ExitCode {

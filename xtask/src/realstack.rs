@@ -25,8 +25,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 mod libvirt;
+mod nova;
 
 pub use libvirt::{APT_PACKAGES as LIBVIRT_APT_PACKAGES, Unavailable as LibvirtUnavailable, uri as libvirt_uri};
+#[allow(unused_imports, reason = "for the patched round of `cargo xtask test`")]
+pub use nova::ISO_INSTALL_OPTIONS;
+pub use nova::{NovaOption, NovaRequest, expand_patch_args};
 
 /// The first of the ports the local real cloud uses; it takes [`PORT_BASE`]..=`PORT_BASE + 9` on 127.0.0.1.
 pub const PORT_BASE: u16 = 45300;
@@ -204,58 +208,134 @@ const PROCESSES: &[&str] = &[
     "nova-compute",
 ];
 
+/// The parsed arguments of `cargo xtask realstack`.
+#[derive(Debug, PartialEq, Eq)]
+struct RealstackArgs {
+    root: PathBuf,
+    compute: Compute,
+    action: String,
+    /// `--nova-patch` arguments as given (files or directories), expanded by [`expand_patch_args`].
+    patch_args: Vec<PathBuf>,
+    source: Option<PathBuf>,
+    options: Vec<NovaOption>,
+}
+
+impl RealstackArgs {
+    fn parse(args: &[String]) -> anyhow::Result<RealstackArgs> {
+        let mut root = default_root();
+        let mut action = None;
+        let mut compute = Compute::Fake;
+        let (mut patch_args, mut source, mut options) = (Vec::new(), None, Vec::new());
+        let is_action = |a: &str| matches!(a, "up" | "down" | "status");
+        let mut rest = args.iter().peekable();
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--dir" => root = PathBuf::from(rest.next().context("--dir needs a directory")?),
+                "--compute" => compute = Compute::parse(rest.next().context("--compute needs fake or libvirt")?)?,
+                // Every argument up to the next flag or action is a patch file or directory.
+                "--nova-patch" => {
+                    let before = patch_args.len();
+                    while let Some(next) = rest.next_if(|a| !a.starts_with('-') && !is_action(a)) {
+                        patch_args.push(PathBuf::from(next));
+                    }
+                    if patch_args.len() == before {
+                        bail!("--nova-patch needs a patch file or a directory of *.patch files");
+                    }
+                }
+                "--nova-source" => {
+                    if source.is_some() {
+                        bail!("--nova-source is given twice");
+                    }
+                    source = Some(PathBuf::from(rest.next().context("--nova-source needs a Nova source tree")?));
+                }
+                "--nova-option" => {
+                    options.push(NovaOption::parse(rest.next().context("--nova-option needs SECTION.KEY=VALUE")?)?)
+                }
+                a if is_action(a) && action.is_none() => action = Some(arg.clone()),
+                other => bail!("unknown argument `{other}`\n{USAGE}"),
+            }
+        }
+        let Some(action) = action else { bail!("{USAGE}") };
+        if action != "up" && (!patch_args.is_empty() || source.is_some() || !options.is_empty()) {
+            bail!("--nova-patch, --nova-source and --nova-option belong to `up`, not `{action}`");
+        }
+        Ok(RealstackArgs { root, compute, action, patch_args, source, options })
+    }
+}
+
 /// `cargo xtask realstack ARGS`.
 pub fn command(args: &[String]) -> anyhow::Result<()> {
-    let mut root = default_root();
-    let mut action = None;
-    let mut compute = Compute::Fake;
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match arg.as_str() {
-            "--dir" => root = PathBuf::from(rest.next().context("--dir needs a directory")?),
-            "--compute" => compute = Compute::parse(rest.next().context("--compute needs fake or libvirt")?)?,
-            "up" | "down" | "status" if action.is_none() => action = Some(arg.clone()),
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+    let args = RealstackArgs::parse(args)?;
+    let layout = Dirs::new(args.root);
+    match args.action.as_str() {
+        "up" => {
+            let request = NovaRequest {
+                patches: expand_patch_args(&args.patch_args)?,
+                source: args.source,
+                options: args.options,
+            };
+            up_with(&layout, args.compute, &request).map(drop)
         }
-    }
-    let layout = Dirs::new(root);
-    match action.as_deref() {
-        Some("up") => up(&layout, compute).map(drop),
-        Some("down") => down(&layout),
-        Some("status") => {
+        "down" => down(&layout),
+        _ => {
             if status(&layout)? {
                 Ok(())
             } else {
                 bail!("the local real cloud is not (fully) running")
             }
         }
-        _ => bail!("{USAGE}"),
     }
 }
 
-const USAGE: &str = "usage: cargo xtask realstack [--dir DIR] [--compute fake|libvirt] up|down|status";
+const USAGE: &str = "usage: cargo xtask realstack [--dir DIR] [--compute fake|libvirt] up|down|status
+  up also takes: [--nova-patch FILE|DIR...]... [--nova-source DIR] [--nova-option SECTION.KEY=VALUE]...";
 
 /// Prints a progress line with the time since `started`.
 fn say(started: Instant, message: impl AsRef<str>) {
     eprintln!("realstack [{:>5.1}s] {}", started.elapsed().as_secs_f64(), message.as_ref());
 }
 
-/// Brings the cloud up with `compute` behind Nova (or finds it so running) and returns the path of its clouds.yaml.
+/// Brings the cloud up with `compute` behind stock Nova (the pinned release, no patches, no extra options), or
+/// finds it so running, and returns the path of its clouds.yaml. A virtualenv whose Nova was patched is made
+/// pristine again first.
 pub fn up(layout: &Dirs, compute: Compute) -> anyhow::Result<PathBuf> {
+    up_with(layout, compute, &NovaRequest::stock())
+}
+
+/// Brings the cloud up with `compute` behind the Nova `nova` asks for (its source, its patches applied to the
+/// installed copy, its options in nova.conf), or finds it so running, and returns the path of its clouds.yaml.
+/// A cloud running with another Nova is taken down first. A patch that does not apply fails before anything
+/// starts, naming the patch and its rejected hunks, with Nova left pristine.
+pub fn up_with(layout: &Dirs, compute: Compute, nova: &NovaRequest) -> anyhow::Result<PathBuf> {
     let started = Instant::now();
+    nova.validate()?;
     let ports = Ports::from_base(PORT_BASE);
     let alive = alive_processes(layout);
-    if alive.len() == compute.processes().len()
-        && running_compute(layout) == Some(compute)
-        && apis_answer(&ports)
-        && layout.clouds_yaml().is_file()
-    {
+    let options = nova::render_option_lines(&nova.options);
+    let fully_running = alive.len() == compute.processes().len() && apis_answer(&ports);
+    // What differs from the running cloud, if it runs: it is then taken down and brought up as asked.
+    let differs = if running_compute(layout) != Some(compute) {
+        Some("another compute driver")
+    } else if nova::plan_for(layout, nova)? != nova::NovaPlan::Keep {
+        Some("another Nova")
+    } else if fs::read_to_string(layout.run().join("nova-options")).unwrap_or_default() != options {
+        Some("other --nova-option settings")
+    } else if !layout.clouds_yaml().is_file() {
+        Some("no clouds.yaml")
+    } else {
+        None
+    };
+    if fully_running && differs.is_none() {
         say(started, format!("already running ({} processes), nothing to do", alive.len()));
         print_cloud_entry(layout)?;
         return Ok(layout.clouds_yaml());
     }
     if !alive.is_empty() {
-        say(started, format!("partly running ({}): taking it down first", alive.join(", ")));
+        let why = match differs {
+            Some(what) if fully_running => format!("running with {what}"),
+            _ => format!("partly running ({})", alive.join(", ")),
+        };
+        say(started, format!("{why}: taking it down first"));
         down(layout)?;
     }
     check_ports_free(&ports)?;
@@ -264,6 +344,7 @@ pub fn up(layout: &Dirs, compute: Compute) -> anyhow::Result<PathBuf> {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     ensure_venv(layout, started)?;
+    nova::ensure(layout, nova, started)?;
     install_driver(layout)?;
     if compute == Compute::Libvirt {
         libvirt::prepare(layout, started)?;
@@ -279,9 +360,10 @@ pub fn up(layout: &Dirs, compute: Compute) -> anyhow::Result<PathBuf> {
     let _ = fs::remove_file(layout.clouds_yaml());
     let secrets = Secrets::generate()?;
     let values = template_values(layout, &ports, &secrets, compute);
-    render_configs(layout, &values)?;
+    render_configs(layout, &values, &nova.options)?;
     let _ = fs::remove_file(layout.setup_log());
     fs::write(layout.run().join("compute"), compute.name())?;
+    fs::write(layout.run().join("nova-options"), options)?;
 
     let result = start_all(layout, &ports, &secrets, compute, started);
     if let Err(e) = result {
@@ -443,7 +525,12 @@ pub fn render(template: &str, values: &BTreeMap<&str, String>, origin: &str) -> 
     Ok(out)
 }
 
-fn render_configs(layout: &Dirs, values: &BTreeMap<&'static str, String>) -> anyhow::Result<()> {
+/// Renders every configuration file from its template; `nova_options` are written into nova.conf.
+fn render_configs(
+    layout: &Dirs,
+    values: &BTreeMap<&'static str, String>,
+    nova_options: &[NovaOption],
+) -> anyhow::Result<()> {
     let templates = source_dir().join("templates");
     let read = |name: &str| {
         let path = templates.join(name);
@@ -463,7 +550,10 @@ fn render_configs(layout: &Dirs, values: &BTreeMap<&'static str, String>) -> any
             values.insert("service_user", user.to_string());
             values.insert("authtoken", render(&authtoken, &values, "authtoken.inc")?);
         }
-        let text = render(&read(name)?, &values, name)?;
+        let mut text = render(&read(name)?, &values, name)?;
+        if name == "nova.conf" {
+            text = nova::apply_options(&text, nova_options);
+        }
         let target = layout.etc().join(dir);
         fs::create_dir_all(&target)?;
         write_private(&target.join(name), &text)?;
@@ -533,19 +623,14 @@ fn ensure_venv(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
             .arg(&constraints),
     )?;
     fs::write(&stamp, wanted)?;
+    nova::record_fresh_release(layout)?;
     say(started, format!("pip install took {:.0} s", pip_started.elapsed().as_secs_f64()));
     Ok(())
 }
 
 /// Copies the compute driver into the virtualenv's `nova/virt/` package.
 fn install_driver(layout: &Dirs) -> anyhow::Result<()> {
-    let lib = layout.venv().join("lib");
-    let site = fs::read_dir(&lib)
-        .with_context(|| format!("cannot list {}", lib.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path().join("site-packages/nova/virt"))
-        .find(|p| p.is_dir())
-        .with_context(|| format!("no nova/virt package under {}", lib.display()))?;
+    let site = nova::site_packages(layout)?.join("nova/virt");
     fs::copy(source_dir().join("nova_virt_realstack.py"), site.join("realstack.py"))
         .context("cannot install the compute driver")?;
     Ok(())
@@ -1112,6 +1197,9 @@ pub fn status(layout: &Dirs) -> anyhow::Result<bool> {
         all &= answer != "no answer";
         println!("{name:<16} http://127.0.0.1:{port}/ {answer}");
     }
+    for line in nova::status_lines(layout) {
+        println!("{line}");
+    }
     println!("logs in {}", layout.logs().display());
     Ok(all)
 }
@@ -1180,6 +1268,62 @@ mod tests {
         let displays = libvirt::GUEST_DISPLAY_PORTS;
         assert!(all.iter().all(|p| !displays.contains(p)), "the guests' displays have ports of their own");
         assert!(*displays.start() > 5900 + 100, "away from VNC's usual 5900 and up");
+    }
+
+    fn parse(args: &[&str]) -> anyhow::Result<RealstackArgs> {
+        RealstackArgs::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn nova_flags_take_files_up_to_the_next_flag_or_action() {
+        let plain = parse(&["up"]).unwrap();
+        assert_eq!((plain.root, plain.compute, plain.action.as_str()), (default_root(), Compute::Fake, "up"));
+        assert!(plain.patch_args.is_empty() && plain.source.is_none() && plain.options.is_empty());
+
+        let args = parse(&[
+            "--dir",
+            "/tmp/rs",
+            "--compute",
+            "libvirt",
+            "--nova-patch",
+            "a.patch",
+            "series/",
+            "--nova-option",
+            "libvirt.iso_install_root_disk=True",
+            "--nova-patch",
+            "z.patch",
+            "up",
+            "--nova-source",
+            "/src/nova",
+            "--nova-option",
+            "libvirt.virtio_win_image=virtio-win",
+        ])
+        .unwrap();
+        assert_eq!(args.root, PathBuf::from("/tmp/rs"));
+        assert_eq!(args.compute, Compute::Libvirt);
+        assert_eq!(args.action, "up");
+        assert_eq!(args.patch_args, [PathBuf::from("a.patch"), "series/".into(), "z.patch".into()]);
+        assert_eq!(args.source, Some(PathBuf::from("/src/nova")));
+        let options: Vec<String> = args.options.iter().map(|o| o.to_string()).collect();
+        assert_eq!(options, ISO_INSTALL_OPTIONS);
+
+        let after_action = parse(&["up", "--nova-patch", "x.patch"]).unwrap();
+        assert_eq!(after_action.patch_args, [PathBuf::from("x.patch")]);
+
+        for (bad, says) in [
+            (&["--nova-patch", "up"][..], "--nova-patch needs a patch file"),
+            (&["--nova-patch", "--compute", "fake", "up"], "--nova-patch needs a patch file"),
+            (&["--nova-patch", "x.patch", "down"], "belong to `up`, not `down`"),
+            (&["--nova-option", "libvirt.x=1", "status"], "belong to `up`, not `status`"),
+            (&["--nova-source", "a", "--nova-source", "b", "up"], "given twice"),
+            (&["--nova-option", "libvirt=1", "up"], "expected SECTION.KEY=VALUE"),
+            (&["--nova-option"], "needs SECTION.KEY=VALUE"),
+            (&["--nova-patch", "x.patch"], "usage:"),
+            (&["up", "--frobnicate"], "unknown argument `--frobnicate`"),
+        ] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad:?}: {err}");
+        }
     }
 
     #[test]
