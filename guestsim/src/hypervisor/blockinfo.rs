@@ -311,7 +311,8 @@ pub struct DiskMapping {
     pub firmware: Firmware,
     pub secure_boot: bool,
     pub tpm: Option<Tpm>,
-    /// Devices in Nova's mapping order (which is the order of `<disk>` elements in the domain).
+    /// Devices in the order of the domain's `<disk>` elements: Nova's order, as libvirt keeps it
+    /// ([`libvirt_disk_order`]).
     pub disks: Vec<MappedDisk>,
 }
 
@@ -533,6 +534,7 @@ pub fn disk_mapping(req: &MappingRequest<'_>) -> Result<DiskMapping, BlockInfoEr
     }
 
     Ok(DiskMapping {
+        disks: libvirt_disk_order(disks),
         layout: req.layout,
         virt_type: virt,
         arch,
@@ -542,8 +544,32 @@ pub fn disk_mapping(req: &MappingRequest<'_>) -> Result<DiskMapping, BlockInfoEr
         firmware,
         secure_boot,
         tpm,
-        disks,
     })
+}
+
+/// The order libvirt keeps a domain's disks in, given them in Nova's order: each disk goes after the last disk
+/// already on its bus (before the first one whose target sorts after it), or last when it is the first of its bus
+/// (libvirt's `virDomainDiskInsert`). So disks group by bus: a patched ISO boot that Nova lists as `disk.newos`
+/// (vda), `disk` (hda), `disk.virtio` (hdb), `disk.eph0` (vdb) comes out as vda, vdb, hda, hdb.
+pub fn libvirt_disk_order(in_nova_order: Vec<MappedDisk>) -> Vec<MappedDisk> {
+    let mut domain: Vec<MappedDisk> = Vec::with_capacity(in_nova_order.len());
+    for disk in in_nova_order {
+        // Every name Nova gives has an index; a name without one sorts first, as libvirt's -1 does.
+        let index = device_index(&disk.dev);
+        let mut insert_at = None;
+        for (position, existing) in domain.iter().enumerate().rev() {
+            if existing.bus != disk.bus {
+                continue;
+            }
+            if device_index(&existing.dev) > index {
+                insert_at = Some(position);
+            } else if insert_at.is_none() {
+                insert_at = Some(position + 1);
+            }
+        }
+        domain.insert(insert_at.unwrap_or(domain.len()), disk);
+    }
+    domain
 }
 
 fn mapped(

@@ -74,7 +74,7 @@ fn stock_iso_boot_matches_nova() {
             ..case(
                 "stock",
                 "iso",
-                "disk:cdrom:ide:hda:1 disk.eph0:disk:virtio:vda disk.swap:disk:virtio:vdb disk.config:cdrom:ide:hdb",
+                "disk:cdrom:ide:hda:1 disk.config:cdrom:ide:hdb disk.eph0:disk:virtio:vda disk.swap:disk:virtio:vdb",
             )
         },
         Case {
@@ -120,7 +120,7 @@ fn patched_layouts_follow_the_article() {
             ..case(
                 "patched",
                 "iso",
-                "disk.newos:disk:virtio:vda:1 disk:cdrom:ide:hda:2 disk.virtio:cdrom:ide:hdb disk.eph0:disk:virtio:vdb disk.swap:disk:virtio:vdc disk.config:cdrom:ide:hdc",
+                "disk.newos:disk:virtio:vda:1 disk.eph0:disk:virtio:vdb disk.swap:disk:virtio:vdc disk:cdrom:ide:hda:2 disk.virtio:cdrom:ide:hdb disk.config:cdrom:ide:hdc",
             )
         },
         Case {
