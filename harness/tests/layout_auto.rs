@@ -122,9 +122,10 @@ impl Served {
             .env("XDG_CONFIG_HOME", home.join("config"))
             .env("OS_CLIENT_CONFIG_FILE", home.join("clouds.yaml"))
             .current_dir(root())
-            .args(args)
+            .arg(args[0])
             .arg("--ledger")
-            .arg(home.join("ledger.jsonl"));
+            .arg(home.join("ledger.jsonl"))
+            .args(&args[1..]);
         command
     }
 
@@ -218,7 +219,8 @@ async fn auto_needs_a_domain_xml_source_and_a_real_cloud() {
     let served = Served::start(Layout::Patched).await;
     let scenario = served.scenario();
     let out = served
-        .isoharness(&["build", "--os-cloud", "mockstack", "--layout", "auto", "--scenario"])
+        .isoharness(&["build", "--os-cloud", "mockstack", "--layout", "auto"])
+        .arg("--scenario")
         .arg(&scenario)
         .output()
         .await
@@ -233,7 +235,6 @@ async fn auto_needs_a_domain_xml_source_and_a_real_cloud() {
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(text(&out.stderr).contains("give --layout NAME"), "{}", show(&out));
     assert_eq!(served.leftovers(), Vec::<String>::new(), "nothing was created");
-    served.mock.shutdown().await.unwrap();
 
     // The embedded mockstack: its layout is chosen, there is nothing to recognise.
     let mut embedded = served.isoharness(&["build", "--layout", "auto", "--scenario", "scenarios/ubuntu-24.04.toml"]);
@@ -244,6 +245,7 @@ async fn auto_needs_a_domain_xml_source_and_a_real_cloud() {
     let out = embedded.env_remove("OS_CLIENT_CONFIG_FILE").output().await.unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(text(&out.stderr).contains("all three without one"), "{}", show(&out));
+    served.mock.shutdown().await.unwrap();
 }
 
 /// A libvirt domain no Nova layout gives an ISO boot: one virtio disk, no CD-ROM.
@@ -276,8 +278,8 @@ async fn an_unrecognised_domain_stops_the_run_with_the_findings_and_leaves_nothi
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "bad input: {}", show(&out));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("outcome: none: bad input: the layout of ih-"), "{stdout}");
-    assert!(stdout.contains("domain XML is not recognised"), "{stdout}");
+    assert!(stdout.contains("outcome: none: bad input: the layout of ih-"), "{}", show(&out));
+    assert!(stdout.contains("domain XML is not recognised"), "{}", show(&out));
     assert!(stdout.contains("warning[DX039]"), "check-xml's finding: {stdout}");
     assert!(stdout.contains("detected no known layout"), "{stdout}");
     assert!(!stdout.contains("snapshot "), "the build stopped before its install: {stdout}");

@@ -195,7 +195,7 @@ async fn run_share(
     // Concurrently: one after the other, the clouds' set-up was most of a matrix's fixed cost.
     let started = futures_util::future::try_join_all(share.iter().map(|(_, cloud)| async move {
         let first = cloud.members[0];
-        let embedded = Embedded::start(cloud.layout, &first.media.virtio_win_image).await?;
+        let embedded = Embedded::start_for(cloud.layout, first).await?;
         let driver = embedded.driver().await?;
         offer_driver_media(&driver, first, &media.embedded_media(first)?, cloud.layout.driver_media()).await?;
         anyhow::Ok((embedded, driver))
@@ -369,6 +369,23 @@ fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
     cell
 }
 
+/// One cell on a real cloud: its run id recorded, the scenario's own media, the build.
+async fn real_cell<D: Driver>(
+    driver: &D,
+    ledger: &Ledger,
+    scratch: &std::path::Path,
+    scenario: &Scenario,
+    plan: LayoutPlan,
+    run_ids: &std::sync::Mutex<Vec<String>>,
+) -> CellRun {
+    let dir = scratch.join(&scenario.name);
+    let run_id = String::from(crate::workflow::RunId::new());
+    run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
+    let media =
+        std::fs::create_dir_all(&dir).map_err(anyhow::Error::from).and_then(|()| media_for(scenario, false, &dir));
+    build_cell(driver, ledger, &dir, scenario, media, &run_id, plan).await
+}
+
 /// Why a matrix on a real cloud could not learn its layout (`--layout auto`); the cells it ran were cleaned up.
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutNotLearnt {
@@ -398,17 +415,6 @@ pub async fn run_real<D: Driver>(
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
     let scratch_path = scratch.path();
-    let run_one = |scenario: &'_ Scenario, plan: LayoutPlan| {
-        let dir = scratch_path.join(&scenario.name);
-        let run_id = String::from(crate::workflow::RunId::new());
-        run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
-        async move {
-            let media = std::fs::create_dir_all(&dir)
-                .map_err(anyhow::Error::from)
-                .and_then(|()| media_for(scenario, false, &dir));
-            build_cell(driver, ledger, &dir, scenario, media, &run_id, plan).await
-        }
-    };
     let mut runs: Vec<(&Scenario, CellRun)> = Vec::new();
     let used = match plan {
         LayoutPlan::Known(used) => used.clone(),
@@ -416,7 +422,7 @@ pub async fn run_real<D: Driver>(
         LayoutPlan::Recognise => {
             let mut used = None;
             for scenario in scenarios {
-                let run = run_one(scenario, LayoutPlan::Recognise).await;
+                let run = real_cell(driver, ledger, scratch_path, scenario, LayoutPlan::Recognise, run_ids).await;
                 let failed = run.report.steps.iter().find(|s| s.step == LAYOUT_STEP && s.status == StepStatus::Failed);
                 if let Some(step) = failed {
                     return Err(LayoutNotLearnt::Unrecognised {
@@ -441,8 +447,8 @@ pub async fn run_real<D: Driver>(
     let rest: Vec<&Scenario> = scenarios.iter().filter(|s| !runs.iter().any(|(r, _)| r.name == s.name)).collect();
     let more: Vec<(&Scenario, CellRun)> = futures_util::stream::iter(rest)
         .map(|scenario| {
-            let run = run_one(scenario, LayoutPlan::Known(used.clone()));
-            async move { (scenario, run.await) }
+            let plan = LayoutPlan::Known(used.clone());
+            async move { (scenario, real_cell(driver, ledger, scratch_path, scenario, plan, run_ids).await) }
         })
         .buffer_unordered(jobs.max(1))
         .collect()
