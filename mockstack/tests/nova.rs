@@ -1184,9 +1184,19 @@ async fn a_patched_host_faults_when_its_virtio_option_names_a_missing_image() {
 
     // The same name once the image exists (public, as the operator publishes it): attached as disk.virtio.
     let url = format!("{}/image/v2/images", cloud.mock.url());
-    let body = json!({"name": "virtio-win-missing", "disk_format": "iso", "container_format": "bare", "visibility": "public"});
-    let created: Value =
-        cloud.http.post(&url).header("x-auth-token", &admin.token).json(&body).send().await.unwrap().json().await.unwrap();
+    let body =
+        json!({"name": "virtio-win-missing", "disk_format": "iso", "container_format": "bare", "visibility": "public"});
+    let created: Value = cloud
+        .http
+        .post(&url)
+        .header("x-auth-token", &admin.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let virtio_id = created["id"].as_str().unwrap();
     let mut iso = Vec::new();
     guestsim::media::virtio_win::virtio_win_iso(&guestsim::media::virtio_win::VirtioWinSpec::current(), &mut iso)

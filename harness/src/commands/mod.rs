@@ -12,12 +12,12 @@ pub mod validate_image;
 
 use std::path::{Path, PathBuf};
 
+use guestsim::Layout;
 use harness::cloud::{CloudError, ConfigRequest};
 use harness::driver::DomainXmlSource;
 use harness::exit::ExitStatus;
 use harness::workflow::cleanup_live;
 use harness::workflow::ledger::{Ledger, Live};
-use guestsim::Layout;
 use harness::workflow::{Driver, LayoutPlan, LayoutSource, LayoutUsed, StoppedBy};
 
 /// The help of `--os-cloud` for the commands that run on an embedded mockstack when no cloud is named.

@@ -189,11 +189,7 @@ pub fn driver_floppy_image(state: &AppState) -> Option<String> {
 /// instance's project can see (the article's prerequisite: a VirtIO ISO every user can see). An option the layout
 /// uses that names no such image fails the build, as the patched Nova does: never a silent boot without drivers.
 /// An unset option (`None`) attaches nothing, and only an ISO boot (`iso`) looks for driver media.
-fn extra_media(
-    state: &AppState,
-    spec: &BuildSpec,
-    iso: bool,
-) -> Result<(Option<Image>, Option<Image>), BuildFailure> {
+fn extra_media(state: &AppState, spec: &BuildSpec, iso: bool) -> Result<(Option<Image>, Option<Image>), BuildFailure> {
     let attached = state.config().layout.driver_media();
     if !iso {
         return Ok((None, None));
