@@ -30,10 +30,28 @@ pub struct Embedded {
 impl Embedded {
     /// Starts mockstack on 127.0.0.1 with a manual clock: the harness's waits advance time.
     pub async fn start(layout: Layout, virtio_win_image: &str) -> anyhow::Result<Embedded> {
+        Embedded::start_with(layout, virtio_win_image, Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE)).await
+    }
+
+    /// An embedded mockstack for `scenario`'s builds: its VirtIO-win image, and the driver floppy option unset when
+    /// no floppy exists for the guest's architecture (an operator configures no floppy it does not have; a name
+    /// without an image would fault every ISO build on patched-floppy).
+    pub async fn start_for(layout: Layout, scenario: &Scenario) -> anyhow::Result<Embedded> {
+        let floppy = FloppyArch::for_guest(scenario.guest.arch).map(|_| guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE);
+        Embedded::start_with(layout, &scenario.media.virtio_win_image, floppy).await
+    }
+
+    /// Starts mockstack with its compute host's driver-media options (`None`: unset).
+    pub async fn start_with(
+        layout: Layout,
+        virtio_win_image: &str,
+        driver_floppy_image: Option<&str>,
+    ) -> anyhow::Result<Embedded> {
         let config = Config {
             clock: ClockMode::Manual { tick: std::time::Duration::from_millis(500) },
             layout,
             virtio_win_image: Some(virtio_win_image.to_string()),
+            driver_floppy_image: driver_floppy_image.map(String::from),
             // Room for every cell of a parallel matrix: each holds an install and a boot-test server.
             quota: mockstack::nova::quota::Quota { instances: 1000, cores: 4000, ram_mb: 16 << 20 },
             ..Config::default()
@@ -55,7 +73,7 @@ impl Embedded {
         let media = tokio::task::spawn_blocking(move || {
             MediaCache::new(&dir).embedded_media_attached(&for_media, layout.driver_media())
         });
-        let embedded = Embedded::start(layout, &scenario.media.virtio_win_image).await;
+        let embedded = Embedded::start_for(layout, scenario).await;
         let media = media.await.map_err(|_| anyhow::anyhow!("the media generation panicked"))??;
         Ok((embedded?, media))
     }

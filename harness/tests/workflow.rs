@@ -303,18 +303,23 @@ async fn a_killed_run_is_cleaned_up_by_the_cleanup_command() {
     let scenario_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/ubuntu-24.04.toml");
     // The real-cloud path needs the installer as a file: write it with `isoharness media`.
     let media_dir = dir.path().join("media");
-    let status = isoharness()
-        .args(["media", "--scenario"])
+    // And the VirtIO-win ISO: the patched host attaches it to every ISO boot, and faults the build without it.
+    let out = isoharness()
+        .args(["media", "--virtio-win", "full", "--scenario"])
         .arg(&scenario_file)
         .arg("--out")
         .arg(&media_dir)
-        .stdout(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    assert!(out.status.success());
+    let written = String::from_utf8_lossy(&out.stdout).into_owned();
+    let virtio = written.lines().find(|l| !l.ends_with("ubuntu-24.04.iso")).expect("the VirtIO-win ISO's path");
     let text = std::fs::read_to_string(&scenario_file).unwrap().replace(
         "[media]\n",
-        &format!("[media]\niso = {:?}\n", media_dir.join("ubuntu-24.04.iso").display().to_string()),
+        &format!(
+            "[media]\niso = {:?}\nvirtio_win_iso = {virtio:?}\n",
+            media_dir.join("ubuntu-24.04.iso").display().to_string()
+        ),
     );
     let scenario_copy = dir.path().join("ubuntu-24.04.toml");
     std::fs::write(&scenario_copy, text).unwrap();

@@ -24,9 +24,11 @@ pub struct Config {
     /// The libvirt driver behaviour the simulated compute host follows.
     pub layout: Layout,
     /// The Glance image (name or id) a patched Nova attaches as the VirtIO-driver CD-ROM,
-    /// like a `[libvirt] virtio_win_image` option would name it.
+    /// like a `[libvirt] virtio_win_image` option would name it. `None` is the option unset: no driver CD-ROM. An
+    /// ISO build on a patched host faults when it names no image the instance's project can see.
     pub virtio_win_image: Option<String>,
-    /// The Glance image (name or id) the `patched-floppy` layout attaches as the driver floppy.
+    /// The Glance image (name or id) the `patched-floppy` layout attaches as the driver floppy (`None`: no floppy;
+    /// a name that finds no image faults the build, like `virtio_win_image`).
     pub driver_floppy_image: Option<String>,
     /// Every project's compute quota (Nova's defaults: 10 instances, 20 cores, 50 GiB of RAM).
     pub quota: crate::nova::quota::Quota,

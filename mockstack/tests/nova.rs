@@ -18,9 +18,10 @@ struct Session {
 }
 
 impl Cloud {
-    /// A manual clock that moves only when a test advances it, so every transient state is seen.
+    /// A manual clock that moves only when a test advances it, so every transient state is seen; a patched host
+    /// with no driver media configured (`[libvirt] virtio_win_image` unset), as these tests' Linux guests need none.
     async fn start() -> Cloud {
-        Cloud::with_config(Config { clock: ClockMode::Manual { tick: Duration::ZERO }, ..Config::default() }).await
+        Cloud::with_config(Config { clock: ClockMode::Manual { tick: Duration::ZERO }, ..no_driver_media() }).await
     }
 
     fn advance(&self, seconds: u64) {
@@ -122,6 +123,12 @@ impl Cloud {
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, headers, value)
     }
+}
+
+/// The default configuration with the driver-media options unset: an ISO boot on the patched host gets no driver
+/// CD-ROM, rather than the fault an option naming a missing image gives.
+fn no_driver_media() -> Config {
+    Config { virtio_win_image: None, driver_floppy_image: None, ..Config::default() }
 }
 
 /// A Linux installer ISO as `isoharness media` writes them (a small guest descriptor inside).
@@ -943,7 +950,7 @@ struct LayoutCase {
 }
 
 async fn install_snapshot_and_boot(case: &LayoutCase) {
-    let config = Config { clock: ClockMode::Manual { tick: Duration::ZERO }, layout: case.layout, ..Config::default() };
+    let config = Config { clock: ClockMode::Manual { tick: Duration::ZERO }, layout: case.layout, ..no_driver_media() };
     let cloud = Cloud::with_config(config).await;
     let alice = cloud.login("alice", "alpha").await;
     let admin = cloud.login("admin", "admin").await;
@@ -1126,6 +1133,106 @@ async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+/// The patched Nova's `[libvirt] virtio_win_image`: an option naming an image the project cannot find fails the
+/// build with a fault that names it (never a silent boot without drivers); a present image is attached as
+/// `disk.virtio`; an unset option attaches nothing.
+#[tokio::test]
+async fn a_patched_host_faults_when_its_virtio_option_names_a_missing_image() {
+    let config = Config {
+        clock: ClockMode::Manual { tick: Duration::ZERO },
+        layout: guestsim::Layout::Patched,
+        virtio_win_image: Some("virtio-win-missing".into()),
+        ..Config::default()
+    };
+    let cloud = Cloud::with_config(config).await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
+    let boot = |name: &str| json!({"server": {"name": name, "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let options_url = format!("{}/mockstack/compute/options", cloud.mock.url());
+    let set_option = |value: Value| {
+        let request = cloud.http.put(&options_url).header("x-auth-token", &admin.token);
+        async move {
+            let r = request.json(&json!({"virtio_win_image": value})).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+    };
+    let build = |name: &'static str| {
+        let body = boot(name);
+        let (cloud, alice) = (&cloud, &alice);
+        async move {
+            let (status, _, created) = cloud.call(alice, Method::POST, "/servers", Some("2.37"), Some(body)).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{created}");
+            let id = created["server"]["id"].as_str().unwrap().to_string();
+            cloud.advance(5);
+            (id.clone(), cloud.server(alice, &id, "2.96").await)
+        }
+    };
+
+    let (missing, server) = build("missing").await;
+    assert_eq!(server["status"], "ERROR", "{server}");
+    assert_eq!(
+        server["fault"]["message"],
+        format!(
+            "Build of instance {missing} aborted: Image virtio-win-missing named by [libvirt] virtio_win_image was not \
+             found."
+        )
+    );
+    assert!(cloud.mock.state().nova().domain_xml(&missing).is_none(), "no domain was defined");
+
+    // The same name once the image exists (public, as the operator publishes it): attached as disk.virtio.
+    let url = format!("{}/image/v2/images", cloud.mock.url());
+    let body =
+        json!({"name": "virtio-win-missing", "disk_format": "iso", "container_format": "bare", "visibility": "public"});
+    let created: Value = cloud
+        .http
+        .post(&url)
+        .header("x-auth-token", &admin.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let virtio_id = created["id"].as_str().unwrap();
+    let mut iso = Vec::new();
+    guestsim::media::virtio_win::virtio_win_iso(&guestsim::media::virtio_win::VirtioWinSpec::current(), &mut iso)
+        .unwrap();
+    let r = cloud
+        .http
+        .put(format!("{url}/{virtio_id}/file"))
+        .header("x-auth-token", &admin.token)
+        .header("content-type", "application/octet-stream")
+        .body(iso)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (present, server) = build("present").await;
+    assert_eq!(server["status"], "ACTIVE", "{server}");
+    let xml = cloud.mock.state().nova().domain_xml(&present).unwrap();
+    assert!(xml.contains("disk.virtio"), "{xml}");
+    // Like `virsh dumpxml`, the mock's admin route takes the instance name as well as the uuid.
+    let instance = cloud.server(&admin, &present, "2.96").await["OS-EXT-SRV-ATTR:instance_name"].clone();
+    let r = cloud
+        .http
+        .get(format!("{}/mockstack/servers/{}/domain.xml", cloud.mock.url(), instance.as_str().unwrap()))
+        .header("x-auth-token", &admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), xml);
+
+    // Unset: no driver CD-ROM, and no fault.
+    set_option(Value::Null).await;
+    let (unset, server) = build("unset").await;
+    assert_eq!(server["status"], "ACTIVE", "{server}");
+    let xml = cloud.mock.state().nova().domain_xml(&unset).unwrap();
+    assert!(xml.contains("disk.newos") && !xml.contains("disk.virtio"), "{xml}");
 }
 
 /// Replaces what changes from run to run (ids, times, ports, host ids, passwords) with placeholders.

@@ -193,9 +193,15 @@ print("ok")
 }
 
 /// A mockstack whose clock runs 100 times faster than the wall clock, so `--wait` loops finish
-/// within the CLI's own 5 s poll.
+/// within the CLI's own 5 s poll. Its patched host has no driver media configured (the Linux guest needs none): an
+/// option naming an image nobody uploaded would fault the build.
 async fn start_fast() -> MockStack {
-    let config = Config { clock: mockstack::ClockMode::Scaled(100.0), ..Config::default() };
+    let config = Config {
+        clock: mockstack::ClockMode::Scaled(100.0),
+        virtio_win_image: None,
+        driver_floppy_image: None,
+        ..Config::default()
+    };
     MockStack::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap()
 }
 

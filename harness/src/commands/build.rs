@@ -13,9 +13,11 @@ use guestsim::OutcomeKind;
 use harness::exit::ExitStatus;
 use harness::scenario::Scenario;
 use harness::target::{Embedded, connect_real, media_for};
-use harness::workflow::{BuildOptions, BuildReport, Driver, RunId, StepReport, StoppedBy, run_build};
+use harness::workflow::{
+    BuildOptions, BuildReport, Driver, LayoutPlan, LayoutSource, LayoutUsed, RunId, StepReport, StoppedBy, run_build,
+};
 
-use super::{CloudArgs, DomainXmlArgs, Format};
+use super::{CloudArgs, CommandError, DomainXmlArgs, Format, LayoutChoice};
 
 /// The exit statuses `build` ends with: every one, as a command that runs against a cloud and cleans up.
 pub const STATUSES: &[ExitStatus] = &ExitStatus::ALL;
@@ -29,9 +31,12 @@ pub struct BuildArgs {
     /// The scenario file (e.g. scenarios/ubuntu-24.04.toml)
     #[arg(long, value_name = "FILE")]
     pub scenario: PathBuf,
-    /// The disk layout of the embedded mockstack's compute host (a real cloud's hosts have their own)
-    #[arg(long, value_enum, default_value_t = Layout::Patched)]
-    pub layout: Layout,
+    /// The layout of the compute host. On the embedded mockstack, the one it implements (default: patched; not auto).
+    /// On a real cloud, the one its hosts implement, or auto (the default with --domain-xml-command or
+    /// --domain-xml-file): recognised from the install server's domain XML; an unrecognised one stops the build
+    /// (exit 2)
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub layout: Option<LayoutChoice>,
     /// Keep the final image when the build succeeds (everything else the run created is always deleted)
     #[arg(long)]
     pub keep: bool,
@@ -88,6 +93,7 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitStatus> {
     };
     let embedded;
     let (driver, media, place) = if real {
+        options.layout = super::real_layout(args.layout, args.domain_xml.given()).map_err(CommandError::usage)?;
         let media = media_for(&scenario, false, scratch.path())?;
         let driver = connect_real(&args.cloud.config_request(), args.domain_xml.source())
             .await?
@@ -95,11 +101,13 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitStatus> {
         let place = driver.describe();
         (driver, media, place)
     } else {
+        let layout = embedded_layout(args.layout).map_err(CommandError::usage)?;
+        options.layout = LayoutPlan::Known(LayoutUsed { layout, source: LayoutSource::Embedded });
         options.poll_min = Duration::from_secs(5);
         options.poll_max = Duration::from_secs(60);
         let media;
-        (embedded, media) = Embedded::start_with_media(&scenario, args.layout, scratch.path()).await?;
-        (embedded.driver().await?, media, format!("an embedded mockstack ({} layout)", args.layout))
+        (embedded, media) = Embedded::start_with_media(&scenario, layout, scratch.path()).await?;
+        (embedded.driver().await?, media, format!("an embedded mockstack ({layout} layout)"))
     };
     if live {
         eprintln!("isoharness build {} on {place}, run {run_id}", scenario.name);
@@ -133,6 +141,21 @@ pub async fn run(args: BuildArgs) -> anyhow::Result<ExitStatus> {
     }
     let left = super::left_behind(&ledger, &report.cloud, |run| run == run_id.as_str())?;
     Ok(super::unless_left_behind(&left, &ledger, status))
+}
+
+/// The layout the embedded mockstack implements: the one `--layout` names, patched by default; `auto` has nothing
+/// to recognise there.
+fn embedded_layout(given: Option<LayoutChoice>) -> Result<Layout, String> {
+    match given {
+        None => Ok(Layout::Patched),
+        Some(choice) => choice.layout().ok_or_else(|| {
+            format!(
+                "{}: the build's --layout picks the layout the embedded mockstack implements (stock, patched or \
+                 patched-floppy; default patched)",
+                super::AUTO_ON_EMBEDDED
+            )
+        }),
+    }
 }
 
 /// A build's exit status: success only for `image-ok`; another outcome is a finding; a run without an outcome
@@ -169,6 +192,9 @@ fn render_human(report: &BuildReport, place: &str, clock: CloudClock, steps: boo
             out.push_str(&step_line(step, clock));
             out.push('\n');
         }
+    }
+    if let Some(used) = &report.layout {
+        out.push_str(&format!("layout: {used}\n"));
     }
     if let Some(url) = &report.console_url {
         out.push_str(&format!("console: {url}\n"));
@@ -220,6 +246,32 @@ mod tests {
             step_line(&step, CloudClock::Virtual)
         );
         assert!(!step_line(&step, CloudClock::Real).contains("virtual"));
+    }
+
+    #[test]
+    fn the_embedded_mockstack_takes_a_layout_name_and_refuses_auto() {
+        assert_eq!(embedded_layout(None), Ok(Layout::Patched));
+        assert_eq!(embedded_layout(Some(LayoutChoice::Stock)), Ok(Layout::Stock));
+        let error = embedded_layout(Some(LayoutChoice::Auto)).unwrap_err();
+        assert!(error.starts_with("--layout auto recognises a real cloud's layout"), "{error}");
+        assert!(error.contains("picks the layout the embedded mockstack implements"), "{error}");
+    }
+
+    #[test]
+    fn the_report_says_which_layout_was_used_and_where_it_came_from() {
+        let recognised = LayoutUsed {
+            layout: Layout::Patched,
+            source: LayoutSource::Recognised { server: "ih-1-ubuntu-install".into() },
+        };
+        let report = BuildReport { layout: Some(recognised), ..BuildReport::default() };
+        let times = Times { wall: 1.0, cloud: 1.0 };
+        let text = render_human(&report, "a cloud", CloudClock::Real, false, times);
+        assert!(text.contains("layout: patched (recognised from ih-1-ubuntu-install's domain XML)\n"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json["layout"],
+            serde_json::json!({"layout": "patched", "source": "recognised", "server": "ih-1-ubuntu-install"})
+        );
     }
 
     #[test]

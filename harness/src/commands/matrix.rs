@@ -12,7 +12,8 @@ use harness::scenario::Scenario;
 use harness::target::connect_real;
 use harness::workflow::Driver;
 
-use super::{CloudArgs, CommandError, DomainXmlArgs};
+use super::{CloudArgs, CommandError, DomainXmlArgs, LayoutChoice};
+use harness::workflow::LayoutPlan;
 
 /// The exit statuses `matrix` ends with: every one, as a command that runs against a cloud and cleans up.
 pub const STATUSES: &[ExitStatus] = &ExitStatus::ALL;
@@ -23,10 +24,12 @@ pub struct MatrixArgs {
     pub cloud: CloudArgs,
     #[command(flatten)]
     pub domain_xml: DomainXmlArgs,
-    /// A layout to run (repeatable; default: all three on the embedded mockstack; on a real cloud give exactly one,
-    /// the one its compute hosts implement)
+    /// A layout to run (repeatable; default: all three on the embedded mockstack, where auto means nothing). On a
+    /// real cloud, one: the layout its compute hosts implement, or auto (the default with --domain-xml-command or
+    /// --domain-xml-file), recognised from the first install server's domain XML before the other cells run; an
+    /// unrecognised one stops the matrix (exit 2)
     #[arg(long = "layout", value_enum, value_name = "LAYOUT")]
-    pub layouts: Vec<Layout>,
+    pub layouts: Vec<LayoutChoice>,
     /// The directory of scenario files (*.toml), relative to the working directory
     #[arg(long, value_name = "DIR", default_value = "scenarios")]
     pub scenarios: PathBuf,
@@ -53,17 +56,13 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
     let scenarios = filter(scenarios, args.filter.as_deref())?;
     let mut status = ExitStatus::Ok;
     let report = if args.cloud.names_real_cloud() {
-        let [layout] = args.layouts[..] else {
-            return Err(CommandError::usage(
-                "on a real cloud, give exactly one --layout: the one its compute hosts implement",
-            ));
-        };
+        let plan = real_plan(&args.layouts, args.domain_xml.given()).map_err(CommandError::usage)?;
         let ledger = super::open_ledger(&args.ledger)?;
         let driver = connect_real(&args.cloud.config_request(), args.domain_xml.source()).await?;
         let jobs = args.jobs.min(4);
         let run_ids = std::sync::Mutex::new(Vec::new());
-        let report = tokio::select! {
-            r = run::run_real(&driver, &ledger, &scenarios, layout, jobs, &run_ids) => r?,
+        let result = tokio::select! {
+            r = run::run_real(&driver, &ledger, &scenarios, &plan, jobs, &run_ids) => r,
             _ = tokio::signal::ctrl_c() => {
                 let runs = run_ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 return Ok(super::cleanup_after_interrupt(&driver, &ledger, &runs).await);
@@ -72,10 +71,19 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
         let _ = driver.cloud().revoke_token().await;
         let runs = run_ids.into_inner().unwrap_or_else(|p| p.into_inner());
         let left = super::left_behind(&ledger, &driver.describe(), |run| runs.iter().any(|r| r == run))?;
-        status = super::unless_left_behind(&left, &ledger, status);
-        report
+        match result {
+            Ok(report) => {
+                status = super::unless_left_behind(&left, &ledger, status);
+                report
+            }
+            // The layout could not be learnt (`auto`): bad input, once what the first cells created is gone.
+            Err(error) => {
+                eprintln!("error: {error:#}");
+                return Ok(super::unless_left_behind(&left, &ledger, ExitStatus::Usage));
+            }
+        }
     } else {
-        let layouts = if args.layouts.is_empty() { Layout::ALL.to_vec() } else { args.layouts.clone() };
+        let layouts = embedded_layouts(&args.layouts).map_err(CommandError::usage)?;
         run::run_embedded(&scenarios, &layouts, args.jobs).await?
     };
     let text = report.render(args.format);
@@ -88,6 +96,38 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
     }
     let findings = if report.passed() { ExitStatus::Ok } else { ExitStatus::Findings };
     Ok(status.max(findings))
+}
+
+/// The layout of a matrix on a real cloud: one `--layout` (a name, or `auto`: recognised from the first install
+/// server's domain XML, the default with a domain XML source).
+fn real_plan(given: &[LayoutChoice], domain_xml_source: bool) -> Result<LayoutPlan, String> {
+    let plan = match given {
+        [] => super::real_layout(None, domain_xml_source)?,
+        [one] => super::real_layout(Some(*one), domain_xml_source)?,
+        _ => return Err("on a real cloud, give one --layout: the one its compute hosts implement, or auto".into()),
+    };
+    if plan == LayoutPlan::Unknown {
+        return Err("on a real cloud, give --layout NAME (stock, patched or patched-floppy: the layout its compute \
+                    hosts implement), or a domain XML source (--domain-xml-command CMD or --domain-xml-file FILE) to \
+                    recognise it from the first install server (--layout auto)"
+            .into());
+    }
+    Ok(plan)
+}
+
+/// The layouts of a matrix on the embedded mockstack: those `--layout` names, all three by default; `auto` has
+/// nothing to recognise there.
+fn embedded_layouts(given: &[LayoutChoice]) -> Result<Vec<Layout>, String> {
+    if given.is_empty() {
+        return Ok(Layout::ALL.to_vec());
+    }
+    given.iter().map(|choice| choice.layout()).collect::<Option<Vec<Layout>>>().ok_or_else(|| {
+        format!(
+            "{}: the embedded matrix runs the layouts --layout names (stock, patched, patched-floppy), all three \
+             without one",
+            super::AUTO_ON_EMBEDDED
+        )
+    })
 }
 
 /// The scenarios of `dir`, or an error that says where it looked and how to look elsewhere.
@@ -116,4 +156,32 @@ fn filter(scenarios: Vec<Scenario>, pattern: Option<&str>) -> anyhow::Result<Vec
         return Err(CommandError::usage(format!("--filter `{pattern}` matches no scenario")));
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness::workflow::{LayoutSource, LayoutUsed};
+
+    #[test]
+    fn a_real_cloud_matrix_takes_one_layout_or_recognises_it_from_a_domain_xml_source() {
+        assert_eq!(real_plan(&[], true), Ok(LayoutPlan::Recognise));
+        assert_eq!(real_plan(&[LayoutChoice::Auto], true), Ok(LayoutPlan::Recognise));
+        let patched = LayoutPlan::Known(LayoutUsed { layout: Layout::Patched, source: LayoutSource::Given });
+        assert_eq!(real_plan(&[LayoutChoice::Patched], false), Ok(patched));
+        let none = real_plan(&[], false).unwrap_err();
+        assert!(none.contains("give --layout NAME") && none.contains("--domain-xml-command"), "{none}");
+        let auto = real_plan(&[LayoutChoice::Auto], false).unwrap_err();
+        assert!(auto.contains("no domain XML source"), "{auto}");
+        let two = real_plan(&[LayoutChoice::Stock, LayoutChoice::Patched], true).unwrap_err();
+        assert!(two.contains("give one --layout"), "{two}");
+    }
+
+    #[test]
+    fn the_embedded_matrix_runs_the_named_layouts_or_all_and_refuses_auto() {
+        assert_eq!(embedded_layouts(&[]), Ok(Layout::ALL.to_vec()));
+        assert_eq!(embedded_layouts(&[LayoutChoice::Stock]), Ok(vec![Layout::Stock]));
+        let error = embedded_layouts(&[LayoutChoice::Patched, LayoutChoice::Auto]).unwrap_err();
+        assert!(error.starts_with("--layout auto recognises a real cloud's layout"), "{error}");
+    }
 }

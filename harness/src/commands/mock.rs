@@ -44,10 +44,13 @@ pub struct MockArgs {
     /// The largest image upload accepted, in bytes (Glance's image_size_cap; larger uploads get 413)
     #[arg(long, value_name = "BYTES")]
     pub image_size_cap: Option<u64>,
-    /// The Glance image (name or id) a patched compute host attaches as the VirtIO-driver CD-ROM
+    /// The Glance image (name or id) a patched compute host attaches as the VirtIO-driver CD-ROM to an ISO boot; a
+    /// build faults when no such image exists, as the patched Nova's `[libvirt] virtio_win_image`; '' unsets it (no
+    /// driver CD-ROM)
     #[arg(long, value_name = "NAME", default_value = guestsim::DEFAULT_VIRTIO_WIN_IMAGE)]
     pub virtio_win_image: String,
-    /// The Glance image (name or id) the patched-floppy layout attaches as the driver floppy
+    /// The Glance image (name or id) the patched-floppy layout attaches as the driver floppy (a build faults when
+    /// it does not exist); '' unsets it (no floppy)
     #[arg(long, value_name = "NAME", default_value = guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE)]
     pub driver_floppy_image: String,
 }
@@ -65,8 +68,8 @@ impl MockArgs {
             clock: self.clock,
             state_dir: self.state_dir.clone(),
             layout: self.layout,
-            virtio_win_image: Some(self.virtio_win_image.clone()),
-            driver_floppy_image: Some(self.driver_floppy_image.clone()),
+            virtio_win_image: unless_empty(&self.virtio_win_image),
+            driver_floppy_image: unless_empty(&self.driver_floppy_image),
             ..Config::default()
         };
         if let Some(cap) = self.image_size_cap {
@@ -74,6 +77,11 @@ impl MockArgs {
         }
         Ok(config)
     }
+}
+
+/// An option's value, or unset for `''` (as an empty `[libvirt]` option of the patched Nova).
+fn unless_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
 }
 
 pub async fn run(args: MockArgs) -> anyhow::Result<ExitStatus> {

@@ -12,12 +12,13 @@ pub mod validate_image;
 
 use std::path::{Path, PathBuf};
 
+use guestsim::Layout;
 use harness::cloud::{CloudError, ConfigRequest};
 use harness::driver::DomainXmlSource;
 use harness::exit::ExitStatus;
 use harness::workflow::cleanup_live;
 use harness::workflow::ledger::{Ledger, Live};
-use harness::workflow::{Driver, StoppedBy};
+use harness::workflow::{Driver, LayoutPlan, LayoutSource, LayoutUsed, StoppedBy};
 
 /// The help of `--os-cloud` for the commands that run on an embedded mockstack when no cloud is named.
 pub const EMBEDDED_CLOUD_HELP: &str = "The cloud's entry in clouds.yaml. Without it, and without OS_AUTH_URL, the \
@@ -67,6 +68,57 @@ impl DomainXmlArgs {
             (None, Some(file)) => DomainXmlSource::File(file.clone()),
             (None, None) => DomainXmlSource::None,
         }
+    }
+}
+
+impl DomainXmlArgs {
+    /// Whether a domain XML source is given.
+    pub fn given(&self) -> bool {
+        self.domain_xml_command.is_some() || self.domain_xml_file.is_some()
+    }
+}
+
+/// `--layout` of `build` and `matrix`: the layout the compute hosts implement, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LayoutChoice {
+    /// A real cloud: recognise the layout from the first install server's domain XML (as check-xml --layout auto)
+    Auto,
+    /// Upstream Nova: the ISO is the root CD-ROM (what a snapshot then copies)
+    Stock,
+    /// The article's layout: a blank virtio root disk first, the OS and VirtIO ISOs as CD-ROMs
+    Patched,
+    /// Patched, plus a read-only driver floppy
+    PatchedFloppy,
+}
+
+impl LayoutChoice {
+    /// The built-in layout it names; `None` for `auto`.
+    pub fn layout(self) -> Option<Layout> {
+        match self {
+            LayoutChoice::Auto => None,
+            LayoutChoice::Stock => Some(Layout::Stock),
+            LayoutChoice::Patched => Some(Layout::Patched),
+            LayoutChoice::PatchedFloppy => Some(Layout::PatchedFloppy),
+        }
+    }
+}
+
+/// The usage error of `--layout auto` on the embedded mockstack, whose layout is chosen, not recognised.
+pub const AUTO_ON_EMBEDDED: &str = "--layout auto recognises a real cloud's layout from an install server's domain \
+     XML; the embedded mockstack has nothing to recognise";
+
+/// What `--layout` means on a real cloud: `auto` (the default when a domain XML source is given) recognises the
+/// layout from the first install server's domain XML and needs that source; a name is taken as given; neither leaves
+/// it unknown.
+pub fn real_layout(given: Option<LayoutChoice>, domain_xml_source: bool) -> Result<LayoutPlan, String> {
+    match given.map(|choice| (choice, choice.layout())) {
+        Some((_, Some(layout))) => Ok(LayoutPlan::Known(LayoutUsed { layout, source: LayoutSource::Given })),
+        Some((_, None)) | None if domain_xml_source => Ok(LayoutPlan::Recognise),
+        Some((_, None)) => Err("--layout auto recognises the layout from the first install server's domain XML, and \
+                                no domain XML source is given: give --domain-xml-command CMD or --domain-xml-file \
+                                FILE, or --layout NAME (stock, patched or patched-floppy)"
+            .into()),
+        None => Ok(LayoutPlan::Unknown),
     }
 }
 
@@ -184,6 +236,18 @@ pub fn seconds(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn on_a_real_cloud_auto_is_the_default_with_a_domain_xml_source_and_needs_one() {
+        let given = |layout| LayoutPlan::Known(LayoutUsed { layout, source: LayoutSource::Given });
+        assert_eq!(real_layout(None, true), Ok(LayoutPlan::Recognise));
+        assert_eq!(real_layout(Some(LayoutChoice::Auto), true), Ok(LayoutPlan::Recognise));
+        assert_eq!(real_layout(Some(LayoutChoice::Stock), true), Ok(given(Layout::Stock)));
+        assert_eq!(real_layout(Some(LayoutChoice::PatchedFloppy), false), Ok(given(Layout::PatchedFloppy)));
+        assert_eq!(real_layout(None, false), Ok(LayoutPlan::Unknown));
+        let error = real_layout(Some(LayoutChoice::Auto), false).unwrap_err();
+        assert!(error.contains("no domain XML source") && error.contains("--layout NAME"), "{error}");
+    }
 
     #[test]
     fn errors_are_classified_by_type_not_by_text() {

@@ -66,6 +66,31 @@ pub fn parse_bytes(bytes: &[u8]) -> Result<LibvirtDomain, ParseError> {
     }
 }
 
+/// Why a domain's layout was not recognised: check-xml's report of it as `auto` (its findings say why, DX039 among
+/// them), or why it could not be read as a domain at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutUnrecognised {
+    Checked(Report),
+    Unreadable(ParseError),
+}
+
+impl LayoutUnrecognised {
+    /// check-xml's human rendering of why, with `file` naming the domain XML.
+    pub fn render_human(&self, file: &str) -> String {
+        match self {
+            LayoutUnrecognised::Checked(report) => report.render_human(file),
+            LayoutUnrecognised::Unreadable(e) => format!("{file}:{e}\n"),
+        }
+    }
+}
+
+/// The built-in layout a domain implements, recognised as `check-xml --layout auto` recognises it (the same
+/// [`check`] with [`Expectation::Auto`]).
+pub fn recognise_layout(xml: &str) -> Result<guestsim::Layout, LayoutUnrecognised> {
+    let report = check_xml(xml, &Expectation::Auto).map_err(LayoutUnrecognised::Unreadable)?;
+    report.layout_detected.ok_or(LayoutUnrecognised::Checked(report))
+}
+
 /// Parses and checks in one step.
 pub fn check_xml(xml: &str, expect: &Expectation) -> Result<Report, ParseError> {
     Ok(check(&parse(xml)?, expect))

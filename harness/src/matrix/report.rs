@@ -70,6 +70,9 @@ pub struct MatrixReport {
     /// `mockstack` or the cloud's name.
     pub cloud: String,
     pub layouts: Vec<Layout>,
+    /// On a real cloud: the one layout, and whether it was given or recognised (`--layout auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layout_used: Option<crate::workflow::LayoutUsed>,
     pub cells: Vec<Cell>,
     pub wall_seconds: f64,
 }
@@ -158,6 +161,9 @@ impl MatrixReport {
         for cell in self.cells.iter().filter(|c| !c.passed()) {
             let _ =
                 writeln!(out, "MISMATCH {} on {}: {}", cell.scenario, cell.layout, cell.problem().unwrap_or_default());
+        }
+        if let Some(used) = &self.layout_used {
+            let _ = writeln!(out, "layout: {used}");
         }
         out.push_str(&self.summary());
         out.push('\n');
@@ -291,6 +297,7 @@ mod tests {
         MatrixReport {
             cloud: "mockstack".into(),
             layouts: vec![Layout::Stock, Layout::Patched],
+            layout_used: None,
             cells: vec![
                 cell("rhel", Layout::Stock, OutcomeKind::IsoCopy, Some(OutcomeKind::IsoCopy)),
                 cell("rhel", Layout::Patched, OutcomeKind::ImageOk, Some(OutcomeKind::ImageOk)),
@@ -323,6 +330,7 @@ mod tests {
         let r = MatrixReport {
             cloud: "mockstack".into(),
             layouts: vec![Layout::Patched],
+            layout_used: None,
             cells: vec![c],
             wall_seconds: 0.1,
         };

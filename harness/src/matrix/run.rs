@@ -21,7 +21,9 @@ use crate::scenario::{Scenario, VirtioWinBuild};
 use crate::target::{Embedded, MediaCache, media_for};
 use crate::workflow::MediaFiles;
 use crate::workflow::ledger::Ledger;
-use crate::workflow::{BuildOptions, Driver, DriverMedia, ImageRequest, run_build};
+use crate::workflow::{
+    BuildOptions, BuildReport, Driver, DriverMedia, ImageRequest, LAYOUT_STEP, LayoutPlan, StepStatus, run_build,
+};
 
 /// The outcome the installer rules derive for a scenario on a layout, with the reason: the
 /// same rules the simulated compute host follows ([`guestsim::hypervisor::installer`]), fed
@@ -176,6 +178,7 @@ pub async fn run_embedded(scenarios: &[Scenario], layouts: &[Layout], jobs: usiz
     Ok(MatrixReport {
         cloud: "embedded mockstack".into(),
         layouts: layouts.to_vec(),
+        layout_used: None,
         cells,
         wall_seconds: started.elapsed().as_secs_f64(),
     })
@@ -192,7 +195,7 @@ async fn run_share(
     // Concurrently: one after the other, the clouds' set-up was most of a matrix's fixed cost.
     let started = futures_util::future::try_join_all(share.iter().map(|(_, cloud)| async move {
         let first = cloud.members[0];
-        let embedded = Embedded::start(cloud.layout, &first.media.virtio_win_image).await?;
+        let embedded = Embedded::start_for(cloud.layout, first).await?;
         let driver = embedded.driver().await?;
         offer_driver_media(&driver, first, &media.embedded_media(first)?, cloud.layout.driver_media()).await?;
         anyhow::Ok((embedded, driver))
@@ -280,7 +283,58 @@ pub async fn run_cell_with_media<D: Driver>(
     media: anyhow::Result<MediaFiles>,
     run_id: &str,
 ) -> Cell {
+    let run = build_cell(driver, ledger, dir, scenario, media, run_id, LayoutPlan::Unknown).await;
+    cell_of(scenario, layout, run)
+}
+
+/// A cell's build, before the layout its expectation derives from is known (`--layout auto` learns it from a
+/// build).
+struct CellRun {
+    report: BuildReport,
+    wall: Instant,
+    virtual_seconds: f64,
+}
+
+/// Runs a cell's build; a run that could not start keeps its reason in the report.
+async fn build_cell<D: Driver>(
+    driver: &D,
+    ledger: &Ledger,
+    dir: &std::path::Path,
+    scenario: &Scenario,
+    media: anyhow::Result<MediaFiles>,
+    run_id: &str,
+    layout: LayoutPlan,
+) -> CellRun {
     let wall = Instant::now();
+    let mut run = CellRun { report: BuildReport::default(), wall, virtual_seconds: 0.0 };
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        run.report.reason = format!("cannot create {}: {e}", dir.display());
+        return run;
+    }
+    let media = match media {
+        Ok(m) => m,
+        Err(e) => {
+            run.report.reason = format!("{e:#}");
+            return run;
+        }
+    };
+    let options = BuildOptions {
+        poll_min: std::time::Duration::from_secs(5),
+        poll_max: std::time::Duration::from_secs(120),
+        layout,
+        ..BuildOptions::new(run_id, dir)
+    };
+    let started = driver.elapsed();
+    run.report = run_build(driver, ledger, scenario, &media, &options).await;
+    run.virtual_seconds = driver.elapsed().saturating_sub(started).as_secs_f64();
+    let _ = std::fs::remove_dir_all(dir);
+    run
+}
+
+/// The cell of a build on `layout`: the expectation the rules derive for that layout, what the build observed, and
+/// the check of its domain XML as that layout.
+fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
+    let report = run.report;
     let mut cell = Cell {
         scenario: scenario.name.clone(),
         guest: scenario.guest.name.clone(),
@@ -288,37 +342,15 @@ pub async fn run_cell_with_media<D: Driver>(
         layout,
         expected: expected(scenario, layout),
         pinned: scenario.expect.get(&layout).copied(),
-        observed: None,
-        reason: String::new(),
-        evidence: Vec::new(),
+        observed: report.outcome,
+        reason: report.reason,
+        evidence: report.evidence,
         xml_findings: Vec::new(),
         wall_seconds: 0.0,
-        virtual_seconds: 0.0,
+        virtual_seconds: run.virtual_seconds,
         api_calls: 0,
         domain_xml: None,
     };
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        cell.reason = format!("cannot create {}: {e}", dir.display());
-        return cell;
-    }
-    let media = match media {
-        Ok(m) => m,
-        Err(e) => {
-            cell.reason = format!("{e:#}");
-            return cell;
-        }
-    };
-    let options = BuildOptions {
-        poll_min: std::time::Duration::from_secs(5),
-        poll_max: std::time::Duration::from_secs(120),
-        ..BuildOptions::new(run_id, dir)
-    };
-    let started = driver.elapsed();
-    let report = run_build(driver, ledger, scenario, &media, &options).await;
-    cell.virtual_seconds = driver.elapsed().saturating_sub(started).as_secs_f64();
-    cell.observed = report.outcome;
-    cell.reason = report.reason.clone();
-    cell.evidence = report.evidence.clone();
     if let Some(xml) = &report.domain_xml {
         match domxml::check_xml(xml, &domxml::Expectation::Builtin(layout)) {
             Ok(r) => {
@@ -333,39 +365,101 @@ pub async fn run_cell_with_media<D: Driver>(
         }
     }
     cell.domain_xml = report.domain_xml;
-    let _ = std::fs::remove_dir_all(dir);
-    cell.wall_seconds = wall.elapsed().as_secs_f64();
+    cell.wall_seconds = run.wall.elapsed().as_secs_f64();
     cell
 }
 
-/// Runs every scenario on a real cloud whose libvirt driver behaves as `layout`, `jobs` at a
-/// time. `run_ids` receives each cell's run id before it starts, so that an interrupted matrix
-/// cleans up exactly its own resources.
+/// One cell on a real cloud: its run id recorded, the scenario's own media, the build.
+async fn real_cell<D: Driver>(
+    driver: &D,
+    ledger: &Ledger,
+    scratch: &std::path::Path,
+    scenario: &Scenario,
+    plan: LayoutPlan,
+    run_ids: &std::sync::Mutex<Vec<String>>,
+) -> CellRun {
+    let dir = scratch.join(&scenario.name);
+    let run_id = String::from(crate::workflow::RunId::new());
+    run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
+    let media =
+        std::fs::create_dir_all(&dir).map_err(anyhow::Error::from).and_then(|()| media_for(scenario, false, &dir));
+    build_cell(driver, ledger, &dir, scenario, media, &run_id, plan).await
+}
+
+/// Why a matrix on a real cloud could not learn its layout (`--layout auto`); the cells it ran were cleaned up.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutNotLearnt {
+    /// The first install server's domain is none of the built-in layouts, or could not be fetched.
+    #[error("{reason}\n{evidence}")]
+    Unrecognised { reason: String, evidence: String },
+    /// No cell's install server got a domain to recognise (every one stopped before).
+    #[error(
+        "no install server got a domain whose XML the layout could be recognised from ({reasons}); give --layout NAME"
+    )]
+    NoDomain { reasons: String },
+}
+
+/// Runs every scenario on a real cloud whose compute hosts implement the layout `plan` names or, with
+/// [`LayoutPlan::Recognise`], the layout recognised from the first install server's domain XML: the first cells
+/// run alone, one after the other, until one's server has a domain, and the rest, once the layout is known, `jobs`
+/// at a time. `run_ids` receives each cell's run id before it starts, so that an interrupted matrix cleans up
+/// exactly its own resources.
 pub async fn run_real<D: Driver>(
     driver: &D,
     ledger: &Ledger,
     scenarios: &[Scenario],
-    layout: Layout,
+    plan: &LayoutPlan,
     jobs: usize,
     run_ids: &std::sync::Mutex<Vec<String>>,
 ) -> anyhow::Result<MatrixReport> {
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
     let scratch_path = scratch.path();
-    let mut cells: Vec<Cell> = futures_util::stream::iter(scenarios)
-        .map(|scenario| async move {
-            let dir = scratch_path.join(&scenario.name);
-            let run_id = String::from(crate::workflow::RunId::new());
-            run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
-            run_cell(driver, ledger, scenario, layout, &dir, false, &run_id).await
+    let mut runs: Vec<(&Scenario, CellRun)> = Vec::new();
+    let used = match plan {
+        LayoutPlan::Known(used) => used.clone(),
+        LayoutPlan::Unknown => anyhow::bail!("on a real cloud the matrix needs the layout its compute hosts implement"),
+        LayoutPlan::Recognise => {
+            let mut used = None;
+            for scenario in scenarios {
+                let run = real_cell(driver, ledger, scratch_path, scenario, LayoutPlan::Recognise, run_ids).await;
+                let failed = run.report.steps.iter().find(|s| s.step == LAYOUT_STEP && s.status == StepStatus::Failed);
+                if let Some(step) = failed {
+                    return Err(LayoutNotLearnt::Unrecognised {
+                        reason: format!("{}: {}", scenario.name, step.detail),
+                        evidence: run.report.evidence.join("\n"),
+                    }
+                    .into());
+                }
+                used = run.report.layout.clone();
+                runs.push((scenario, run));
+                if used.is_some() {
+                    break;
+                }
+            }
+            let Some(used) = used else {
+                let reasons = runs.iter().map(|(s, r)| format!("{}: {}", s.name, r.report.reason)).collect::<Vec<_>>();
+                return Err(LayoutNotLearnt::NoDomain { reasons: reasons.join("; ") }.into());
+            };
+            used
+        }
+    };
+    let rest: Vec<&Scenario> = scenarios.iter().filter(|s| !runs.iter().any(|(r, _)| r.name == s.name)).collect();
+    let more: Vec<(&Scenario, CellRun)> = futures_util::stream::iter(rest)
+        .map(|scenario| {
+            let plan = LayoutPlan::Known(used.clone());
+            async move { (scenario, real_cell(driver, ledger, scratch_path, scenario, plan, run_ids).await) }
         })
         .buffer_unordered(jobs.max(1))
         .collect()
         .await;
+    runs.extend(more);
+    let mut cells: Vec<Cell> = runs.into_iter().map(|(scenario, run)| cell_of(scenario, used.layout, run)).collect();
     cells.sort_by(|a, b| a.scenario.cmp(&b.scenario));
     Ok(MatrixReport {
         cloud: driver.describe(),
-        layouts: vec![layout],
+        layouts: vec![used.layout],
+        layout_used: Some(used),
         cells,
         wall_seconds: started.elapsed().as_secs_f64(),
     })

@@ -127,6 +127,54 @@ pub enum ImageChange {
 
 pub use guestsim::DriverMedia;
 
+/// The layout a run's expectations use, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayoutUsed {
+    pub layout: guestsim::Layout,
+    #[serde(flatten)]
+    pub source: LayoutSource,
+}
+
+/// Where a run's layout came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "source", rename_all = "kebab-case")]
+pub enum LayoutSource {
+    /// `--layout NAME` on a real cloud: the user says what its compute hosts implement.
+    Given,
+    /// The layout the embedded mockstack was started with.
+    Embedded,
+    /// Recognised from this install server's domain XML (`--layout auto`).
+    Recognised { server: String },
+}
+
+impl std::fmt::Display for LayoutUsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            LayoutSource::Given => write!(f, "{} (given with --layout)", self.layout),
+            LayoutSource::Embedded => write!(f, "{} (the embedded mockstack's)", self.layout),
+            LayoutSource::Recognised { server } => {
+                write!(f, "{} (recognised from {server}'s domain XML)", self.layout)
+            }
+        }
+    }
+}
+
+/// What a build knows of the layout the compute host implements before it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LayoutPlan {
+    /// Not known and not looked for: a real cloud without `--layout` or a domain XML source.
+    #[default]
+    Unknown,
+    /// Known before the run.
+    Known(LayoutUsed),
+    /// To be recognised from the install server's domain XML as soon as the server has a domain; a domain that is
+    /// none of the built-in layouts stops the build (bad input) with check-xml's findings as its evidence.
+    Recognise,
+}
+
+/// The step that recognises the layout (`--layout auto`); when it fails, the run's layout is unrecognised.
+pub const LAYOUT_STEP: &str = "layout";
+
 /// An image downloaded into a scratch file and read there (the file is gone once this exists).
 #[derive(Debug)]
 pub struct InspectedDownload {

@@ -12,7 +12,8 @@ use super::decide::{self, ImageVerdict, InstallRules, InstallVerdict, Poller, Se
 use super::ledger::{Entry, Event, Ledger, LedgerError, Live, ResourceKind};
 use super::validate::{self, ValidationReport};
 use super::{
-    Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, ImageRequest, ServerInfo, ServerRequest, StoppedBy,
+    Driver, DriverMedia, FlavorInfo, ImageChange, ImageInfo, ImageRequest, LAYOUT_STEP, LayoutPlan, LayoutSource,
+    LayoutUsed, ServerInfo, ServerRequest, StoppedBy,
 };
 use crate::cloud::CloudError;
 use crate::scenario::Scenario;
@@ -34,6 +35,8 @@ pub struct BuildOptions {
     /// Where downloads of the snapshot go while it is inspected.
     pub scratch_dir: PathBuf,
     pub on_step: Option<StepListener>,
+    /// The layout the compute host implements: known, unknown, or to be recognised from the install server.
+    pub layout: LayoutPlan,
 }
 
 impl std::fmt::Debug for BuildOptions {
@@ -45,6 +48,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("poll_max", &self.poll_max)
             .field("boot_test", &self.boot_test)
             .field("scratch_dir", &self.scratch_dir)
+            .field("layout", &self.layout)
             .finish_non_exhaustive()
     }
 }
@@ -59,6 +63,7 @@ impl BuildOptions {
             boot_test: true,
             scratch_dir: scratch_dir.to_path_buf(),
             on_step: None,
+            layout: LayoutPlan::Unknown,
         }
     }
 }
@@ -106,6 +111,8 @@ pub struct BuildReport {
     pub scenario: String,
     pub run_id: String,
     pub cloud: String,
+    /// The layout the compute host implements, when known: given, the embedded mockstack's, or recognised.
+    pub layout: Option<LayoutUsed>,
     pub steps: Vec<StepReport>,
     /// What the run produced; None when it stopped for a reason that says nothing about the
     /// layout (a transport error, an interrupted run).
@@ -179,6 +186,10 @@ pub async fn run_build<C: Driver>(
             scenario: scenario.name.clone(),
             run_id: options.run_id.clone(),
             cloud: cloud.describe(),
+            layout: match &options.layout {
+                LayoutPlan::Known(used) => Some(used.clone()),
+                LayoutPlan::Unknown | LayoutPlan::Recognise => None,
+            },
             steps: Vec::new(),
             outcome: None,
             reason: String::new(),
@@ -266,6 +277,9 @@ impl<C: Driver> Build<'_, C> {
         self.ensure_driver_media(media).await?;
         let flavor = self.ensure_flavor().await?;
         let server = self.boot(&iso, &flavor).await?;
+        if self.options.layout == LayoutPlan::Recognise {
+            self.recognise_layout(&server).await?;
+        }
         self.wait_install(&server).await?;
         self.fetch_domain_xml(&server).await;
         let image = self.snapshot(&server).await?;
@@ -592,6 +606,49 @@ impl<C: Driver> Build<'_, C> {
             }
             let pause = poller.next(&format!("{}/{:?}/{}", now_server.status, now_server.task_state, console.len()));
             self.cloud.sleep(pause).await;
+        }
+    }
+
+    /// `--layout auto`: the layout the compute host gave the install server, recognised from its domain XML as
+    /// check-xml recognises it. A domain that is none of the built-in layouts stops the build as bad input, with
+    /// check-xml's findings as the evidence.
+    async fn recognise_layout(&mut self, server: &ServerInfo) -> Result<(), Stop> {
+        let started = self.cloud.elapsed();
+        let xml = match self.cloud.domain_xml(server).await {
+            Ok(Some(xml)) => xml,
+            Ok(None) => {
+                let reason = "--layout auto recognises the layout from the install server's domain XML, and no domain \
+                              XML source is configured"
+                    .to_string();
+                self.step(LAYOUT_STEP, StepStatus::Failed, reason.clone(), started);
+                return Err(Stop::Error(StoppedBy::Input, reason));
+            }
+            Err(e) => {
+                let reason = format!("cannot fetch the domain XML to recognise the layout from: {e}");
+                self.step(LAYOUT_STEP, StepStatus::Failed, reason.clone(), started);
+                return Err(Stop::Error(StoppedBy::of(&e), reason));
+            }
+        };
+        let recognised = crate::domxml::recognise_layout(&xml);
+        self.report.domain_xml = Some(xml);
+        match recognised {
+            Ok(layout) => {
+                let used = LayoutUsed { layout, source: LayoutSource::Recognised { server: server.name.clone() } };
+                self.step(LAYOUT_STEP, StepStatus::Ok, used.to_string(), started);
+                self.report.layout = Some(used);
+                Ok(())
+            }
+            Err(unrecognised) => {
+                let reason = format!(
+                    "the layout of {}'s domain XML is not recognised (stock, patched or patched-floppy): give \
+                     --layout NAME if its compute host implements one of them",
+                    server.name
+                );
+                self.step(LAYOUT_STEP, StepStatus::Failed, reason.clone(), started);
+                let file = format!("domain XML of {}", server.name);
+                self.report.evidence = unrecognised.render_human(&file).lines().map(String::from).collect();
+                Err(Stop::Error(StoppedBy::Input, reason))
+            }
         }
     }
 

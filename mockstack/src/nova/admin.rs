@@ -19,21 +19,23 @@ pub fn router() -> Router<AppState> {
         .merge(super::consoles::pages())
 }
 
-/// `GET /mockstack/servers/{id}/domain.xml` (admin only): what `virsh dumpxml instance-…` prints.
+/// `GET /mockstack/servers/{id}/domain.xml` (admin only): what `virsh dumpxml instance-…` prints. Like virsh, it
+/// takes the server's uuid or its instance name (`OS-EXT-SRV-ATTR:instance_name`), so that a `virsh dumpxml
+/// {instance}`-style command can fetch it.
 async fn domain_xml(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     require_admin(&caller)?;
-    if state.nova().server(&id).is_none() {
+    let Some(uuid) = state.nova().server_by_uuid_or_instance_name(&id) else {
         return Err(ApiError::compute(StatusCode::NOT_FOUND, format!("Instance {id} could not be found.")));
-    }
-    match state.nova().domain_xml(&id) {
+    };
+    match state.nova().domain_xml(&uuid) {
         Some(xml) => Ok(([(header::CONTENT_TYPE, "application/xml")], xml).into_response()),
         None => Err(ApiError::compute(
             StatusCode::NOT_FOUND,
-            format!("Domain not found: no domain with matching uuid '{id}'"),
+            format!("Domain not found: no domain with matching uuid '{uuid}'"),
         )),
     }
 }

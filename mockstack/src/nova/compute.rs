@@ -186,14 +186,28 @@ pub fn driver_floppy_image(state: &AppState) -> Option<String> {
 }
 
 /// The operator options naming a patched host's extra media, resolved among the images the
-/// instance's project can see (the article's prerequisite: a VirtIO ISO every user can see).
-fn extra_media(state: &AppState, spec: &BuildSpec) -> (Option<Image>, Option<Image>) {
+/// instance's project can see (the article's prerequisite: a VirtIO ISO every user can see). An option the layout
+/// uses that names no such image fails the build, as the patched Nova does: never a silent boot without drivers.
+/// An unset option (`None`) attaches nothing, and only an ISO boot (`iso`) looks for driver media.
+fn extra_media(state: &AppState, spec: &BuildSpec, iso: bool) -> Result<(Option<Image>, Option<Image>), BuildFailure> {
     let attached = state.config().layout.driver_media();
-    let (attaches_virtio, attaches_floppy) = (attached.virtio_iso, attached.driver_floppy);
-    let find = |name: Option<String>| name.and_then(|n| find_image(state, &n, &spec.project_id));
-    let virtio = if attaches_virtio { find(virtio_win_image(state)) } else { None };
-    let floppy = if attaches_floppy { find(driver_floppy_image(state)) } else { None };
-    (virtio, floppy)
+    if !iso {
+        return Ok((None, None));
+    }
+    let find = |attaches: bool, option: &str, name: Option<String>| match name {
+        Some(name) if attaches => find_image(state, &name, &spec.project_id)
+            .map(Some)
+            .ok_or_else(|| BuildFailure::Aborted(missing_media_message(&name, option))),
+        _ => Ok(None),
+    };
+    let virtio = find(attached.virtio_iso, "virtio_win_image", virtio_win_image(state))?;
+    let floppy = find(attached.driver_floppy, "driver_floppy_image", driver_floppy_image(state))?;
+    Ok((virtio, floppy))
+}
+
+/// The patched Nova's fault when `[libvirt] <option>` names an image the instance's project cannot find.
+pub fn missing_media_message(name: &str, option: &str) -> String {
+    format!("Image {name} named by [libvirt] {option} was not found.")
 }
 
 /// The Glance data file behind an image the compute host attaches.
@@ -214,11 +228,11 @@ pub fn build(state: &AppState, spec: &BuildSpec) -> Result<DefinedDomain, BuildF
     let Some(image) = &spec.image else {
         return Err(BuildFailure::Aborted("Failure prepping block device.".into()));
     };
-    let (virtio, floppy) = extra_media(state, spec);
     let meta = ImageMeta {
         disk_format: image.disk_format.clone().unwrap_or_else(|| "raw".into()),
         properties: image.properties.clone(),
     };
+    let (virtio, floppy) = extra_media(state, spec, meta.is_iso())?;
     let request = MappingRequest {
         layout: state.config().layout,
         virt_type: VirtType::Kvm,

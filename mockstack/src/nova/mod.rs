@@ -91,6 +91,15 @@ impl NovaState {
         self.servers().live.get(id).cloned()
     }
 
+    /// The uuid of the live server `key` names: its uuid or its libvirt instance name (`instance-0000002a`).
+    pub fn server_by_uuid_or_instance_name(&self, key: &str) -> Option<String> {
+        let servers = self.servers();
+        if servers.live.contains_key(key) {
+            return Some(key.to_string());
+        }
+        servers.live.iter().find(|(_, s)| s.instance_name() == key).map(|(id, _)| id.clone())
+    }
+
     /// Ids of the servers that exist now.
     pub fn server_ids(&self) -> Vec<String> {
         self.servers().live.keys().cloned().collect()
