@@ -49,7 +49,7 @@ const PIP_PACKAGES: &[&str] = &["python-openstackclient==10.5.0", "openstacksdk=
 const CLOUDS_ENV: &str = "ISOHARNESS_REALSTACK_CLOUDS";
 
 const USAGE: &str = "usage: cargo xtask <command>
-  test [--no-realstack] [--no-libvirt] [CARGO TEST ARGS] [-- TEST BINARY ARGS]
+  test [--no-realstack] [--no-libvirt] [--no-patched-nova] [CARGO TEST ARGS] [-- TEST BINARY ARGS]
   setup                              install what the tests need, nothing else
   ci                                 what CI runs: `cargo xtask test`, then fmt, clippy and doc checks
   realstack [--dir DIR] [--compute fake|libvirt] up|down|status
@@ -144,11 +144,16 @@ fn setup() -> anyhow::Result<PathBuf> {
 struct TestArgs {
     realstack: bool,
     libvirt: bool,
+    /// The round on Nova carrying the project's ISO-install series (`nova-patches/iso-install/`).
+    patched_nova: bool,
     /// For `cargo test` itself: packages, test targets, a name filter.
     cargo: Vec<String>,
     /// After `--`: for the test binaries.
     binaries: Vec<String>,
 }
+
+/// The flags `cargo xtask test` takes for itself (before `--`); everything else goes to `cargo test`.
+const OUR_FLAGS: &[&str] = &["--no-realstack", "--no-libvirt", "--no-patched-nova"];
 
 impl TestArgs {
     fn parse(args: &[String]) -> TestArgs {
@@ -160,7 +165,8 @@ impl TestArgs {
         TestArgs {
             realstack: !flag("--no-realstack"),
             libvirt: !flag("--no-libvirt"),
-            cargo: ours.iter().filter(|a| *a != "--no-realstack" && *a != "--no-libvirt").cloned().collect(),
+            patched_nova: !flag("--no-patched-nova"),
+            cargo: ours.iter().filter(|a| !OUR_FLAGS.contains(&a.as_str())).cloned().collect(),
             binaries,
         }
     }
@@ -190,13 +196,15 @@ impl TestArgs {
     }
 }
 
-/// `cargo xtask test [--no-realstack] [--no-libvirt] [ARGS] [-- BINARY ARGS]`: install what is missing, compile the
-/// test binaries, then bring the local real cloud up with the fake compute driver, run `cargo test --workspace
-/// ARGS` with `ISOHARNESS_REALSTACK_CLOUDS` naming its clouds.yaml, and take the cloud down again whatever the
-/// tests did. Then, for a whole run (no ARGS), bring it up again on Nova's libvirt driver and run the real-cloud
-/// suite (`harness/tests/realstack.rs`) there. `--no-realstack` skips the cloud (its suites then report their
-/// trials as ignored), `--no-libvirt` the second round; a machine where libvirtd cannot run skips the second
-/// round with a warning. `-p PACKAGE` in ARGS narrows the run to that package.
+/// `cargo xtask test [--no-realstack] [--no-libvirt] [--no-patched-nova] [ARGS] [-- BINARY ARGS]`: install what is
+/// missing, compile the test binaries, then bring the local real cloud up with the fake compute driver, run `cargo
+/// test --workspace ARGS` with `ISOHARNESS_REALSTACK_CLOUDS` naming its clouds.yaml, and take the cloud down again
+/// whatever the tests did. Then, for a whole run (no ARGS), two rounds on Nova's libvirt driver, each running the
+/// real-cloud suite (`harness/tests/realstack.rs`): stock Nova, then Nova carrying `nova-patches/iso-install/`, where
+/// Nova's own unit tests of the series run first. Every round is timed. `--no-realstack` skips the cloud (its
+/// suites then report their trials as ignored), `--no-libvirt` both libvirt rounds, `--no-patched-nova` the last;
+/// a machine where libvirtd cannot run skips the libvirt rounds with a warning. `-p PACKAGE` in ARGS narrows the
+/// run to that package.
 fn test(args: &[String]) -> anyhow::Result<()> {
     let args = TestArgs::parse(args);
     let libvirt_round = args.realstack && args.libvirt && args.whole_run();
@@ -207,12 +215,11 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     if libvirt_round {
         apt::ensure("the local real cloud's libvirt mode", realstack::LIBVIRT_APT_PACKAGES)?;
     }
-    let libvirt_suite = ["test", "-p", "harness", "--test", "realstack"];
     // Compiled before any cloud comes up, so that no cloud idles while the tests build.
     let compiling = std::time::Instant::now();
     run(cargo().args(args.cargo_test(true)).env("ISOHARNESS_OPENSTACK_CLI", &cli))?;
     if libvirt_round {
-        run(cargo().args(libvirt_suite).arg("--no-run"))?;
+        run(cargo().args(LIBVIRT_SUITE).arg("--no-run"))?;
     }
     say(format!("the tests are compiled ({:.0} s)", compiling.elapsed().as_secs_f64()));
     let mut command = cargo();
@@ -222,32 +229,109 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         return run(&mut command);
     }
     let layout = realstack::Dirs::new(realstack::default_root());
-    test_on_realstack(&layout, realstack::Compute::Fake, &mut command)?;
+    let mut rounds = Rounds::default();
+    let stock = realstack::NovaRequest::stock();
+    rounds.run("fake compute driver", || test_on_realstack(&layout, realstack::Compute::Fake, &stock, &mut command))?;
     if !libvirt_round {
         return Ok(());
     }
-    let mut suite = cargo();
-    suite
-        .args(libvirt_suite)
-        .env("ISOHARNESS_REALSTACK_COMPUTE", "libvirt")
-        .env("ISOHARNESS_REALSTACK_LIBVIRT_URI", realstack::libvirt_uri(&layout));
-    match test_on_realstack(&layout, realstack::Compute::Libvirt, &mut suite) {
-        Err(e) if e.downcast_ref::<realstack::LibvirtUnavailable>().is_some() => {
-            say(format!("WARNING: the libvirt round is skipped: {e:#}"));
-            Ok(())
+    let libvirt_suite = |layout_name: &str| {
+        let mut suite = cargo();
+        suite
+            .args(LIBVIRT_SUITE)
+            .env("ISOHARNESS_REALSTACK_COMPUTE", "libvirt")
+            .env("ISOHARNESS_REALSTACK_LAYOUT", layout_name)
+            .env("ISOHARNESS_REALSTACK_LIBVIRT_URI", realstack::libvirt_uri(&layout));
+        suite
+    };
+    let skipped = |e: &anyhow::Error| e.downcast_ref::<realstack::LibvirtUnavailable>().is_some();
+    let stock_round = rounds.run("libvirt, stock Nova", || {
+        test_on_realstack(&layout, realstack::Compute::Libvirt, &stock, &mut libvirt_suite("stock"))
+    });
+    match stock_round {
+        Err(e) if skipped(&e) => {
+            say(format!("WARNING: the libvirt rounds are skipped: {e:#}"));
+            return Ok(());
         }
-        other => other,
+        other => other?,
+    }
+    if args.patched_nova {
+        let patched = realstack::NovaRequest::patched(&workspace_root().join(NOVA_SERIES))?;
+        rounds.run("libvirt, Nova with nova-patches/iso-install", || {
+            test_on_patched_nova(&layout, &patched, &mut libvirt_suite("patched"))
+        })?;
+    }
+    Ok(())
+}
+
+/// The test binary every libvirt round runs.
+const LIBVIRT_SUITE: &[&str] = &["test", "-p", "harness", "--test", "realstack"];
+/// The project's port of the article's change to Nova (`git format-patch` files).
+const NOVA_SERIES: &str = "nova-patches/iso-install";
+
+/// The rounds of `cargo xtask test` on the local real cloud, each timed; the times are printed as each ends and
+/// together at the end.
+#[derive(Default)]
+struct Rounds {
+    done: Vec<(&'static str, f64, bool)>,
+}
+
+impl Rounds {
+    fn run(&mut self, name: &'static str, round: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let result = round();
+        let seconds = started.elapsed().as_secs_f64();
+        say(format!("round `{name}`: {} in {seconds:.0} s", if result.is_ok() { "passed" } else { "failed" }));
+        self.done.push((name, seconds, result.is_ok()));
+        result
     }
 }
 
-/// Brings the local real cloud up with `compute`, runs `command` against it and takes it down.
+impl Drop for Rounds {
+    fn drop(&mut self) {
+        if self.done.is_empty() {
+            return;
+        }
+        let lines: Vec<String> = self
+            .done
+            .iter()
+            .map(|(name, seconds, ok)| format!("  {name}: {seconds:.0} s{}", if *ok { "" } else { " (failed)" }))
+            .collect();
+        say(format!("rounds on the local real cloud:\n{}", lines.join("\n")));
+    }
+}
+
+/// The patched round: the cloud comes up on Nova carrying `nova` (the series applied to the pinned release), Nova's
+/// own unit tests of the series run against that installed Nova, then `suite`.
+fn test_on_patched_nova(
+    layout: &realstack::Dirs,
+    nova: &realstack::NovaRequest,
+    suite: &mut Command,
+) -> anyhow::Result<()> {
+    let mut unit_tests = |clouds_up: &realstack::Dirs| realstack::nova_unit_tests(clouds_up);
+    test_on_realstack_then(layout, realstack::Compute::Libvirt, nova, &mut unit_tests, suite)
+}
+
+/// Brings the local real cloud up with `compute` and `nova`, runs `command` against it and takes it down.
 fn test_on_realstack(
     layout: &realstack::Dirs,
     compute: realstack::Compute,
+    nova: &realstack::NovaRequest,
+    command: &mut Command,
+) -> anyhow::Result<()> {
+    test_on_realstack_then(layout, compute, nova, &mut |_| Ok(()), command)
+}
+
+/// [`test_on_realstack`], running `first` once the cloud is up and before `command`.
+fn test_on_realstack_then(
+    layout: &realstack::Dirs,
+    compute: realstack::Compute,
+    nova: &realstack::NovaRequest,
+    first: &mut dyn FnMut(&realstack::Dirs) -> anyhow::Result<()>,
     command: &mut Command,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let clouds = match realstack::up(layout, compute) {
+    let clouds = match realstack::up_with(layout, compute, nova) {
         Ok(clouds) => clouds,
         Err(e) => {
             let _ = realstack::down(layout);
@@ -260,7 +344,7 @@ fn test_on_realstack(
     };
     say(format!("the local real cloud ({}) came up in {:.0} s", compute.name(), started.elapsed().as_secs_f64()));
     let tests_started = std::time::Instant::now();
-    let result = run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds));
+    let result = first(layout).and_then(|()| run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds)));
     say(format!("the tests took {:.0} s", tests_started.elapsed().as_secs_f64()));
     let stopped = realstack::down(layout);
     match (result, stopped) {
@@ -342,7 +426,7 @@ mod tests {
     #[test]
     fn test_arguments_split_into_ours_cargos_and_the_binaries() {
         let whole = TestArgs::parse(&[]);
-        assert!(whole.realstack && whole.libvirt && whole.whole_run());
+        assert!(whole.realstack && whole.libvirt && whole.patched_nova && whole.whole_run());
         assert_eq!(whole.cargo_test(true), ["test", "--workspace", "--no-run"]);
         assert_eq!(whole.cargo_test(false), ["test", "--workspace"]);
 
@@ -354,6 +438,9 @@ mod tests {
         let filtered = TestArgs::parse(&strings(&["--no-libvirt", "parity", "--", "--no-realstack"]));
         assert!(filtered.realstack && !filtered.libvirt, "after `--` the flags belong to the binaries");
         assert_eq!(filtered.cargo_test(false), ["test", "--workspace", "parity", "--", "--no-realstack"]);
+
+        let stock_only = TestArgs::parse(&strings(&["--no-patched-nova"]));
+        assert!(stock_only.libvirt && !stock_only.patched_nova && stock_only.whole_run());
     }
 
     #[test]

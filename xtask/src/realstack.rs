@@ -28,9 +28,7 @@ mod libvirt;
 mod nova;
 
 pub use libvirt::{APT_PACKAGES as LIBVIRT_APT_PACKAGES, Unavailable as LibvirtUnavailable, uri as libvirt_uri};
-#[allow(unused_imports, reason = "for the patched round of `cargo xtask test`")]
-pub use nova::ISO_INSTALL_OPTIONS;
-pub use nova::{NovaOption, NovaRequest, expand_patch_args};
+pub use nova::{NovaOption, NovaRequest, expand_patch_args, nova_unit_tests};
 
 /// The first of the ports the local real cloud uses; it takes [`PORT_BASE`]..=`PORT_BASE + 9` on 127.0.0.1.
 pub const PORT_BASE: u16 = 45300;
@@ -1305,7 +1303,7 @@ mod tests {
         assert_eq!(args.patch_args, [PathBuf::from("a.patch"), "series/".into(), "z.patch".into()]);
         assert_eq!(args.source, Some(PathBuf::from("/src/nova")));
         let options: Vec<String> = args.options.iter().map(|o| o.to_string()).collect();
-        assert_eq!(options, ISO_INSTALL_OPTIONS);
+        assert_eq!(options, nova::ISO_INSTALL_OPTIONS);
 
         let after_action = parse(&["up", "--nova-patch", "x.patch"]).unwrap();
         assert_eq!(after_action.patch_args, [PathBuf::from("x.patch")]);

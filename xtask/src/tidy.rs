@@ -160,7 +160,11 @@ fn cited_files_exist() {
                 if !(ours || document) {
                     continue;
                 }
-                let resolved = workspace_root().join(token).exists()
+                // `nova-patches/iso-install/0*.patch` is a pattern: it must match something.
+                let pattern = line[found.end()..].starts_with('*');
+                let matches_something = pattern && existing.iter().any(|f| f.starts_with(token));
+                let resolved = matches_something
+                    || workspace_root().join(token).exists()
                     || workspace_root().join(dir).join(token).exists()
                     || (document && !token.contains('/') && exists_somewhere(token));
                 if !resolved {
