@@ -406,8 +406,13 @@ fn wanted_record(request: &NovaRequest) -> anyhow::Result<NovaRecord> {
 }
 
 /// The unit tests of the project's Nova series, as Nova's test runner selects them: the whole of
-/// `test_blockinfo` (the series' `test_iso_install_*` tests among Nova's own) and the driver tests of the series.
-pub const SERIES_UNIT_TESTS: &str = "nova.tests.unit.virt.libvirt.test_blockinfo|nova.tests.unit.virt.libvirt.test_driver.LibvirtDriverIsoInstallTestCase";
+/// `test_blockinfo` (the series' `test_iso_install_*` tests among Nova's own), the driver tests of the series and
+/// the system-metadata tests its layout record joins.
+pub const SERIES_UNIT_TESTS: &str = concat!(
+    "nova.tests.unit.virt.libvirt.test_blockinfo",
+    "|nova.tests.unit.virt.libvirt.test_driver.LibvirtDriverIsoInstallTestCase",
+    "|nova.tests.unit.test_utils.GetImageFromSystemMetadataTestCase",
+);
 
 /// Runs Nova's own unit tests of the project's series with Nova's test runner (stestr, as `tox -e py3` does)
 /// against the Nova installed in the cloud's virtualenv: the patched copy, once `up` has applied the series. The
