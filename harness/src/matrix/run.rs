@@ -349,6 +349,7 @@ fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
         wall_seconds: 0.0,
         virtual_seconds: run.virtual_seconds,
         api_calls: 0,
+        not_runnable: None,
         domain_xml: None,
     };
     if let Some(xml) = &report.domain_xml {
