@@ -323,11 +323,12 @@ impl MatrixReport {
 /// and column serde stopped at.
 pub fn parse_report(path: &Path, text: &str) -> Result<MatrixReport, String> {
     serde_json::from_str(text).map_err(|e| {
+        let (line, column) = (e.line(), e.column());
+        let message = e.to_string();
+        let message = message.strip_suffix(&format!(" at line {line} column {column}")).unwrap_or(&message);
         format!(
-            "{}:{}:{}: not a matrix JSON report (`isoharness matrix --format json`): {e}",
-            path.display(),
-            e.line(),
-            e.column()
+            "{}:{line}:{column}: not a matrix JSON report (`isoharness matrix --format json`): {message}",
+            path.display()
         )
     })
 }
