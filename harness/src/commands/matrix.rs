@@ -211,6 +211,17 @@ mod tests {
     }
 
     #[test]
+    fn generated_media_with_no_runnable_scenario_is_nothing_to_run() {
+        let all = load_scenarios(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")).unwrap();
+        assert_eq!(nothing_runnable(&all), Ok(()));
+        let unrunnable: Vec<Scenario> =
+            all.into_iter().filter(|s| run::not_runnable_with_generated_media(s).is_some()).collect();
+        let error = nothing_runnable(&unrunnable).unwrap_err();
+        assert!(error.starts_with("nothing to run: with --media generated"), "{error}");
+        assert_eq!(error.lines().count(), unrunnable.len() + 1, "one line per scenario: {error}");
+    }
+
+    #[test]
     fn the_embedded_matrix_runs_the_named_layouts_or_all_and_refuses_auto() {
         assert_eq!(embedded_layouts(&[]), Ok(Layout::ALL.to_vec()));
         assert_eq!(embedded_layouts(&[LayoutChoice::Stock]), Ok(vec![Layout::Stock]));
