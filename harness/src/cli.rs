@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use harness::exit::ExitStatus;
 
-use crate::commands::{self, build, check_xml, cleanup, matrix, media, mock, validate_image};
+use crate::commands::{self, build, check_xml, cleanup, matrix, media, mock, report, validate_image};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +32,9 @@ pub enum Command {
         mut_arg("os_cloud", |arg| arg.help(commands::EMBEDDED_CLOUD_HELP)),
     )]
     Matrix(matrix::MatrixArgs),
+    /// Work on saved matrix reports: `report merge` makes one matrix of several `matrix --format json` reports
+    #[command(after_help = ExitStatus::help(report::STATUSES))]
+    Report(report::ReportArgs),
     /// Run the ISO-to-image workflow for one scenario (an embedded mockstack unless a cloud is named)
     #[command(
         after_help = ExitStatus::help(build::STATUSES),
@@ -63,6 +66,7 @@ impl Cli {
             | Command::Cleanup(_)
             | Command::CheckXml(_)
             | Command::Media(_)
+            | Command::Report(_)
             | Command::Matrix(_) => tokio::runtime::Builder::new_current_thread(),
             Command::Mock(_) => tokio::runtime::Builder::new_multi_thread(),
         };
@@ -80,6 +84,7 @@ pub async fn run(cli: Cli) -> ExitStatus {
         Command::ValidateImage(args) => validate_image::run(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::Media(args) => media::run(args),
+        Command::Report(args) => report::run(args),
     };
     commands::finish(result)
 }

@@ -71,3 +71,151 @@ fn the_command_reports_the_cells_as_json() {
     assert_eq!(cells.len(), 3, "{report}");
     assert!(cells.iter().all(|c| c["scenario"] == "windows-server-2012"));
 }
+
+fn all_scenarios() -> Vec<Scenario> {
+    Scenario::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")).expect("the repository's scenarios")
+}
+
+/// The rule, restated from the guest facts: an unattended BIOS x86 guest with virtio built in.
+fn tiny_installer_stands_for(s: &Scenario) -> bool {
+    use guestsim::guest::{Arch, DriverSource, Firmware};
+    s.guest.virtio_storage == DriverSource::BuiltIn
+        && s.guest.firmware == Firmware::Bios
+        && matches!(s.guest.arch, Arch::X86_64 | Arch::I686)
+        && s.guest.unattended
+}
+
+#[test]
+fn generated_media_leave_runnable_exactly_the_guests_the_tiny_installer_stands_for() {
+    use guestsim::guest::OsFamily;
+    use harness::matrix::run::not_runnable_with_generated_media;
+    let scenarios = all_scenarios();
+    let runnable: Vec<&Scenario> =
+        scenarios.iter().filter(|s| not_runnable_with_generated_media(s).is_none()).collect();
+    for s in &scenarios {
+        assert_eq!(not_runnable_with_generated_media(s).is_none(), tiny_installer_stands_for(s), "{}", s.name);
+    }
+    assert_eq!(runnable.len(), 7, "the built-in-virtio BIOS Linux guests");
+    assert!(runnable.iter().all(|s| s.guest.family == OsFamily::Linux), "{:?}", runnable.iter().map(|s| &s.name));
+    assert!(runnable.len() < scenarios.len());
+}
+
+#[tokio::test]
+async fn a_real_cloud_matrix_with_generated_media_runs_only_the_runnable_cells() {
+    use harness::matrix::MatrixMedia;
+    use harness::matrix::run::{not_runnable_with_generated_media, run_real};
+    use harness::target::Embedded;
+    use harness::workflow::ledger::Ledger;
+    use harness::workflow::{LayoutPlan, LayoutSource, LayoutUsed};
+    // An embedded mockstack stands in for the real cloud: the real-cloud path, with its media generated.
+    let scenarios = all_scenarios();
+    let embedded = Embedded::start_for(Layout::Patched, &scenarios[0]).await.unwrap_or_else(|e| panic!("{e:#}"));
+    let driver = embedded.driver().await.unwrap_or_else(|e| panic!("{e:#}"));
+    let scratch = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open_scratch(&scratch.path().join("ledger.jsonl")).unwrap();
+    let plan = LayoutPlan::Known(LayoutUsed { layout: Layout::Patched, source: LayoutSource::Given });
+    let run_ids = std::sync::Mutex::new(Vec::new());
+    let report = run_real(&driver, &ledger, &scenarios, &plan, 4, &run_ids, MatrixMedia::Generated)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(report.cells.len(), scenarios.len());
+    let runnable = scenarios.iter().filter(|s| tiny_installer_stands_for(s)).count();
+    assert_eq!(run_ids.lock().unwrap().len(), runnable, "nothing created for a cell not run");
+    for cell in &report.cells {
+        let scenario = scenarios.iter().find(|s| s.name == cell.scenario).unwrap();
+        assert_eq!(cell.not_runnable, not_runnable_with_generated_media(scenario), "{}", cell.scenario);
+        if cell.judged() {
+            assert!(cell.passed(), "{}: {:?}", cell.scenario, cell.problem());
+        } else {
+            assert_eq!(cell.observed, None, "{}", cell.scenario);
+        }
+    }
+    assert!(report.passed());
+    assert_eq!(report.not_runnable(), scenarios.len() - runnable);
+    embedded.mock.shutdown().await.unwrap();
+}
+
+fn isoharness(args: &[&str], dir: &Path) -> std::process::Output {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    Command::new(env!("CARGO_BIN_EXE_isoharness"))
+        .current_dir(dir)
+        .args(args)
+        .arg("--scenarios")
+        .arg(root.join("scenarios"))
+        .env_remove("OS_CLOUD")
+        .env_remove("OS_AUTH_URL")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn generated_media_on_the_embedded_mockstack_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = isoharness(&["matrix", "--media", "generated", "--filter", "ubuntu-24.04"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--media generated chooses a real cloud's media"), "{stderr}");
+}
+
+#[test]
+fn report_merge_of_two_single_layout_runs_is_the_two_layout_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let filter = ["--filter", "windows-server-20*", "--format", "json"];
+    for layout in ["stock", "patched"] {
+        let out = format!("{layout}.json");
+        let output =
+            isoharness(&[&["matrix", "--layout", layout, "--output", &out][..], &filter[..]].concat(), dir.path());
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let both =
+        isoharness(&[&["matrix", "--layout", "stock", "--layout", "patched"][..], &filter[..]].concat(), dir.path());
+    assert!(both.status.success(), "{}", String::from_utf8_lossy(&both.stderr));
+    let merge = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_isoharness"))
+            .current_dir(dir.path())
+            .args(["report", "merge", "patched.json", "stock.json", "--format", format])
+            .output()
+            .unwrap()
+    };
+    let table = merge("table");
+    assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("┆ stock ") && table.contains("┆ patched "), "{table}");
+    assert_eq!(table.matches("guest OS").count(), 1, "one table: {table}");
+    let merged: serde_json::Value = serde_json::from_slice(&merge("json").stdout).unwrap();
+    let both: serde_json::Value = serde_json::from_slice(&both.stdout).unwrap();
+    let key = |cells: &serde_json::Value| -> Vec<(String, String, String, String)> {
+        cells
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let s = |k: &str| c[k].to_string();
+                (s("scenario"), s("layout"), c["expected"]["kind"].to_string(), s("observed"))
+            })
+            .collect()
+    };
+    assert!(!both["cells"].as_array().unwrap().is_empty());
+    assert_eq!(key(&merged["cells"]), key(&both["cells"]));
+    assert_eq!(merged["layouts"], both["layouts"]);
+    assert_eq!(merged["cloud"], "embedded mockstack");
+
+    // The same cell twice, and a file that is no matrix report: exit 2, naming the files.
+    let twice = Command::new(env!("CARGO_BIN_EXE_isoharness"))
+        .current_dir(dir.path())
+        .args(["report", "merge", "stock.json", "stock.json"])
+        .output()
+        .unwrap();
+    assert_eq!(twice.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&twice.stderr);
+    assert!(stderr.contains("is in both stock.json and stock.json"), "{stderr}");
+    std::fs::write(dir.path().join("bad.json"), "{\"cloud\": []}").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_isoharness"))
+        .current_dir(dir.path())
+        .args(["report", "merge", "stock.json", "bad.json"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("bad.json:1:10: not a matrix JSON report (`isoharness matrix --format json`): invalid type: sequence, expected a string\n"), "{stderr}");
+}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use guestsim::Layout;
 use harness::exit::ExitStatus;
-use harness::matrix::{MatrixFormat, run};
+use harness::matrix::{MatrixFormat, MatrixMedia, run};
 use harness::scenario::Scenario;
 use harness::target::connect_real;
 use harness::workflow::Driver;
@@ -45,6 +45,12 @@ pub struct MatrixArgs {
     /// Write the report to FILE instead of stdout (the summary line still goes to stderr)
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// On a real cloud, the media the cells upload: each scenario's own installer ISO (`[media] iso`), or the media
+    /// the embedded run generates, whose tiny installer stands only for unattended BIOS x86 guests with virtio built
+    /// in: the other cells are not run and are reported as not runnable on this hypervisor. The embedded mockstack
+    /// always uses generated media
+    #[arg(long, value_enum, value_name = "MEDIA", default_value_t = MatrixMedia::Scenario)]
+    pub media: MatrixMedia,
     /// The ledger of the resources the cells on a real cloud create (default:
     /// $XDG_STATE_HOME/isoharness/ledger.jsonl); the embedded clouds keep none
     #[arg(long, value_name = "FILE")]
@@ -57,12 +63,15 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
     let mut status = ExitStatus::Ok;
     let report = if args.cloud.names_real_cloud() {
         let plan = real_plan(&args.layouts, args.domain_xml.given()).map_err(CommandError::usage)?;
+        if args.media == MatrixMedia::Generated {
+            nothing_runnable(&scenarios).map_err(CommandError::usage)?;
+        }
         let ledger = super::open_ledger(&args.ledger)?;
         let driver = connect_real(&args.cloud.config_request(), args.domain_xml.source()).await?;
         let jobs = args.jobs.min(4);
         let run_ids = std::sync::Mutex::new(Vec::new());
         let result = tokio::select! {
-            r = run::run_real(&driver, &ledger, &scenarios, &plan, jobs, &run_ids) => r,
+            r = run::run_real(&driver, &ledger, &scenarios, &plan, jobs, &run_ids, args.media) => r,
             _ = tokio::signal::ctrl_c() => {
                 let runs = run_ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 return Ok(super::cleanup_after_interrupt(&driver, &ledger, &runs).await);
@@ -83,6 +92,12 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
             }
         }
     } else {
+        if args.media == MatrixMedia::Generated {
+            return Err(CommandError::usage(
+                "--media generated chooses a real cloud's media: the embedded mockstack always uses generated media \
+                 (and simulates every guest); name a cloud with --os-cloud NAME, or leave --media out",
+            ));
+        }
         let layouts = embedded_layouts(&args.layouts).map_err(CommandError::usage)?;
         run::run_embedded(&scenarios, &layouts, args.jobs).await?
     };
@@ -96,6 +111,24 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
     }
     let findings = if report.passed() { ExitStatus::Ok } else { ExitStatus::Findings };
     Ok(status.max(findings))
+}
+
+/// With `--media generated`, an error when the tiny installer stands for none of the scenarios' guests: a matrix of
+/// cells that are all not runnable would judge nothing (exit 2 before the cloud is touched).
+fn nothing_runnable(scenarios: &[Scenario]) -> Result<(), String> {
+    let why: Vec<String> = scenarios
+        .iter()
+        .map(|s| run::not_runnable_with_generated_media(s).map(|why| format!("  {}: {why}", s.name)))
+        .collect::<Option<Vec<String>>>()
+        .unwrap_or_default();
+    if why.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "nothing to run: with --media generated, no scenario's guest is one the tiny installer stands for (an \
+         unattended BIOS x86 guest with virtio built in):\n{}",
+        why.join("\n")
+    ))
 }
 
 /// The layout of a matrix on a real cloud: one `--layout` (a name, or `auto`: recognised from the first install
@@ -175,6 +208,17 @@ mod tests {
         assert!(auto.contains("no domain XML source"), "{auto}");
         let two = real_plan(&[LayoutChoice::Stock, LayoutChoice::Patched], true).unwrap_err();
         assert!(two.contains("give one --layout"), "{two}");
+    }
+
+    #[test]
+    fn generated_media_with_no_runnable_scenario_is_nothing_to_run() {
+        let all = load_scenarios(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")).unwrap();
+        assert_eq!(nothing_runnable(&all), Ok(()));
+        let unrunnable: Vec<Scenario> =
+            all.into_iter().filter(|s| run::not_runnable_with_generated_media(s).is_some()).collect();
+        let error = nothing_runnable(&unrunnable).unwrap_err();
+        assert!(error.starts_with("nothing to run: with --media generated"), "{error}");
+        assert_eq!(error.lines().count(), unrunnable.len() + 1, "one line per scenario: {error}");
     }
 
     #[test]

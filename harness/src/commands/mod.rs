@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod matrix;
 pub mod media;
 pub mod mock;
+pub mod report;
 pub mod validate_image;
 
 use std::path::{Path, PathBuf};

@@ -4,3 +4,4 @@ pub mod report;
 pub mod run;
 
 pub use report::{Cell, MatrixFormat, MatrixReport};
+pub use run::MatrixMedia;

@@ -349,6 +349,7 @@ fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
         wall_seconds: 0.0,
         virtual_seconds: run.virtual_seconds,
         api_calls: 0,
+        not_runnable: None,
         domain_xml: None,
     };
     if let Some(xml) = &report.domain_xml {
@@ -369,7 +370,34 @@ fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
     cell
 }
 
-/// One cell on a real cloud: its run id recorded, the scenario's own media, the build.
+/// The media a matrix on a real cloud uploads (`isoharness matrix --media`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MatrixMedia {
+    /// Each scenario's own installer (`[media] iso` or `image`) and VirtIO-win ISO
+    #[default]
+    Scenario,
+    /// The media the embedded run generates (the installer ISO carrying the tiny installer, the VirtIO-win ISO, the
+    /// driver floppy); cells of guests the tiny installer cannot stand for are not run
+    Generated,
+}
+
+/// Why a scenario's cell is not runnable on a real hypervisor with generated media (`--media generated`), or `None`
+/// when it is: the tiny installer those media boot stands only for unattended BIOS x86 guests with virtio built in
+/// ([`guestsim::media::tiny_installer::cannot_stand_for`]).
+pub fn not_runnable_with_generated_media(scenario: &Scenario) -> Option<String> {
+    guestsim::media::tiny_installer::cannot_stand_for(&scenario.guest)
+}
+
+/// The cell of a scenario not run on this hypervisor: its expectation derived all the same, nothing observed.
+fn not_runnable_cell(scenario: &Scenario, layout: Layout, why: String) -> Cell {
+    let report = BuildReport { reason: why.clone(), ..BuildReport::default() };
+    let mut cell = cell_of(scenario, layout, CellRun { report, wall: Instant::now(), virtual_seconds: 0.0 });
+    cell.not_runnable = Some(why);
+    cell
+}
+
+/// One cell on a real cloud: its run id recorded, its media (the scenario's own, or generated into `generated`),
+/// the build.
 async fn real_cell<D: Driver>(
     driver: &D,
     ledger: &Ledger,
@@ -377,12 +405,15 @@ async fn real_cell<D: Driver>(
     scenario: &Scenario,
     plan: LayoutPlan,
     run_ids: &std::sync::Mutex<Vec<String>>,
+    generated: Option<&MediaCache>,
 ) -> CellRun {
     let dir = scratch.join(&scenario.name);
     let run_id = String::from(crate::workflow::RunId::new());
     run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
-    let media =
-        std::fs::create_dir_all(&dir).map_err(anyhow::Error::from).and_then(|()| media_for(scenario, false, &dir));
+    let media = std::fs::create_dir_all(&dir).map_err(anyhow::Error::from).and_then(|()| match generated {
+        Some(cache) => cache.embedded_media(scenario),
+        None => media_for(scenario, false, &dir),
+    });
     build_cell(driver, ledger, &dir, scenario, media, &run_id, plan).await
 }
 
@@ -403,7 +434,9 @@ pub enum LayoutNotLearnt {
 /// [`LayoutPlan::Recognise`], the layout recognised from the first install server's domain XML: the first cells
 /// run alone, one after the other, until one's server has a domain, and the rest, once the layout is known, `jobs`
 /// at a time. `run_ids` receives each cell's run id before it starts, so that an interrupted matrix cleans up
-/// exactly its own resources.
+/// exactly its own resources. With [`MatrixMedia::Generated`] every cell uploads generated media, and the cells of
+/// guests the tiny installer cannot stand for ([`not_runnable_with_generated_media`]) are not run at all: nothing is
+/// created for them, and the report says why.
 pub async fn run_real<D: Driver>(
     driver: &D,
     ledger: &Ledger,
@@ -411,18 +444,37 @@ pub async fn run_real<D: Driver>(
     plan: &LayoutPlan,
     jobs: usize,
     run_ids: &std::sync::Mutex<Vec<String>>,
+    media: MatrixMedia,
 ) -> anyhow::Result<MatrixReport> {
     let started = Instant::now();
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
     let scratch_path = scratch.path();
+    let cache = match media {
+        MatrixMedia::Scenario => None,
+        MatrixMedia::Generated => {
+            let dir = scratch_path.join("media");
+            std::fs::create_dir_all(&dir)?;
+            Some(MediaCache::new(&dir))
+        }
+    };
+    let generated = cache.as_ref();
+    let (mut runnable, mut skipped): (Vec<&Scenario>, Vec<(&Scenario, String)>) = (Vec::new(), Vec::new());
+    for scenario in scenarios {
+        match generated.and_then(|_| not_runnable_with_generated_media(scenario)) {
+            Some(why) => skipped.push((scenario, why)),
+            None => runnable.push(scenario),
+        }
+    }
+    let scenarios = runnable;
     let mut runs: Vec<(&Scenario, CellRun)> = Vec::new();
     let used = match plan {
         LayoutPlan::Known(used) => used.clone(),
         LayoutPlan::Unknown => anyhow::bail!("on a real cloud the matrix needs the layout its compute hosts implement"),
         LayoutPlan::Recognise => {
             let mut used = None;
-            for scenario in scenarios {
-                let run = real_cell(driver, ledger, scratch_path, scenario, LayoutPlan::Recognise, run_ids).await;
+            for scenario in scenarios.iter().copied() {
+                let run =
+                    real_cell(driver, ledger, scratch_path, scenario, LayoutPlan::Recognise, run_ids, generated).await;
                 let failed = run.report.steps.iter().find(|s| s.step == LAYOUT_STEP && s.status == StepStatus::Failed);
                 if let Some(step) = failed {
                     return Err(LayoutNotLearnt::Unrecognised {
@@ -444,17 +496,19 @@ pub async fn run_real<D: Driver>(
             used
         }
     };
-    let rest: Vec<&Scenario> = scenarios.iter().filter(|s| !runs.iter().any(|(r, _)| r.name == s.name)).collect();
+    let rest: Vec<&Scenario> =
+        scenarios.iter().copied().filter(|s| !runs.iter().any(|(r, _)| r.name == s.name)).collect();
     let more: Vec<(&Scenario, CellRun)> = futures_util::stream::iter(rest)
         .map(|scenario| {
             let plan = LayoutPlan::Known(used.clone());
-            async move { (scenario, real_cell(driver, ledger, scratch_path, scenario, plan, run_ids).await) }
+            async move { (scenario, real_cell(driver, ledger, scratch_path, scenario, plan, run_ids, generated).await) }
         })
         .buffer_unordered(jobs.max(1))
         .collect()
         .await;
     runs.extend(more);
     let mut cells: Vec<Cell> = runs.into_iter().map(|(scenario, run)| cell_of(scenario, used.layout, run)).collect();
+    cells.extend(skipped.into_iter().map(|(scenario, why)| not_runnable_cell(scenario, used.layout, why)));
     cells.sort_by(|a, b| a.scenario.cmp(&b.scenario));
     Ok(MatrixReport {
         cloud: driver.describe(),

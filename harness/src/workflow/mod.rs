@@ -128,7 +128,7 @@ pub enum ImageChange {
 pub use guestsim::DriverMedia;
 
 /// The layout a run's expectations use, and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LayoutUsed {
     pub layout: guestsim::Layout,
     #[serde(flatten)]
@@ -136,7 +136,7 @@ pub struct LayoutUsed {
 }
 
 /// Where a run's layout came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "source", rename_all = "kebab-case")]
 pub enum LayoutSource {
     /// `--layout NAME` on a real cloud: the user says what its compute hosts implement.
