@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use futures_util::StreamExt;
 use guestsim::{Layout, Outcome, OutcomeKind};
 
-use guestsim::guest::Medium;
+use guestsim::guest::{GuestFacts, Medium};
 use guestsim::hypervisor::blockinfo::{DiskSource, FlavorDisks, ImageMeta, MappingRequest, VirtType, disk_mapping};
 use guestsim::hypervisor::installer::{expected_outcome, summarize_media};
 use guestsim::media::floppy::FloppyImage;
@@ -411,9 +411,21 @@ async fn real_cell<D: Driver>(
     let run_id = String::from(crate::workflow::RunId::new());
     run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
     let media = std::fs::create_dir_all(&dir).map_err(anyhow::Error::from).and_then(|()| match generated {
-        Some(cache) => cache.embedded_media(scenario),
+        // No driver floppy: real Glance's format inspection refuses it as `raw` (a FAT boot sector carries the MBR
+        // signature with no partition table), and no guest the tiny installer stands for needs one.
+        Some(cache) => cache.embedded_media_attached(scenario, DriverMedia { virtio_iso: true, driver_floppy: false }),
         None => media_for(scenario, false, &dir),
     });
+    // The system the tiny installer installs prints a login prompt and runs no guest agent: on a real hypervisor the
+    // boot test waits for that prompt, not for the agent the guest would run.
+    let stand_in;
+    let scenario = match generated {
+        Some(_) if scenario.guest.agent.is_some() => {
+            stand_in = Scenario { guest: GuestFacts { agent: None, ..scenario.guest.clone() }, ..scenario.clone() };
+            &stand_in
+        }
+        _ => scenario,
+    };
     build_cell(driver, ledger, &dir, scenario, media, &run_id, plan).await
 }
 
