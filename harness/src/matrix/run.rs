@@ -396,6 +396,9 @@ fn not_runnable_cell(scenario: &Scenario, layout: Layout, why: String) -> Cell {
     cell
 }
 
+/// How long a real-hypervisor boot test waits for the tiny installer's system (it boots in seconds).
+const STAND_IN_BOOT_TIMEOUT_S: u64 = 60;
+
 /// One cell on a real cloud: its run id recorded, its media (the scenario's own, or generated into `generated`),
 /// the build.
 async fn real_cell<D: Driver>(
@@ -416,15 +419,19 @@ async fn real_cell<D: Driver>(
         Some(cache) => cache.embedded_media_attached(scenario, DriverMedia { virtio_iso: true, driver_floppy: false }),
         None => media_for(scenario, false, &dir),
     });
-    // The system the tiny installer installs prints a login prompt and runs no guest agent: on a real hypervisor the
-    // boot test waits for that prompt, not for the agent the guest would run.
+    // The system the tiny installer installs prints a login prompt within seconds and runs no guest agent: on a real
+    // hypervisor the boot test waits for that prompt, not for the agent the guest would run, and not for as long as
+    // the guest itself might take (an ISO copy never boots, so its boot test waits out the whole timeout).
     let stand_in;
     let scenario = match generated {
-        Some(_) if scenario.guest.agent.is_some() => {
-            stand_in = Scenario { guest: GuestFacts { agent: None, ..scenario.guest.clone() }, ..scenario.clone() };
+        Some(_) => {
+            let mut completion = scenario.completion.clone();
+            completion.boot_timeout_s = completion.boot_timeout_s.min(STAND_IN_BOOT_TIMEOUT_S);
+            let guest = GuestFacts { agent: None, ..scenario.guest.clone() };
+            stand_in = Scenario { guest, completion, ..scenario.clone() };
             &stand_in
         }
-        _ => scenario,
+        None => scenario,
     };
     build_cell(driver, ledger, &dir, scenario, media, &run_id, plan).await
 }
