@@ -1023,21 +1023,10 @@ async fn the_layout_decides_what_a_snapshot_of_an_iso_install_holds() {
     }
 }
 
-#[tokio::test]
-async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
-    let config = Config {
-        clock: ClockMode::Manual { tick: Duration::ZERO },
-        layout: guestsim::Layout::Patched,
-        ..Config::default()
-    };
-    let cloud = Cloud::with_config(config).await;
-    let alice = cloud.login("alice", "alpha").await;
-    let admin = cloud.login("admin", "admin").await;
-
-    // The operator publishes the VirtIO-win ISO under a name of its choosing and points the host at it.
+/// Uploads the generated VirtIO-win ISO as a public image named `name`, as an operator publishes it; its id.
+async fn publish_virtio_win_iso(cloud: &Cloud, admin: &Session, name: &str) -> String {
     let url = format!("{}/image/v2/images", cloud.mock.url());
-    let body =
-        json!({"name": "drivers-2026", "disk_format": "iso", "container_format": "bare", "visibility": "public"});
+    let body = json!({"name": name, "disk_format": "iso", "container_format": "bare", "visibility": "public"});
     let created: Value = cloud
         .http
         .post(&url)
@@ -1049,7 +1038,7 @@ async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
         .json()
         .await
         .unwrap();
-    let virtio_id = created["id"].as_str().unwrap();
+    let virtio_id = created["id"].as_str().unwrap().to_string();
     let mut iso = Vec::new();
     guestsim::media::virtio_win::virtio_win_iso(&guestsim::media::virtio_win::VirtioWinSpec::current(), &mut iso)
         .unwrap();
@@ -1063,6 +1052,22 @@ async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    virtio_id
+}
+
+#[tokio::test]
+async fn a_patched_host_attaches_the_virtio_iso_its_option_names() {
+    let config = Config {
+        clock: ClockMode::Manual { tick: Duration::ZERO },
+        layout: guestsim::Layout::Patched,
+        ..Config::default()
+    };
+    let cloud = Cloud::with_config(config).await;
+    let alice = cloud.login("alice", "alpha").await;
+    let admin = cloud.login("admin", "admin").await;
+
+    // The operator publishes the VirtIO-win ISO under a name of its choosing and points the host at it.
+    let virtio_id = publish_virtio_win_iso(&cloud, &admin, "drivers-2026").await;
     let options_url = format!("{}/mockstack/compute/options", cloud.mock.url());
     let r = cloud
         .http
@@ -1183,34 +1188,7 @@ async fn a_patched_host_faults_when_its_virtio_option_names_a_missing_image() {
     assert!(cloud.mock.state().nova().domain_xml(&missing).is_none(), "no domain was defined");
 
     // The same name once the image exists (public, as the operator publishes it): attached as disk.virtio.
-    let url = format!("{}/image/v2/images", cloud.mock.url());
-    let body =
-        json!({"name": "virtio-win-missing", "disk_format": "iso", "container_format": "bare", "visibility": "public"});
-    let created: Value = cloud
-        .http
-        .post(&url)
-        .header("x-auth-token", &admin.token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let virtio_id = created["id"].as_str().unwrap();
-    let mut iso = Vec::new();
-    guestsim::media::virtio_win::virtio_win_iso(&guestsim::media::virtio_win::VirtioWinSpec::current(), &mut iso)
-        .unwrap();
-    let r = cloud
-        .http
-        .put(format!("{url}/{virtio_id}/file"))
-        .header("x-auth-token", &admin.token)
-        .header("content-type", "application/octet-stream")
-        .body(iso)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    publish_virtio_win_iso(&cloud, &admin, "virtio-win-missing").await;
     let (present, server) = build("present").await;
     assert_eq!(server["status"], "ACTIVE", "{server}");
     let xml = cloud.mock.state().nova().domain_xml(&present).unwrap();

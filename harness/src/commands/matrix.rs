@@ -103,14 +103,7 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
         let layouts = embedded_layouts(&args.layouts).map_err(CommandError::usage)?;
         run::run_embedded(&scenarios, &layouts, args.jobs).await?
     };
-    let text = report.render(args.format);
-    match &args.output {
-        Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("{}", report.summary());
-        }
-        None => print!("{text}"),
-    }
+    super::emit_matrix_report(&report, args.format, &args.output)?;
     let findings = if report.passed() { ExitStatus::Ok } else { ExitStatus::Findings };
     Ok(status.max(findings))
 }

@@ -13,6 +13,7 @@ pub mod validate_image;
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use guestsim::Layout;
 use harness::cloud::{CloudError, ConfigRequest};
 use harness::driver::DomainXmlSource;
@@ -230,6 +231,23 @@ pub async fn cleanup_after_interrupt<D: Driver>(driver: &D, ledger: &Ledger, run
 }
 
 /// A duration for people: hundredths under ten seconds, whole seconds above.
+/// Prints a matrix report in `format` on stdout, or writes it to `output` and prints its summary line on stderr.
+pub fn emit_matrix_report(
+    report: &harness::matrix::MatrixReport,
+    format: harness::matrix::MatrixFormat,
+    output: &Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let text = report.render(format);
+    match output {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("{}", report.summary());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
 pub fn seconds(s: f64) -> String {
     if s < 10.0 { format!("{s:.2}s") } else { format!("{s:.0}s") }
 }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use harness::exit::ExitStatus;
 use harness::matrix::MatrixFormat;
@@ -56,14 +55,7 @@ fn run_merge(args: MergeArgs) -> anyhow::Result<ExitStatus> {
         inputs.push((path, report));
     }
     let report = merge(inputs).map_err(CommandError::usage)?;
-    let text = report.render(args.format);
-    match &args.output {
-        Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
-            eprintln!("{}", report.summary());
-        }
-        None => print!("{text}"),
-    }
+    super::emit_matrix_report(&report, args.format, &args.output)?;
     if report.judged() == 0 {
         eprintln!("error: no cell of the merged matrix was judged: every one was not runnable on its hypervisor");
         return Ok(ExitStatus::Usage);
