@@ -68,9 +68,7 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
         }
         let ledger = super::open_ledger(&args.ledger)?;
         let driver = connect_real(&args.cloud.config_request(), args.domain_xml.source()).await?;
-        // With generated media every cell uploads the driver media under the names the compute hosts look up, and
-        // deletes them when it ends: concurrent cells would make a patched Nova find two VirtIO-win images, or none.
-        let jobs = if args.media == run::MatrixMedia::Generated { 1 } else { args.jobs.min(4) };
+        let jobs = args.jobs.min(4);
         let run_ids = std::sync::Mutex::new(Vec::new());
         let result = tokio::select! {
             r = run::run_real(&driver, &ledger, &scenarios, &plan, jobs, &run_ids, args.media) => r,

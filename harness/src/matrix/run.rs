@@ -466,6 +466,9 @@ pub async fn run_real<D: Driver>(
     media: MatrixMedia,
 ) -> anyhow::Result<MatrixReport> {
     let started = Instant::now();
+    // With generated media every cell uploads the driver media under the names the compute hosts look up, and
+    // deletes them when it ends: concurrent cells would make a patched Nova find two VirtIO-win images, or none.
+    let jobs = if media == MatrixMedia::Generated { 1 } else { jobs };
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
     let scratch_path = scratch.path();
     let cache = match media {
