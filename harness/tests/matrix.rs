@@ -58,13 +58,7 @@ async fn an_attended_install_is_observed_and_expected_as_needs_console() {
 #[test]
 fn the_command_reports_the_cells_as_json() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = Command::new(env!("CARGO_BIN_EXE_isoharness"))
-        .current_dir(&root)
-        .args(["matrix", "--filter", "windows-server-2012", "--format", "json"])
-        .env_remove("OS_CLOUD")
-        .env_remove("OS_AUTH_URL")
-        .output()
-        .unwrap();
+    let output = isoharness_in(&root, &["matrix", "--filter", "windows-server-2012", "--format", "json"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let cells = report["cells"].as_array().unwrap();
@@ -135,17 +129,22 @@ async fn a_real_cloud_matrix_with_generated_media_runs_only_the_runnable_cells()
     embedded.mock.shutdown().await.unwrap();
 }
 
-fn isoharness(args: &[&str], dir: &Path) -> std::process::Output {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+/// `isoharness ARGS` run in `dir`, with no cloud named by the environment.
+fn isoharness_in(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_isoharness"))
         .current_dir(dir)
         .args(args)
-        .arg("--scenarios")
-        .arg(root.join("scenarios"))
         .env_remove("OS_CLOUD")
         .env_remove("OS_AUTH_URL")
         .output()
         .unwrap()
+}
+
+/// `isoharness ARGS --scenarios <the repository's scenarios>` run in `dir`.
+fn isoharness(args: &[&str], dir: &Path) -> std::process::Output {
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let scenarios = scenarios.to_str().expect("a UTF-8 path");
+    isoharness_in(dir, &[args, &["--scenarios", scenarios]].concat())
 }
 
 #[test]
@@ -171,11 +170,7 @@ fn report_merge_of_two_single_layout_runs_is_the_two_layout_run() {
         isoharness(&[&["matrix", "--layout", "stock", "--layout", "patched"][..], &filter[..]].concat(), dir.path());
     assert!(both.status.success(), "{}", String::from_utf8_lossy(&both.stderr));
     let merge = |format: &str| {
-        Command::new(env!("CARGO_BIN_EXE_isoharness"))
-            .current_dir(dir.path())
-            .args(["report", "merge", "patched.json", "stock.json", "--format", format])
-            .output()
-            .unwrap()
+        isoharness_in(dir.path(), &["report", "merge", "patched.json", "stock.json", "--format", format])
     };
     let table = merge("table");
     assert!(table.status.success(), "{}", String::from_utf8_lossy(&table.stderr));
@@ -201,20 +196,12 @@ fn report_merge_of_two_single_layout_runs_is_the_two_layout_run() {
     assert_eq!(merged["cloud"], "embedded mockstack");
 
     // The same cell twice, and a file that is no matrix report: exit 2, naming the files.
-    let twice = Command::new(env!("CARGO_BIN_EXE_isoharness"))
-        .current_dir(dir.path())
-        .args(["report", "merge", "stock.json", "stock.json"])
-        .output()
-        .unwrap();
+    let twice = isoharness_in(dir.path(), &["report", "merge", "stock.json", "stock.json"]);
     assert_eq!(twice.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&twice.stderr);
     assert!(stderr.contains("is in both stock.json and stock.json"), "{stderr}");
     std::fs::write(dir.path().join("bad.json"), "{\"cloud\": []}").unwrap();
-    let bad = Command::new(env!("CARGO_BIN_EXE_isoharness"))
-        .current_dir(dir.path())
-        .args(["report", "merge", "stock.json", "bad.json"])
-        .output()
-        .unwrap();
+    let bad = isoharness_in(dir.path(), &["report", "merge", "stock.json", "bad.json"]);
     assert_eq!(bad.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("bad.json:1:10: not a matrix JSON report (`isoharness matrix --format json`): invalid type: sequence, expected a string\n"), "{stderr}");
