@@ -231,7 +231,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     let layout = realstack::Dirs::new(realstack::default_root());
     let mut rounds = Rounds::default();
     let stock = realstack::NovaRequest::stock();
-    rounds.run("fake compute driver", || test_on_realstack(&layout, realstack::Compute::Fake, &stock, &mut command))?;
+    let nothing_first = |_: &realstack::Dirs| Ok(());
+    rounds.run("fake compute driver", || {
+        test_on_realstack(&layout, realstack::Compute::Fake, &stock, nothing_first, &mut command)
+    })?;
     if !libvirt_round {
         return Ok(());
     }
@@ -246,7 +249,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     };
     let skipped = |e: &anyhow::Error| e.downcast_ref::<realstack::LibvirtUnavailable>().is_some();
     let stock_round = rounds.run("libvirt, stock Nova", || {
-        test_on_realstack(&layout, realstack::Compute::Libvirt, &stock, &mut libvirt_suite("stock"))
+        test_on_realstack(&layout, realstack::Compute::Libvirt, &stock, nothing_first, &mut libvirt_suite("stock"))
     });
     match stock_round {
         Err(e) if skipped(&e) => {
@@ -257,8 +260,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     }
     if args.patched_nova {
         let patched = realstack::NovaRequest::patched(&workspace_root().join(NOVA_SERIES))?;
+        // Nova's own unit tests of the series run against the patched Nova the cloud came up on.
         rounds.run("libvirt, Nova with nova-patches/iso-install", || {
-            test_on_patched_nova(&layout, &patched, &mut libvirt_suite("patched"))
+            let suite = &mut libvirt_suite("patched");
+            test_on_realstack(&layout, realstack::Compute::Libvirt, &patched, realstack::nova_unit_tests, suite)
         })?;
     }
     Ok(())
@@ -301,33 +306,13 @@ impl Drop for Rounds {
     }
 }
 
-/// The patched round: the cloud comes up on Nova carrying `nova` (the series applied to the pinned release), Nova's
-/// own unit tests of the series run against that installed Nova, then `suite`.
-fn test_on_patched_nova(
-    layout: &realstack::Dirs,
-    nova: &realstack::NovaRequest,
-    suite: &mut Command,
-) -> anyhow::Result<()> {
-    let mut unit_tests = |clouds_up: &realstack::Dirs| realstack::nova_unit_tests(clouds_up);
-    test_on_realstack_then(layout, realstack::Compute::Libvirt, nova, &mut unit_tests, suite)
-}
-
-/// Brings the local real cloud up with `compute` and `nova`, runs `command` against it and takes it down.
+/// Brings the local real cloud up with `compute` and `nova`, runs `before_tests` on it (Nova's unit tests, say), then
+/// `command` against it, and takes it down whatever they did.
 fn test_on_realstack(
     layout: &realstack::Dirs,
     compute: realstack::Compute,
     nova: &realstack::NovaRequest,
-    command: &mut Command,
-) -> anyhow::Result<()> {
-    test_on_realstack_then(layout, compute, nova, &mut |_| Ok(()), command)
-}
-
-/// [`test_on_realstack`], running `first` once the cloud is up and before `command`.
-fn test_on_realstack_then(
-    layout: &realstack::Dirs,
-    compute: realstack::Compute,
-    nova: &realstack::NovaRequest,
-    first: &mut dyn FnMut(&realstack::Dirs) -> anyhow::Result<()>,
+    before_tests: fn(&realstack::Dirs) -> anyhow::Result<()>,
     command: &mut Command,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -344,7 +329,7 @@ fn test_on_realstack_then(
     };
     say(format!("the local real cloud ({}) came up in {:.0} s", compute.name(), started.elapsed().as_secs_f64()));
     let tests_started = std::time::Instant::now();
-    let result = first(layout).and_then(|()| run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds)));
+    let result = before_tests(layout).and_then(|()| run(command.env("ISOHARNESS_REALSTACK_CLOUDS", &clouds)));
     say(format!("the tests took {:.0} s", tests_started.elapsed().as_secs_f64()));
     let stopped = realstack::down(layout);
     match (result, stopped) {
