@@ -243,14 +243,18 @@ fn build_on_realstack(clouds: &Path, scenario: &Path, ledger: &Path, compute: Co
     }
     let (code, stdout, stderr) = isoharness(clouds, &args)?;
     println!("realstack: isoharness build took {:.0} s", started.elapsed().as_secs_f64());
-    // `build --format json` prints JSON lines: one `step` event per finished step, then the `report`.
-    let report = stdout
+    let report = build_report(&stdout)
+        .ok_or_else(|| format!("build printed no JSON report; stdout:\n{stdout}\nstderr:\n{stderr}"))?;
+    Ok((code, report))
+}
+
+/// The report `build --format json` printed: its JSON lines are one `step` event per finished step, then the `report`.
+fn build_report(stdout: &str) -> Option<Value> {
+    stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .find(|event| event["event"] == "report")
         .map(|event| event["report"].clone())
-        .ok_or_else(|| format!("build printed no JSON report; stdout:\n{stdout}\nstderr:\n{stderr}"))?;
-    Ok((code, report))
 }
 
 /// A build report's outcome and steps, for failure messages.
@@ -459,12 +463,8 @@ fn mockstack_agrees(clouds: &Path, scenario: &Path, real: &Value, layout: Layout
     let scenario = scenario.display().to_string();
     let (_, stdout, stderr) =
         isoharness(clouds, &["build", "--scenario", &scenario, "--layout", layout.as_str(), "--format", "json"])?;
-    let mock = stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .find(|event| event["event"] == "report")
-        .map(|event| event["report"].clone())
-        .ok_or_else(|| format!("the embedded build printed no JSON report; stderr:\n{stderr}"))?;
+    let mock =
+        build_report(&stdout).ok_or_else(|| format!("the embedded build printed no JSON report; stderr:\n{stderr}"))?;
     let (mock_devices, real_devices) = (devices(&mock)?, devices(real)?);
     let (mock_failed, real_failed) = (failed_checks(&mock["validation"]), failed_checks(&real["validation"]));
     if mock["outcome"] != real["outcome"] || mock_failed != real_failed || mock_devices != real_devices {
