@@ -376,7 +376,7 @@ pub enum MatrixMedia {
     /// Each scenario's own installer (`[media] iso` or `image`) and VirtIO-win ISO
     #[default]
     Scenario,
-    /// The media the embedded run generates (the installer ISO carrying the tiny installer, the VirtIO-win ISO, the
+    /// The media the embedded run generates (the installer ISO carrying the tiny installer, the VirtIO-win ISO; no
     /// driver floppy); cells of guests the tiny installer cannot stand for are not run
     Generated,
 }
