@@ -6,6 +6,7 @@
 //! driver media, the tiny installer that boots them on a real PC); [`hypervisor`] is the
 //! simulated libvirt compute host (disk mapping, domain XML, qcow2 files, the guest's rules);
 //! [`sniff`] tells image formats from their first bytes, for all of them and for mockstack's Glance.
+//! [`script`] is what an installer says on the console, spoken by the simulated guest and the tiny installer alike.
 //! [`outcome`] is what installing a guest on a layout comes to, whoever derives or observes it.
 //! Nothing here speaks HTTP: mockstack serves it, the harness derives expectations from it.
 
@@ -14,6 +15,7 @@ pub mod hypervisor;
 pub mod layout;
 pub mod media;
 pub mod outcome;
+pub mod script;
 pub mod sniff;
 
 pub use layout::{DEFAULT_DRIVER_FLOPPY_IMAGE, DEFAULT_VIRTIO_WIN_IMAGE, DriverMedia, Layout};

@@ -67,6 +67,7 @@ use super::blockinfo::{DeviceType, DiskBus, DiskMapping, DiskSource, MappedDisk,
 use super::system::InstalledSystem;
 use crate::guest::{DriverSource, Firmware, GuestAgent, GuestFacts, Medium, OsFamily};
 use crate::outcome::{Outcome, OutcomeKind};
+use crate::script::{Hole, InstallerScript, Line};
 
 /// The cloud-init release the simulated Linux images carry.
 pub const CLOUD_INIT_VERSION: &str = "24.4";
@@ -205,6 +206,12 @@ impl Console {
         self.lines.push(ConsoleLine { at: self.now, text: text.into() });
     }
 
+    fn say_all(&mut self, lines: Vec<String>) {
+        for line in lines {
+            self.say(line);
+        }
+    }
+
     fn wait(&mut self, d: Duration) {
         self.now += d;
     }
@@ -306,77 +313,19 @@ fn uefi_label(disk: &MappedDisk) -> &'static str {
     }
 }
 
-/// The installer program an OS uses, for its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum InstallerKind {
-    WindowsTextMode,
-    WindowsSetup,
-    Anaconda,
-    DebianInstaller,
-    Subiquity,
-    Yast,
-    GenericLinux,
-}
-
-fn installer_kind(facts: &GuestFacts) -> InstallerKind {
-    match facts.family {
-        OsFamily::Windows if facts.virtio_storage == DriverSource::Floppy => InstallerKind::WindowsTextMode,
-        OsFamily::Windows => InstallerKind::WindowsSetup,
-        OsFamily::Linux => match facts.distro.as_str() {
-            "rhel" | "centos" | "fedora" | "rocky" | "almalinux" => InstallerKind::Anaconda,
-            "debian" => InstallerKind::DebianInstaller,
-            "ubuntu" => {
-                let major: u32 = facts.release.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-                if major >= 20 { InstallerKind::Subiquity } else { InstallerKind::DebianInstaller }
-            }
-            "sles" | "opensuse" => InstallerKind::Yast,
-            _ => InstallerKind::GenericLinux,
-        },
-    }
-}
-
-impl InstallerKind {
-    fn name(self) -> &'static str {
-        match self {
-            InstallerKind::WindowsTextMode | InstallerKind::WindowsSetup => "Windows Setup",
-            InstallerKind::Anaconda => "anaconda",
-            InstallerKind::DebianInstaller => "debian-installer",
-            InstallerKind::Subiquity => "subiquity",
-            InstallerKind::Yast => "YaST2",
-            InstallerKind::GenericLinux => "installer",
-        }
-    }
-
-    fn no_disk_message(self) -> &'static str {
-        match self {
-            InstallerKind::WindowsTextMode => "Setup did not find any hard disk drives installed in your computer.",
-            InstallerKind::WindowsSetup => "We couldn't find any drives. To get a storage driver, click Load driver.",
-            InstallerKind::Anaconda => "No usable disks have been found.",
-            InstallerKind::DebianInstaller => {
-                "No disk drive was detected. If you know the name of the driver needed by your disk drive, you can select it from the list."
-            }
-            InstallerKind::Subiquity => {
-                "Block probing did not discover any disks big enough to support guided storage configuration."
-            }
-            InstallerKind::Yast => "No hard disks were found for the installation.",
-            InstallerKind::GenericLinux => "No disks found.",
-        }
-    }
-}
-
-/// I1: what the machine lacks for this OS, if anything.
-fn missing_hardware(facts: &GuestFacts, mapping: &DiskMapping) -> Option<String> {
+/// I1: what the machine lacks for this OS, if anything, in the script's words.
+fn missing_hardware(facts: &GuestFacts, mapping: &DiskMapping, script: &InstallerScript) -> Option<String> {
     let mut missing = Vec::new();
     if facts.firmware == Firmware::Uefi && mapping.firmware != Firmware::Uefi {
-        missing.push("UEFI firmware (hw_firmware_type=uefi)");
+        missing.push(script.template(Line::LacksUefi));
     }
     if facts.needs_secure_boot && !mapping.secure_boot {
-        missing.push("Secure Boot (os_secure_boot=required on a q35 machine)");
+        missing.push(script.template(Line::LacksSecureBoot));
     }
     if facts.needs_tpm && mapping.tpm.is_none_or(|t| t.version != TpmVersion::V2_0) {
-        missing.push("a TPM 2.0 (hw_tpm_version=2.0)");
+        missing.push(script.template(Line::LacksTpm));
     }
-    (!missing.is_empty()).then(|| format!("the machine lacks {}", missing.join(", ")))
+    (!missing.is_empty()).then(|| missing.join(", "))
 }
 
 /// Where this installer gets a virtio storage driver: `Ok(None)` built in, `Ok(Some((file, path)))`
@@ -388,7 +337,7 @@ fn virtio_storage_driver(
 ) -> Result<Option<(String, String)>, String> {
     match facts.virtio_storage {
         DriverSource::BuiltIn => Ok(None),
-        DriverSource::Unavailable => Err(format!("{} has no virtio storage driver", facts.name)),
+        DriverSource::Unavailable => Err(InstallerScript::for_guest(facts).template(Line::WhyNotVirtio).to_owned()),
         source => {
             let readable = |file: &str| {
                 mapping.disk(file).is_some_and(|d| match source {
@@ -396,15 +345,15 @@ fn virtio_storage_driver(
                     _ => matches!(d.device, DeviceType::Cdrom | DeviceType::Floppy),
                 })
             };
-            media
-                .storage_driver
+            // A real installer scans its controllers, so the first medium in domain order wins.
+            mapping
+                .disks
                 .iter()
-                .find(|(file, _)| readable(file))
-                .map(|(file, path)| Some((file.clone(), path.clone())))
-                .ok_or_else(|| match source {
-                    DriverSource::Floppy => format!("viostor for {} not on any attached floppy", facts.name),
-                    _ => format!("viostor for {} not on any readable medium", facts.name),
+                .filter(|d| readable(&d.file_name))
+                .find_map(|d| {
+                    media.storage_driver.get(&d.file_name).map(|path| Some((d.file_name.clone(), path.clone())))
                 })
+                .ok_or_else(|| InstallerScript::for_guest(facts).template(Line::WhyNotVirtio).to_owned())
         }
     }
 }
@@ -424,34 +373,19 @@ fn disk_usable(
 
 fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts, boot_disk: &MappedDisk) -> GuestRun {
     let mapping = input.mapping;
-    let kind = installer_kind(facts);
+    let script = InstallerScript::for_guest(facts);
     let windows = facts.family == OsFamily::Windows;
     console.wait(Duration::from_secs(1));
-    if windows {
-        console.say(format!("{}: starting {} setup from {}", kind.name(), facts.name, boot_disk.dev));
-    } else {
-        console.say(format!("[    0.000000] Linux version (installer kernel of {})", facts.name));
-        console.say(format!("Starting {} for {} ({})", kind.name(), facts.name, facts.arch));
-    }
+    console.say_all(script.render(Line::Banner, &[(Hole::BootDevice, &boot_disk.dev)]));
     console.wait(Duration::from_secs(2));
 
-    if let Some(reason) = missing_hardware(facts, mapping) {
-        if windows {
-            console.say(format!("This PC can't run {}", facts.name));
-            console.say(
-                "This PC doesn't meet the minimum system requirements to install this version of Windows. For more information, visit https://aka.ms/WindowsSysReq",
-            );
-        } else {
-            console.say(format!("{}: this machine does not meet the installer's requirements", kind.name()));
-        }
-        console.say(format!("{}: {reason}", kind.name()));
+    if let Some(missing) = missing_hardware(facts, mapping, &script) {
+        console.say_all(script.render(Line::Refused, &[(Hole::Missing, &missing)]));
+        let reason = format!("the machine lacks {missing}");
         return finish(console, None, None, GuestResult::InstallerRefused { reason });
     }
     if !facts.unattended {
-        console.say(format!(
-            "{}: no answer file on the installation medium; waiting for input on the console",
-            kind.name()
-        ));
+        console.say_all(script.render(Line::Waiting, &[]));
         return finish(console, None, None, GuestResult::InstallerWaiting);
     }
 
@@ -470,35 +404,28 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
         }
     }
     let Some((disk, driver)) = target else {
-        console.say(kind.no_disk_message());
-        let reason = if refusals.is_empty() {
-            "installer found no disk: the instance has no writable disk".to_string()
-        } else {
-            format!("installer found no disk: {}", refusals.join("; "))
-        };
-        console.say(format!("{}: {reason}", kind.name()));
+        let refusals =
+            if refusals.is_empty() { script.template(Line::NoWritableDisk).to_owned() } else { refusals.join("; ") };
+        console.say_all(script.render(Line::NoDisk, &[(Hole::Refusals, &refusals)]));
+        let reason = format!("installer found no disk: {refusals}");
         return finish(console, None, None, GuestResult::NoTargetDisk { reason });
     };
     if let Some((file, path)) = &driver {
         let from = mapping.disk(file).map(|d| d.dev.as_str()).unwrap_or(file);
-        console.say(format!("{}: loaded storage driver {path} from {from}", kind.name()));
+        console.say_all(script.render(Line::LoadedDriver, &[(Hole::DriverPath, path), (Hole::DriverMedium, from)]));
     }
     let size = disk.created_size_bytes();
     let needed = u64::from(facts.min_disk_gb) << 30;
     if let Some(size) = size
         && size < needed
     {
-        let reason = format!(
-            "installer found no disk: {} is {} but {} needs at least {} GiB",
-            disk.dev,
-            human_size(size),
-            facts.name,
-            facts.min_disk_gb
-        );
-        console.say(format!("{}: {reason}", kind.name()));
+        let lines = script.render(Line::TooSmall, &[(Hole::TargetDevice, &disk.dev), (Hole::Size, &human_size(size))]);
+        let reason = lines.last().and_then(|l| l.split_once(": ")).map(|(_, r)| r.to_owned()).unwrap_or_default();
+        console.say_all(lines);
         return finish(console, None, None, GuestResult::NoTargetDisk { reason });
     }
-    console.say(format!("{}: installing {} onto {} ({})", kind.name(), facts.name, disk.dev, disk.bus));
+    let bus = disk.bus.to_string();
+    console.say_all(script.render(Line::Installing, &[(Hole::TargetDevice, &disk.dev), (Hole::TargetBus, &bus)]));
     console.wait(Duration::from_secs(u64::from(facts.install_seconds)));
 
     let (virtio_storage_driver, virtio_storage_driver_source) = match virtio_storage_driver(facts, mapping, input.media)
@@ -527,10 +454,8 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
         agent: facts.agent,
         installed_on: disk.dev.clone(),
     };
-    if windows {
-        console.say(format!("{}: installation complete; shutting down", kind.name()));
-    } else {
-        console.say(format!("{}: installation complete; powering off", kind.name()));
+    console.say_all(script.render(Line::Complete, &[]));
+    if !windows {
         console.say(format!("[{:>12.6}] reboot: Power down", console.now.as_secs_f64()));
     }
     console.wait(Duration::from_secs(1));

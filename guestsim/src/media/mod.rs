@@ -136,15 +136,10 @@ fn line_column(bytes: &[u8], offset: usize) -> (usize, usize) {
 pub fn find_driver(medium: &dyn Medium, driver: &str, facts: &GuestFacts) -> Option<String> {
     let files = medium.files();
     let find = |wanted: &str| files.iter().find(|file| file.eq_ignore_ascii_case(wanted)).cloned();
-    let cdrom = || {
-        let folder = facts.virtio_win_folder.as_deref()?;
-        find(&format!("/{driver}/{folder}/{}/{driver}.inf", facts.arch.virtio_win_folder()))
-    };
+    let cdrom = || find(&crate::script::cdrom_driver_path(facts, driver)?);
     let floppy = || {
         find("/txtsetup.oem")?;
-        let folder = facts.floppy_folder.as_deref()?;
-        let arch_dir = FloppyArch::for_guest(facts.arch)?.dir();
-        find(&format!("/{arch_dir}/{folder}/{driver}.inf"))
+        find(&crate::script::floppy_driver_path(facts, driver)?)
     };
     match facts.virtio_storage {
         DriverSource::Cdrom => cdrom().or_else(floppy),

@@ -16,6 +16,7 @@ use md5::{Digest, Md5};
 use super::iso9660::{BootEntry, BootPlatform, IsoBuilder};
 use super::{GUEST_FACTS_PATH, MediaError};
 use crate::guest::{Arch, DriverSource, Firmware, GuestAgent, GuestFacts, OsFamily};
+use crate::script::{INSTALLER_CONFIG_PATH, InstallerScript};
 
 /// How to generate an installer ISO.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +138,7 @@ impl IsoContents {
             }
         };
         let load_sectors = match platform {
-            BootPlatform::Bios => load_sectors.map(|n| n.max(super::tiny_installer::LOAD_SECTORS)),
+            BootPlatform::Bios => Some(load_sectors.unwrap_or(0).max(super::tiny_installer::LOAD_SECTORS)),
             BootPlatform::Efi => load_sectors,
         };
         self.add(path, image);
@@ -156,6 +157,13 @@ pub fn os_installer_iso(facts: &GuestFacts, opts: &OsIsoOptions, out: &mut impl 
     }
     let toml = toml::to_string(facts).map_err(|e| MediaError::Write(std::io::Error::other(e)))?;
     layout.add(GUEST_FACTS_PATH, toml);
+    if layout.boot.iter().any(|entry| entry.platform == BootPlatform::Bios) {
+        let script = InstallerScript::for_guest(facts);
+        let config = script.config(facts).ok_or_else(|| MediaError::TooLarge {
+            reason: format!("the installer's script for {:?} does not fit in {INSTALLER_CONFIG_PATH}", facts.name),
+        })?;
+        layout.add(INSTALLER_CONFIG_PATH, config);
+    }
     let system_id = if facts.family == OsFamily::Windows { "WIN32" } else { "LINUX" };
     let mut iso = IsoBuilder::new(&volume_id, opts.created)?.system_id(system_id);
     for entry in layout.boot {

@@ -1,69 +1,58 @@
 //! The tiny installer: the real x86 boot program every generated installer ISO carries as its BIOS El Torito image.
 //!
-//! Under mockstack the simulated guest reads the ISO's `/.isoharness/guest.toml` and never runs
-//! this code. On a real hypervisor (the local real cloud's libvirt mode, or `qemu-system-x86_64
-//! -cdrom`) the firmware runs it: it prints `Starting installer` on COM1, writes an installed
-//! system (an MBR with boot code, one Linux partition spanning the disk and the boot signature)
-//! onto the first hard disk the BIOS knows or, failing that, onto the first virtio-blk device,
-//! which it drives itself (libvirt's `-boot strict=on` hides disks outside the boot order from
-//! the BIOS, as Nova's ephemeral disk is), and powers the machine off through ACPI; with no hard
-//! disk it prints `No disks found` and waits, as real installers do. Booted from the disk, the
-//! installed MBR prints a login prompt and idles. It does not model missing drivers: every disk
-//! it can reach is a target, as for an OS with virtio built in.
+//! Under mockstack the simulated guest reads the ISO's `/.isoharness/guest.toml` and never runs this code. On a
+//! real hypervisor (the local real cloud's libvirt mode, or `qemu-system-x86_64`) the firmware runs it, and it
+//! behaves as its guest's installer would: it reads the compact form of the guest's facts and the guest's
+//! [`InstallerScript`](crate::script::InstallerScript) from its own ISO (`/.isoharness/installer.cfg`, written beside
+//! `guest.toml`), drives the machine's controllers itself (libvirt's `-boot strict=on` hides every device outside
+//! the boot order from the BIOS): the PIIX IDE controller (ATA disks, ATAPI CD-ROMs), the floppy controller and
+//! legacy virtio-blk devices. A guest with virtio built in installs onto the first writable virtio disk; a `cdrom`
+//! guest uses a virtio disk only once it has found `viostor` for its version on a CD-ROM or the floppy, a `floppy`
+//! guest only on a FAT floppy beside `txtsetup.oem`; a guest without a virtio driver never touches a virtio disk and
+//! installs onto an IDE disk if there is one. It prints the lines the simulated guest prints, refuses a machine
+//! without the firmware or TPM the guest needs, waits for a person when the guest has no answer file, and with no
+//! usable disk says so and waits. The installed MBR, booted, prints a login prompt and idles.
 //!
-//! The source is `tiny_installer/boot.asm`; `boot.bin` is its nasm output, committed so that
-//! building media needs nothing beyond the Rust toolchain.
+//! The source is `tiny_installer/boot.asm`; `boot.bin` is its nasm output, committed so that building media needs
+//! nothing beyond the Rust toolchain.
 
-use crate::guest::{Arch, DriverSource, Firmware, GuestFacts};
+use crate::guest::{Arch, Firmware, GuestFacts};
 
-/// The boot image: 2048 bytes (four 512-byte sectors, one CD sector), loaded at 0000:7C00.
-pub const BOOT_IMAGE: &[u8; 2048] = include_bytes!("tiny_installer/boot.bin");
+/// The boot image: 8192 bytes, loaded at 0000:7C00.
+pub const BOOT_IMAGE: &[u8; 8192] = include_bytes!("tiny_installer/boot.bin");
 
-/// How many 512-byte sectors the El Torito entry must load: the installer keeps the MBR it
-/// writes in its second sector.
-pub const LOAD_SECTORS: u16 = 4;
+/// How many 512-byte sectors the El Torito entry must load: the whole boot image.
+pub const LOAD_SECTORS: u16 = (BOOT_IMAGE.len() / 512) as u16;
 
-/// What the installer prints when it starts: a second occurrence on a booted image means the
-/// installer started again.
-pub const STARTED: &str = "Starting installer";
-/// What it prints when the install is written, before it powers off.
-pub const FINISHED: &str = "Installation complete: powering off";
-/// What it prints when there is no hard disk to install to.
-pub const NO_DISK: &str = "No disks found";
+/// Where the MBR the installer writes sits in the boot image.
+const MBR_OFFSET: usize = 512;
+
+/// The first line the installer prints: a second occurrence on a booted image means the installer started again.
+pub const STARTED: &str = "isoharness tiny installer";
 /// What the installed system prints once booted.
 pub const BOOTED: &str = "isoharness-guest login:";
 
 /// The MBR the installer writes, as it sits in the boot image (its partition still 2048 sectors long).
 pub fn installed_mbr() -> &'static [u8] {
-    &BOOT_IMAGE[1024..1536]
+    &BOOT_IMAGE[MBR_OFFSET..MBR_OFFSET + 512]
 }
 
 /// Why the tiny installer cannot stand for `guest` on a real hypervisor, or `None` when it can. It boots from a
-/// BIOS El Torito entry on an x86 PC and installs, unattended, onto any disk it reaches, as an OS with virtio built
-/// in would; a guest that loads its storage driver from other media, has no virtio driver, boots through UEFI,
-/// runs on another architecture or waits for a person behaves otherwise, and only mockstack's simulated host
-/// models that. A cell of such a guest run on real QEMU would say nothing about the guest, so it is not run.
+/// BIOS El Torito entry on an x86 PC; a guest that boots through UEFI or runs on another architecture boots
+/// otherwise, and only mockstack's simulated host models it. A cell of such a guest run on real QEMU would say
+/// nothing about the guest, so it is not run.
 pub fn cannot_stand_for(guest: &GuestFacts) -> Option<String> {
     let mut differences = Vec::new();
-    match guest.virtio_storage {
-        DriverSource::BuiltIn => {}
-        DriverSource::Cdrom => differences.push("loads viostor from a CD-ROM"),
-        DriverSource::Floppy => differences.push("loads viostor from a floppy"),
-        DriverSource::Unavailable => differences.push("has no virtio driver"),
-    }
     if guest.firmware != Firmware::Bios {
         differences.push("boots through UEFI");
     }
     if !matches!(guest.arch, Arch::X86_64 | Arch::I686) {
         differences.push("is not an x86 guest");
     }
-    if !guest.unattended {
-        differences.push("waits for a person at the console");
-    }
     (!differences.is_empty()).then(|| {
         format!(
-            "the tiny installer installs like an unattended BIOS guest with virtio built in, and this guest {}",
-            differences.join(", ")
+            "the tiny installer boots only from a BIOS El Torito entry on an x86 PC, and this guest {}",
+            differences.join(" and ")
         )
     })
 }
@@ -80,9 +69,8 @@ mod tests {
     fn the_boot_program_and_the_mbr_carry_their_messages_and_the_mbr_its_boot_signature() {
         let mbr = installed_mbr();
         assert_eq!(&mbr[510..512], &[0x55, 0xaa]);
-        for message in [STARTED, FINISHED, NO_DISK] {
-            assert!(contains(&BOOT_IMAGE[..1024], message), "{message}");
-        }
+        assert!(contains(&BOOT_IMAGE[..], STARTED));
+        assert!(contains(&BOOT_IMAGE[..], "_isoharness/installer.cfg"), "reads its configuration");
         assert!(contains(mbr, BOOTED));
     }
 
@@ -96,26 +84,16 @@ mod tests {
     }
 
     #[test]
-    fn it_stands_for_exactly_the_unattended_bios_x86_guests_with_virtio_built_in() {
+    fn it_stands_for_exactly_the_bios_x86_guests() {
         for (facts, _) in crate::hypervisor::testing::os_table() {
-            let stands_in = facts.virtio_storage == DriverSource::BuiltIn
-                && facts.firmware == Firmware::Bios
-                && matches!(facts.arch, Arch::X86_64 | Arch::I686)
-                && facts.unattended;
+            let stands_in = facts.firmware == Firmware::Bios && matches!(facts.arch, Arch::X86_64 | Arch::I686);
             assert_eq!(cannot_stand_for(&facts).is_none(), stands_in, "{}", facts.name);
             let mut uefi = facts.clone();
             uefi.firmware = Firmware::Uefi;
             assert!(cannot_stand_for(&uefi).is_some_and(|why| why.contains("UEFI")), "{}", facts.name);
-            let mut attended = facts.clone();
-            attended.unattended = false;
-            assert!(cannot_stand_for(&attended).is_some_and(|why| why.contains("person")), "{}", facts.name);
+            let mut arm = facts.clone();
+            arm.arch = Arch::Aarch64;
+            assert!(cannot_stand_for(&arm).is_some_and(|why| why.contains("x86")), "{}", facts.name);
         }
-        let windows = crate::hypervisor::testing::os_table()
-            .into_iter()
-            .map(|(facts, _)| facts)
-            .find(|f| f.virtio_storage == DriverSource::Cdrom)
-            .expect("a CD-ROM driver guest in the table");
-        let why = cannot_stand_for(&windows).expect("not a stand-in");
-        assert!(why.contains("loads viostor from a CD-ROM"), "{why}");
     }
 }

@@ -385,7 +385,18 @@ pub enum MatrixMedia {
 /// when it is: the tiny installer those media boot stands only for unattended BIOS x86 guests with virtio built in
 /// ([`guestsim::media::tiny_installer::cannot_stand_for`]).
 pub fn not_runnable_with_generated_media(scenario: &Scenario) -> Option<String> {
-    guestsim::media::tiny_installer::cannot_stand_for(&scenario.guest)
+    if let Some(why) = guestsim::media::tiny_installer::cannot_stand_for(&scenario.guest) {
+        return Some(why);
+    }
+    // The install server's machine type comes from the ISO's properties (Nova boots from the ISO), else the image's.
+    let image = &scenario.image;
+    let machine = image.iso_properties.get("hw_machine_type").or(image.properties.get("hw_machine_type"));
+    machine.filter(|m| m.contains("q35")).map(|m| {
+        format!(
+            "the tiny installer drives the i440fx machine's PIIX IDE controller and legacy virtio devices, and this \
+             scenario asks for hw_machine_type={m} (AHCI and modern virtio)"
+        )
+    })
 }
 
 /// The cell of a scenario not run on this hypervisor: its expectation derived all the same, nothing observed.

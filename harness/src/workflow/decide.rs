@@ -29,6 +29,8 @@ pub struct InstallRules {
 }
 
 /// Console lines that mean an installer gave up, whatever the scenario says (docs/guest-matrix.md#failure-lines).
+/// Every installer's no-disk message (guestsim's script, which the simulated guest and the tiny installer both speak)
+/// counts as well.
 const INSTALLER_FAILURES: &[&str] = &[
     "Setup did not find any hard disk drives",
     "We couldn't find any drives",
@@ -38,6 +40,10 @@ const INSTALLER_FAILURES: &[&str] = &[
     "This PC can't run Windows 11",
     "No bootable device",
 ];
+
+fn installer_gave_up(line: &str) -> bool {
+    INSTALLER_FAILURES.iter().copied().chain(guestsim::script::no_disk_messages()).any(|m| line.contains(m))
+}
 
 /// Console lines of an installer that waits for a person (no answer file): the simulated installers' words, and
 /// Anaconda's text-mode prompt.
@@ -60,7 +66,7 @@ pub fn install_verdict(
             evidence: Vec::new(),
         };
     }
-    if let Some(line) = console.lines().find(|l| INSTALLER_FAILURES.iter().any(|m| l.contains(m))) {
+    if let Some(line) = console.lines().find(|l| installer_gave_up(l)) {
         return InstallVerdict::Failed {
             outcome: OutcomeKind::NoTargetDisk,
             reason: "the installer stopped".into(),

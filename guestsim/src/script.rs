@@ -1,0 +1,318 @@
+//! What an installer says on the serial console: one script, spoken by mockstack's simulated guest and by the tiny
+//! installer on a real PC, so that the harness reads one language from both.
+//!
+//! A script is a set of templates for one guest (its installer's name and wording filled in) with holes that only
+//! the running installer can fill: the device it booted from, the disk it chose, the medium it loaded a driver from.
+//! The simulated guest fills them in Rust ([`InstallerScript::render`]); the tiny installer reads the same templates
+//! from its ISO's `/.isoharness/installer.cfg` ([`InstallerScript::config`]) and fills them in its boot code.
+
+use crate::guest::{DriverSource, GuestFacts, OsFamily};
+use crate::media::FloppyArch;
+
+/// Where an installer ISO carries its script and the facts its boot code acts on.
+pub const INSTALLER_CONFIG_PATH: &str = "/.isoharness/installer.cfg";
+/// The configuration's size: one CD sector, which the boot code reads whole.
+pub const INSTALLER_CONFIG_LEN: usize = 2048;
+const CONFIG_MAGIC: &[u8; 8] = b"ISOHCFG1";
+/// Where the table of template offsets starts, and where the templates do.
+const TEXT_TABLE: usize = 32;
+const FIRST_TEXT: usize = 96;
+
+/// A hole in a template, as the byte that stands for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Hole {
+    /// The device the installer booted from (`hda`).
+    BootDevice = 1,
+    /// The disk it installs onto (`vda`).
+    TargetDevice = 2,
+    /// That disk's bus (`virtio`, `ide`).
+    TargetBus = 3,
+    /// The driver file it loaded (`/viostor/2k12/amd64/viostor.inf`).
+    DriverPath = 4,
+    /// The medium it loaded the driver from (`hdb`, `fda`).
+    DriverMedium = 5,
+    /// A disk's size (`8 GiB`, `512 MiB`).
+    Size = 6,
+    /// The hardware the machine lacks, `, `-separated.
+    Missing = 7,
+    /// The disks it refused, `; `-separated `dev (bus): why`, or why there was none.
+    Refusals = 8,
+}
+
+impl Hole {
+    fn marker(self) -> char {
+        char::from(self as u8)
+    }
+}
+
+/// The templates of a script, in the order of the configuration's table (the boot code's `T_*` numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumCount, strum::EnumIter)]
+pub enum Line {
+    Banner,
+    Refused,
+    Waiting,
+    NoDisk,
+    WhyNotVirtio,
+    LoadedDriver,
+    TooSmall,
+    Installing,
+    Complete,
+    CdromDriverPath,
+    FloppyDriverPath,
+    NoWritableDisk,
+    WriteFailed,
+    LacksUefi,
+    LacksSecureBoot,
+    LacksTpm,
+    BadFloppy,
+}
+
+/// The installer program an OS uses, for its name and its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstallerKind {
+    WindowsTextMode,
+    WindowsSetup,
+    Anaconda,
+    DebianInstaller,
+    Subiquity,
+    Yast,
+    GenericLinux,
+}
+
+impl InstallerKind {
+    pub const ALL: [InstallerKind; 7] = [
+        InstallerKind::WindowsTextMode,
+        InstallerKind::WindowsSetup,
+        InstallerKind::Anaconda,
+        InstallerKind::DebianInstaller,
+        InstallerKind::Subiquity,
+        InstallerKind::Yast,
+        InstallerKind::GenericLinux,
+    ];
+
+    pub fn of(facts: &GuestFacts) -> InstallerKind {
+        match facts.family {
+            OsFamily::Windows if facts.virtio_storage == DriverSource::Floppy => InstallerKind::WindowsTextMode,
+            OsFamily::Windows => InstallerKind::WindowsSetup,
+            OsFamily::Linux => match facts.distro.as_str() {
+                "rhel" | "centos" | "fedora" | "rocky" | "almalinux" => InstallerKind::Anaconda,
+                "debian" => InstallerKind::DebianInstaller,
+                "ubuntu" => {
+                    let major: u32 = facts.release.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
+                    if major >= 20 { InstallerKind::Subiquity } else { InstallerKind::DebianInstaller }
+                }
+                "sles" | "opensuse" => InstallerKind::Yast,
+                _ => InstallerKind::GenericLinux,
+            },
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InstallerKind::WindowsTextMode | InstallerKind::WindowsSetup => "Windows Setup",
+            InstallerKind::Anaconda => "anaconda",
+            InstallerKind::DebianInstaller => "debian-installer",
+            InstallerKind::Subiquity => "subiquity",
+            InstallerKind::Yast => "YaST2",
+            InstallerKind::GenericLinux => "installer",
+        }
+    }
+
+    /// What the real installer says when it finds no disk to install onto.
+    pub fn no_disk_message(self) -> &'static str {
+        match self {
+            InstallerKind::WindowsTextMode => "Setup did not find any hard disk drives installed in your computer.",
+            InstallerKind::WindowsSetup => "We couldn't find any drives. To get a storage driver, click Load driver.",
+            InstallerKind::Anaconda => "No usable disks have been found.",
+            InstallerKind::DebianInstaller => {
+                "No disk drive was detected. If you know the name of the driver needed by your disk drive, you can select it from the list."
+            }
+            InstallerKind::Subiquity => {
+                "Block probing did not discover any disks big enough to support guided storage configuration."
+            }
+            InstallerKind::Yast => "No hard disks were found for the installation.",
+            InstallerKind::GenericLinux => "No disks found.",
+        }
+    }
+}
+
+/// Every installer's no-disk message: a console holding one of them saw an installer give up.
+pub fn no_disk_messages() -> impl Iterator<Item = &'static str> {
+    InstallerKind::ALL.into_iter().map(InstallerKind::no_disk_message)
+}
+
+/// The templates of one guest's installer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerScript {
+    texts: Vec<String>,
+}
+
+impl InstallerScript {
+    pub fn for_guest(facts: &GuestFacts) -> InstallerScript {
+        let kind = InstallerKind::of(facts).name();
+        let name = &facts.name;
+        let windows = facts.family == OsFamily::Windows;
+        let hole = |h: Hole| h.marker();
+        let text = |line: Line| -> String {
+            match line {
+                Line::Banner if windows => format!("{kind}: starting {name} setup from {}", hole(Hole::BootDevice)),
+                Line::Banner => format!(
+                    "[    0.000000] Linux version (installer kernel of {name})\nStarting {kind} for {name} ({})",
+                    facts.arch
+                ),
+                Line::Refused if windows => format!(
+                    "This PC can't run {name}\nThis PC doesn't meet the minimum system requirements to install this version of Windows. For more information, visit https://aka.ms/WindowsSysReq\n{kind}: the machine lacks {}",
+                    hole(Hole::Missing)
+                ),
+                Line::Refused => format!(
+                    "{kind}: this machine does not meet the installer's requirements\n{kind}: the machine lacks {}",
+                    hole(Hole::Missing)
+                ),
+                Line::Waiting => {
+                    format!("{kind}: no answer file on the installation medium; waiting for input on the console")
+                }
+                Line::NoDisk => format!(
+                    "{}\n{kind}: installer found no disk: {}",
+                    InstallerKind::of(facts).no_disk_message(),
+                    hole(Hole::Refusals)
+                ),
+                Line::WhyNotVirtio => match facts.virtio_storage {
+                    DriverSource::BuiltIn => String::new(),
+                    DriverSource::Unavailable => format!("{name} has no virtio storage driver"),
+                    DriverSource::Floppy => format!("viostor for {name} not on any attached floppy"),
+                    DriverSource::Cdrom => format!("viostor for {name} not on any readable medium"),
+                },
+                Line::LoadedDriver => format!(
+                    "{kind}: loaded storage driver {} from {}",
+                    hole(Hole::DriverPath),
+                    hole(Hole::DriverMedium)
+                ),
+                Line::TooSmall => format!(
+                    "{kind}: installer found no disk: {} is {} but {name} needs at least {} GiB",
+                    hole(Hole::TargetDevice),
+                    hole(Hole::Size),
+                    facts.min_disk_gb
+                ),
+                Line::Installing => {
+                    format!("{kind}: installing {name} onto {} ({})", hole(Hole::TargetDevice), hole(Hole::TargetBus))
+                }
+                Line::Complete if windows => format!("{kind}: installation complete; shutting down"),
+                Line::Complete => format!("{kind}: installation complete; powering off"),
+                Line::CdromDriverPath => cdrom_driver_path(facts, "viostor").unwrap_or_default(),
+                Line::FloppyDriverPath => floppy_driver_path(facts, "viostor").unwrap_or_default(),
+                Line::NoWritableDisk => "the instance has no writable disk".into(),
+                Line::WriteFailed => {
+                    format!("{kind}: installation failed: {} refused the write", hole(Hole::TargetDevice))
+                }
+                Line::LacksUefi => "UEFI firmware (hw_firmware_type=uefi)".into(),
+                Line::LacksSecureBoot => "Secure Boot (os_secure_boot=required on a q35 machine)".into(),
+                Line::LacksTpm => "a TPM 2.0 (hw_tpm_version=2.0)".into(),
+                Line::BadFloppy => format!("{kind}: the floppy in fda holds no FAT volume; no driver read from it"),
+            }
+        };
+        InstallerScript { texts: <Line as strum::IntoEnumIterator>::iter().map(text).collect() }
+    }
+
+    /// The template of `line`, holes still in it.
+    pub fn template(&self, line: Line) -> &str {
+        &self.texts[line as usize]
+    }
+
+    /// The console lines `line` comes to with its holes filled; a hole not given stays empty.
+    pub fn render(&self, line: Line, holes: &[(Hole, &str)]) -> Vec<String> {
+        let mut text = String::new();
+        for c in self.template(line).chars() {
+            match holes.iter().find(|(hole, _)| hole.marker() == c) {
+                Some((_, value)) => text.push_str(value),
+                None if (c as u32) <= 8 => {}
+                None => text.push(c),
+            }
+        }
+        text.split('\n').map(str::to_owned).collect()
+    }
+
+    /// The compact configuration the tiny installer reads: magic, the facts its code acts on, a table of offsets and
+    /// the NUL-terminated templates, [`INSTALLER_CONFIG_LEN`] bytes ending in a NUL. `None` when the templates do not
+    /// fit, which no guest name within reason reaches.
+    pub fn config(&self, facts: &GuestFacts) -> Option<Vec<u8>> {
+        let mut config = vec![0u8; INSTALLER_CONFIG_LEN];
+        config[..8].copy_from_slice(CONFIG_MAGIC);
+        config[8] = match facts.virtio_storage {
+            DriverSource::BuiltIn => 0,
+            DriverSource::Cdrom => 1,
+            DriverSource::Floppy => 2,
+            DriverSource::Unavailable => 3,
+        };
+        config[9] = u8::from(facts.unattended)
+            | u8::from(facts.firmware == crate::guest::Firmware::Uefi) << 1
+            | u8::from(facts.needs_secure_boot) << 2
+            | u8::from(facts.needs_tpm) << 3;
+        let min_sectors = u64::from(facts.min_disk_gb) << 21;
+        config[12..20].copy_from_slice(&min_sectors.to_le_bytes());
+        let mut at = FIRST_TEXT;
+        for (index, text) in self.texts.iter().enumerate() {
+            let end = at + text.len() + 1;
+            if end >= INSTALLER_CONFIG_LEN {
+                return None;
+            }
+            let offset = u16::try_from(at).ok()?;
+            config[TEXT_TABLE + 2 * index..TEXT_TABLE + 2 * index + 2].copy_from_slice(&offset.to_le_bytes());
+            config[at..end - 1].copy_from_slice(text.as_bytes());
+            at = end;
+        }
+        Some(config)
+    }
+}
+
+/// Where a `cdrom` installer looks for `driver` on a VirtIO-win CD: `/<driver>/<os folder>/<arch folder>/<driver>.inf`.
+pub fn cdrom_driver_path(facts: &GuestFacts, driver: &str) -> Option<String> {
+    let folder = facts.virtio_win_folder.as_deref()?;
+    Some(format!("/{driver}/{folder}/{}/{driver}.inf", facts.arch.virtio_win_folder()))
+}
+
+/// Where a text-mode installer looks for `driver` on a driver floppy (beside `/txtsetup.oem`).
+pub fn floppy_driver_path(facts: &GuestFacts, driver: &str) -> Option<String> {
+    let folder = facts.floppy_folder.as_deref()?;
+    let arch_dir = FloppyArch::for_guest(facts.arch)?.dir();
+    Some(format!("/{arch_dir}/{folder}/{driver}.inf"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypervisor::testing::os_table;
+
+    #[test]
+    fn every_guest_of_the_table_has_a_config_that_ends_in_a_nul_and_points_inside_itself() {
+        for (facts, _) in os_table() {
+            let script = InstallerScript::for_guest(&facts);
+            let config = script.config(&facts).unwrap_or_else(|| panic!("{} fits", facts.name));
+            assert_eq!(config.len(), INSTALLER_CONFIG_LEN);
+            assert_eq!(config[INSTALLER_CONFIG_LEN - 1], 0);
+            for (index, line) in <Line as strum::IntoEnumIterator>::iter().enumerate() {
+                let offset = usize::from(u16::from_le_bytes([config[32 + 2 * index], config[33 + 2 * index]]));
+                assert!((FIRST_TEXT..INSTALLER_CONFIG_LEN).contains(&offset));
+                let end = offset + config[offset..].iter().position(|b| *b == 0).expect("NUL-terminated");
+                assert_eq!(&config[offset..end], script.template(line).as_bytes(), "{line:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn holes_are_filled_and_lines_split() {
+        let (facts, _) = os_table().into_iter().find(|(f, _)| f.family == OsFamily::Windows).expect("a Windows guest");
+        let script = InstallerScript::for_guest(&facts);
+        let lines = script.render(Line::NoDisk, &[(Hole::Refusals, "vdb (virtio): why")]);
+        assert_eq!(lines.len(), 2);
+        assert!(lines[1].ends_with("installer found no disk: vdb (virtio): why"), "{lines:?}");
+        assert!(script.render(Line::Installing, &[]).iter().all(|l| l.chars().all(|c| c as u32 > 8)));
+    }
+
+    #[test]
+    fn a_name_too_long_for_the_config_is_refused_not_cut() {
+        let (mut facts, _) = os_table().remove(0);
+        facts.name = "x".repeat(400);
+        assert!(InstallerScript::for_guest(&facts).config(&facts).is_none());
+    }
+}
