@@ -232,6 +232,28 @@ impl InstallerScript {
         text.split('\n').map(str::to_owned).collect()
     }
 
+    /// The console lines that are this script's, each with the template it comes from and its holes as filled:
+    /// how a reader tells, from either installer's console, the disk it chose and the medium it read a driver from.
+    pub fn recognise<'a>(&self, console: impl IntoIterator<Item = &'a str>) -> Vec<Said> {
+        let templates: Vec<(Line, &str)> = <Line as strum::IntoEnumIterator>::iter()
+            .filter(|line| !matches!(line, Line::CdromDriverPath | Line::FloppyDriverPath | Line::NoWritableDisk))
+            .filter(|line| {
+                !matches!(line, Line::WhyNotVirtio | Line::LacksUefi | Line::LacksSecureBoot | Line::LacksTpm)
+            })
+            .flat_map(|line| self.template(line).split('\n').map(move |t| (line, t)))
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
+        console
+            .into_iter()
+            .map(str::trim_end)
+            .filter_map(|text| {
+                templates.iter().find_map(|(line, template)| {
+                    fill(template, text).map(|holes| Said { line: *line, text: text.to_owned(), holes })
+                })
+            })
+            .collect()
+    }
+
     /// The compact configuration the tiny installer reads: magic, the facts its code acts on, a table of offsets and
     /// the NUL-terminated templates, [`INSTALLER_CONFIG_LEN`] bytes ending in a NUL. `None` when the templates do not
     /// fit, which no guest name within reason reaches.
@@ -264,6 +286,46 @@ impl InstallerScript {
         Some(config)
     }
 }
+
+/// A console line recognised as one of a script's, with the values of its holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    pub line: Line,
+    pub text: String,
+    pub holes: Vec<(Hole, String)>,
+}
+
+impl Said {
+    pub fn hole(&self, hole: Hole) -> Option<&str> {
+        self.holes.iter().find(|(h, _)| *h == hole).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The holes of the one-line `template` as `text` fills them, or `None` when `text` is not that line.
+fn fill(template: &str, text: &str) -> Option<Vec<(Hole, String)>> {
+    let hole_of = |c: char| HOLES.iter().copied().find(|h| h.marker() == c);
+    let mut pieces = template.split(|c: char| hole_of(c).is_some());
+    let holes: Vec<Hole> = template.chars().filter_map(hole_of).collect();
+    let mut rest = text.strip_prefix(pieces.next().unwrap_or(""))?;
+    let mut filled = Vec::with_capacity(holes.len());
+    for (hole, literal) in holes.into_iter().zip(pieces) {
+        let end = if literal.is_empty() { rest.len() } else { rest.find(literal)? };
+        filled.push((hole, rest[..end].to_owned()));
+        rest = &rest[end + literal.len()..];
+    }
+    rest.is_empty().then_some(filled)
+}
+
+const HOLES: [Hole; 8] = [
+    Hole::BootDevice,
+    Hole::TargetDevice,
+    Hole::TargetBus,
+    Hole::DriverPath,
+    Hole::DriverMedium,
+    Hole::Size,
+    Hole::Missing,
+    Hole::Refusals,
+];
 
 /// Where a `cdrom` installer looks for `driver` on a VirtIO-win CD: `/<driver>/<os folder>/<arch folder>/<driver>.inf`.
 pub fn cdrom_driver_path(facts: &GuestFacts, driver: &str) -> Option<String> {
@@ -307,6 +369,30 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[1].ends_with("installer found no disk: vdb (virtio): why"), "{lines:?}");
         assert!(script.render(Line::Installing, &[]).iter().all(|l| l.chars().all(|c| c as u32 > 8)));
+    }
+
+    #[test]
+    fn rendered_lines_are_recognised_with_their_holes_and_other_lines_are_not() {
+        for (facts, _) in os_table() {
+            let script = InstallerScript::for_guest(&facts);
+            let mut console = vec!["SeaBIOS (version 1.16.2)".to_owned(), "random noise".to_owned()];
+            console.extend(script.render(Line::Banner, &[(Hole::BootDevice, "hdc")]));
+            console.extend(script.render(
+                Line::LoadedDriver,
+                &[(Hole::DriverPath, "/viostor/a/b/viostor.inf"), (Hole::DriverMedium, "hdb")],
+            ));
+            console
+                .extend(script.render(Line::Installing, &[(Hole::TargetDevice, "vda"), (Hole::TargetBus, "virtio")]));
+            let said = script.recognise(console.iter().map(String::as_str));
+            let lines: Vec<Line> = said.iter().map(|s| s.line).collect();
+            assert!(!lines.is_empty() && lines.iter().all(|l| *l != Line::WhyNotVirtio), "{}: {lines:?}", facts.name);
+            let installing = said.iter().find(|s| s.line == Line::Installing).expect("the installing line");
+            assert_eq!(installing.hole(Hole::TargetDevice), Some("vda"));
+            assert_eq!(installing.hole(Hole::TargetBus), Some("virtio"));
+            let loaded = said.iter().find(|s| s.line == Line::LoadedDriver).expect("the driver line");
+            assert_eq!(loaded.hole(Hole::DriverMedium), Some("hdb"));
+            assert!(said.iter().all(|s| !s.text.contains("noise")));
+        }
     }
 
     #[test]

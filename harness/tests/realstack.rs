@@ -478,29 +478,10 @@ fn mockstack_agrees(clouds: &Path, scenario: &Path, real: &Value, layout: Layout
     Ok(())
 }
 
-/// The install domain of a build report, as the facts a layout fixes: the machine family, each disk in domain
-/// order, and the boot order.
+/// The install domain of a build report, as the facts a layout fixes (`matrix::twin::domain_devices`).
 fn devices(report: &Value) -> Result<Vec<String>, String> {
     let xml = report["domain_xml"].as_str().ok_or("no domain XML in the report")?;
-    let domain = harness::domxml::parse(xml).map_err(|e| e.to_string())?;
-    let os = domain.os.as_ref();
-    // The machine type without its QEMU version: pc-i440fx-7.2 and pc-i440fx-8.2 are one layout.
-    let machine = os.and_then(|os| os.machine.as_deref()).unwrap_or("none");
-    let mut summary = vec![format!("machine {}", machine.rsplit_once('-').map_or(machine, |(family, _)| family))];
-    summary.extend(domain.disks.iter().map(|disk| {
-        format!(
-            "{:?} {} {} readonly={} {} boot-order={:?}",
-            disk.device,
-            disk.target_dev().unwrap_or("?"),
-            disk.bus().unwrap_or("?"),
-            disk.readonly,
-            disk.source_file_name().unwrap_or(""),
-            disk.boot_order.as_ref().map(|b| b.value),
-        )
-    }));
-    let boot: Vec<&str> = os.map(|os| os.boot_devs.iter().map(|b| b.dev.as_str()).collect()).unwrap_or_default();
-    summary.push(format!("boot {}", boot.join(",")));
-    Ok(summary)
+    Ok(harness::matrix::twin::domain_devices(xml))
 }
 
 /// The ids of the checks a validation report (`isoharness.validate-image` JSON) failed, in its order.

@@ -116,7 +116,7 @@ fn run_embedded(scenario: &Scenario, layout: Layout) -> Result<(), Failed> {
     let name = format!("{}__{layout}", scenario.name);
     settings.bind(|| {
         insta::assert_snapshot!(format!("{name}.summary"), summary);
-        if let Some(xml) = &cell.domain_xml {
+        if let Some(xml) = &cell.observed_by.domain_xml {
             insta::assert_snapshot!(format!("{name}.domain"), xml);
         }
     });

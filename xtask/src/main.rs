@@ -1,6 +1,7 @@
 //! Project automation: `cargo xtask test` installs what the tests need (Debian packages, the `openstack` CLI in a virtualenv), compiles the tests, brings up the local real cloud and runs them; `cargo xtask realstack up|down|status` manages that cloud; `cargo xtask bench` runs the benchmarks; `cargo xtask ci` is CI's whole job.
 
 mod apt;
+mod real_matrix;
 mod realstack;
 #[cfg(test)]
 mod tidy;
@@ -24,6 +25,11 @@ const APT_PACKAGES: &[apt::Package] = &[
         why: "isoinfo: a second ISO 9660 reader for the cross-checks",
     },
     apt::Package { name: "mtools", probe: "mdir", why: "mdir: cross-checks the FAT driver floppies" },
+    apt::Package {
+        name: "nasm",
+        probe: "nasm",
+        why: "checks that the committed tiny installer is the assembly of its source",
+    },
     apt::Package {
         name: "libvirt-clients",
         probe: "virt-xml-validate",
@@ -54,7 +60,9 @@ const USAGE: &str = "usage: cargo xtask <command>
   ci                                 what CI runs: `cargo xtask test`, then fmt, clippy and doc checks
   realstack [--dir DIR] [--compute fake|libvirt] up|down|status
             up also: [--nova-patch FILE|DIR...]... [--nova-source DIR] [--nova-option SECTION.KEY=VALUE]...
-  bench [--realstack] [--quick] [--json FILE] [--only PART]...";
+  bench [--realstack] [--quick] [--json FILE] [--only PART]...
+  real-matrix [--layout stock|patched|patched-floppy]... [--filter GLOB] [--out DIR] [--scenarios DIR]
+                                     the guest matrix on real libvirt and QEMU, compared cell by cell with mockstack";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -64,6 +72,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("realstack") => realstack::command(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("real-matrix") => real_matrix::command(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);

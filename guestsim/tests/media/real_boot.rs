@@ -394,3 +394,17 @@ fn a_machine_that_exits_or_stays_silent_is_reported_with_what_it_left() {
         other => panic!("a machine with nothing to boot times out: {other:?}"),
     }
 }
+
+#[test]
+fn the_committed_boot_image_is_nasms_assembly_of_its_source() {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/media/tiny_installer/boot.asm");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("boot.bin");
+    run("nasm", &["-f", "bin", "-o", path_str(&out), path_str(&source)]);
+    let assembled = std::fs::read(&out).expect("nasm wrote it");
+    assert!(
+        assembled == guestsim::media::tiny_installer::BOOT_IMAGE.as_slice(),
+        "boot.bin is not the assembly of boot.asm: run `nasm -f bin -o boot.bin boot.asm` in {}",
+        source.parent().expect("a folder").display()
+    );
+}

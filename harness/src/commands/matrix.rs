@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use guestsim::Layout;
 use harness::exit::ExitStatus;
-use harness::matrix::{MatrixFormat, MatrixMedia, run};
+use harness::matrix::{MatrixFormat, MatrixMedia, MatrixReport, run};
 use harness::scenario::Scenario;
 use harness::target::connect_real;
 use harness::workflow::Driver;
@@ -81,8 +81,11 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
         let runs = run_ids.into_inner().unwrap_or_else(|p| p.into_inner());
         let left = super::left_behind(&ledger, &driver.describe(), |run| runs.iter().any(|r| r == run))?;
         match result {
-            Ok(report) => {
+            Ok(mut report) => {
                 status = super::unless_left_behind(&left, &ledger, status);
+                if args.media == MatrixMedia::Generated {
+                    compare_with_twin(&mut report, &scenarios, args.jobs).await?;
+                }
                 report
             }
             // The layout could not be learnt (`auto`): bad input, once what the first cells created is gone.
@@ -104,6 +107,22 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
     super::emit_matrix_report(&report, args.format, &args.output)?;
     let findings = if report.passed() { ExitStatus::Ok } else { ExitStatus::Findings };
     Ok(status.max(findings))
+}
+
+/// With `--media generated` every judged cell is compared with the same cell on an embedded mockstack of the layout
+/// the real cloud used: the same scenarios, the same generated media, mockstack's simulated guest instead of QEMU.
+async fn compare_with_twin(report: &mut MatrixReport, scenarios: &[Scenario], jobs: usize) -> anyhow::Result<()> {
+    let Some(used) = report.layout_used.clone() else { return Ok(()) };
+    let judged: Vec<Scenario> =
+        scenarios.iter().filter(|s| report.cells.iter().any(|c| c.scenario == s.name && c.judged())).cloned().collect();
+    if judged.is_empty() {
+        return Ok(());
+    }
+    let twin = run::run_embedded(&judged, &[used.layout], jobs).await?;
+    let guests: Vec<(String, guestsim::guest::GuestFacts)> =
+        judged.iter().map(|s| (s.name.clone(), s.guest.clone())).collect();
+    harness::matrix::twin::attach(report, &twin, &guests);
+    Ok(())
 }
 
 /// With `--media generated`, an error when the tiny installer stands for none of the scenarios' guests: a matrix of

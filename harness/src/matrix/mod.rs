@@ -2,6 +2,7 @@
 
 pub mod report;
 pub mod run;
+pub mod twin;
 
 pub use report::{Cell, MatrixFormat, MatrixReport};
 pub use run::MatrixMedia;

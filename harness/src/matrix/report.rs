@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::twin::{Agreement, Observed, TwinComparison};
 use guestsim::{Layout, Outcome, OutcomeKind};
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +33,12 @@ pub struct Cell {
     /// does not stand for the guest); such a cell is neither passed nor failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_runnable: Option<String>,
-    /// The install server's domain XML, when the cloud gave it.
+    /// A real hypervisor's cell compared with the same cell on an embedded mockstack (`matrix --twin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twin: Option<TwinComparison>,
+    /// What the build saw (console, snapshot content, domain XML), for the comparison.
     #[serde(skip)]
-    pub domain_xml: Option<String>,
+    pub observed_by: Observed,
 }
 
 impl Cell {
@@ -44,6 +48,7 @@ impl Cell {
         self.judged()
             && self.observed == Some(self.expected.kind)
             && self.pinned.is_none_or(|p| p == self.expected.kind)
+            && self.twin.as_ref().is_none_or(|t| t.agreement == Agreement::Agrees)
     }
 
     /// Whether the cell says anything about the guest: false when it was not runnable on this hypervisor.
@@ -65,8 +70,17 @@ impl Cell {
         match self.observed {
             None => Some(format!("did not finish: {}", self.reason)),
             Some(o) if o != expected => Some(format!("observed {o}, expected {expected}: {}", self.reason)),
-            Some(_) => None,
+            Some(_) => self
+                .twin
+                .as_ref()
+                .filter(|t| t.agreement == Agreement::Differs)
+                .map(|t| format!("differs from mockstack: {}", t.differences.join("; "))),
         }
+    }
+
+    /// `agrees`/`differs` with mockstack, for a real cell compared with its twin.
+    fn twin_word(&self) -> Option<&'static str> {
+        self.twin.as_ref().map(|t| t.agreement.into())
     }
 
     fn mark(&self) -> String {
@@ -81,7 +95,12 @@ impl Cell {
             Some(OutcomeKind::NeedsConsole) => "✘ console",
             None => "?",
         };
-        if self.passed() { symbol.to_string() } else { format!("{symbol} (!)") }
+        let twin = match self.twin.as_ref().map(|t| t.agreement) {
+            Some(Agreement::Agrees) => " =",
+            Some(Agreement::Differs) => " ≠",
+            None => "",
+        };
+        if self.passed() { format!("{symbol}{twin}") } else { format!("{symbol}{twin} (!)") }
     }
 }
 
@@ -194,6 +213,9 @@ impl MatrixReport {
         if self.not_runnable() > 0 {
             out.push_str("– not runnable on this hypervisor (the tiny installer does not stand for the guest)\n");
         }
+        if self.cells.iter().any(|c| c.twin.is_some()) {
+            out.push_str("= agrees with the same cell on an embedded mockstack   ≠ differs from it\n");
+        }
         out.push_str(
             "* a row of the article's Table 1, reconstructed from the installer rules (the original is lost)\n",
         );
@@ -227,6 +249,10 @@ impl MatrixReport {
                             return "not runnable".to_string();
                         }
                         let observed = c.observed.map(|o| o.to_string()).unwrap_or_else(|| "error".into());
+                        let observed = match c.twin_word() {
+                            Some(word) => format!("{observed}, {word}"),
+                            None => observed,
+                        };
                         if c.passed() { observed } else { format!("**{observed}** (expected {})", c.expected.kind) }
                     })
                     .unwrap_or_default();
@@ -261,13 +287,17 @@ impl MatrixReport {
                 let mut case = TestCase::new(format!("{}::{layout}", cell.scenario), status);
                 case.set_classname(format!("isoharness.matrix.{layout}"));
                 case.set_time(std::time::Duration::from_secs_f64(cell.wall_seconds.max(0.0)));
-                case.set_system_out(format!(
+                let mut out = format!(
                     "expected {} ({}); observed {}; {}",
                     cell.expected.kind,
                     cell.expected.reason,
                     cell.observed.map(|o| o.to_string()).unwrap_or_else(|| "nothing".into()),
                     cell.reason
-                ));
+                );
+                if let Some(twin) = &cell.twin {
+                    out.push_str(&twin.render_text());
+                }
+                case.set_system_out(out);
                 suite.add_test_case(case);
             }
             report.add_test_suite(suite);
@@ -303,11 +333,13 @@ impl MatrixReport {
                     Some(c) => {
                         let observed = c.observed.map(|o| o.to_string()).unwrap_or_else(|| "error".into());
                         let class = if c.passed() { observed.clone() } else { format!("{observed} differs") };
-                        let _ = write!(
-                            out,
-                            "<td class=\"{class}\" title=\"{}\">{observed}</td>",
-                            escape(&format!("expected {}: {}. {}", c.expected.kind, c.expected.reason, c.reason))
-                        );
+                        let mut title = format!("expected {}: {}. {}", c.expected.kind, c.expected.reason, c.reason);
+                        let mut text = observed;
+                        if let Some(twin) = &c.twin {
+                            title.push_str(&twin.render_text());
+                            text = format!("{text}<br><small>{}</small>", twin.agreement);
+                        }
+                        let _ = write!(out, "<td class=\"{class}\" title=\"{}\">{text}</td>", escape(&title));
                     }
                     None => out.push_str("<td></td>"),
                 }
@@ -400,7 +432,8 @@ mod tests {
             virtual_seconds: 900.0,
             api_calls: 30,
             not_runnable: None,
-            domain_xml: None,
+            twin: None,
+            observed_by: Observed::default(),
         }
     }
 

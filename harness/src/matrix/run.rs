@@ -335,6 +335,7 @@ async fn build_cell<D: Driver>(
 /// the check of its domain XML as that layout.
 fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
     let report = run.report;
+    let observed_by = super::twin::Observed::of(&report);
     let mut cell = Cell {
         scenario: scenario.name.clone(),
         guest: scenario.guest.name.clone(),
@@ -350,7 +351,8 @@ fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
         virtual_seconds: run.virtual_seconds,
         api_calls: 0,
         not_runnable: None,
-        domain_xml: None,
+        twin: None,
+        observed_by,
     };
     if let Some(xml) = &report.domain_xml {
         match domxml::check_xml(xml, &domxml::Expectation::Builtin(layout)) {
@@ -365,7 +367,6 @@ fn cell_of(scenario: &Scenario, layout: Layout, run: CellRun) -> Cell {
             Err(e) => cell.xml_findings.push(format!("unparseable domain XML: {e}")),
         }
     }
-    cell.domain_xml = report.domain_xml;
     cell.wall_seconds = run.wall.elapsed().as_secs_f64();
     cell
 }
@@ -424,10 +425,12 @@ async fn real_cell<D: Driver>(
     let dir = scratch.join(&scenario.name);
     let run_id = String::from(crate::workflow::RunId::new());
     run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(run_id.clone());
+    // The driver floppy only where the layout is known to attach one: Glance refuses a floppy uploaded as `raw` unless
+    // its `mbr` safety check is non-fatal (its GPT inspector takes the FAT boot sector for an MBR without partitions),
+    // which an operator of the floppy layout must set, and nobody else need.
+    let floppy = matches!(&plan, LayoutPlan::Known(used) if used.layout.driver_media().driver_floppy);
     let media = std::fs::create_dir_all(&dir).map_err(anyhow::Error::from).and_then(|()| match generated {
-        // No driver floppy: real Glance's format inspection refuses it as `raw` (a FAT boot sector carries the MBR
-        // signature with no partition table), and no guest the tiny installer stands for needs one.
-        Some(cache) => cache.embedded_media_attached(scenario, DriverMedia { virtio_iso: true, driver_floppy: false }),
+        Some(cache) => cache.embedded_media_attached(scenario, DriverMedia { virtio_iso: true, driver_floppy: floppy }),
         None => media_for(scenario, false, &dir),
     });
     // The system the tiny installer installs prints a login prompt within seconds and runs no guest agent: on a real

@@ -124,6 +124,9 @@ pub struct BuildReport {
     /// The console lines that explain a failed install or boot.
     pub evidence: Vec<String>,
     pub domain_xml: Option<String>,
+    /// The install server's console when the install step ended (its last lines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub install_console: Vec<String>,
     pub validation: Option<ValidationReport>,
     /// The final image, when it was kept.
     pub image_id: Option<String>,
@@ -131,6 +134,9 @@ pub struct BuildReport {
     /// Wall-clock seconds the build took here.
     pub wall_seconds: f64,
 }
+
+/// How many of the console's last lines a report keeps from the install.
+const INSTALL_CONSOLE_LINES: usize = 60;
 
 /// Why a step stopped the build.
 enum Stop {
@@ -197,6 +203,7 @@ pub async fn run_build<C: Driver>(
             console_url: None,
             evidence: Vec::new(),
             domain_xml: None,
+            install_console: Vec::new(),
             validation: None,
             image_id: None,
             cleanup: Vec::new(),
@@ -593,6 +600,11 @@ impl<C: Driver> Build<'_, C> {
                 now.saturating_sub(console_changed),
                 &rules,
             );
+            if !matches!(verdict, InstallVerdict::Wait) {
+                let lines: Vec<&str> = console.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(INSTALL_CONSOLE_LINES)..];
+                self.report.install_console = tail.iter().map(|l| l.trim_end().to_owned()).collect();
+            }
             match verdict {
                 InstallVerdict::Wait => {}
                 InstallVerdict::Finished { how } => {
