@@ -37,6 +37,13 @@ use super::qcow2::{self, ImageFormat, Qcow2Error};
 use super::system::{self, DiskContent, SystemError};
 use crate::guest::{GuestFacts, Medium};
 
+/// Whether the raw image at `path` starts with a FAT boot sector.
+fn holds_fat(path: &Path) -> bool {
+    let mut sector = [0u8; 512];
+    fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut sector)).is_ok()
+        && crate::sniff::is_fat_boot_sector(&sector)
+}
+
 /// Opens a raw medium image (an ISO 9660 or FAT file) for the guest to read.
 pub type MediumOpener = dyn Fn(&Path) -> Result<Box<dyn Medium + Send + Sync>, String> + Send + Sync;
 
@@ -283,7 +290,7 @@ impl Host {
             DeviceContent::Installer(f) => Some((**f).clone()),
             _ => None,
         });
-        let summary = match &facts {
+        let mut summary = match &facts {
             Some(facts) => {
                 let refs: Vec<(&str, &dyn Medium)> =
                     media.iter().map(|(name, m)| (name.as_str(), m.as_ref() as &dyn Medium)).collect();
@@ -291,6 +298,12 @@ impl Host {
             }
             None => AttachedMediaSummary::default(),
         };
+        summary.non_fat_floppy = mapping
+            .disks
+            .iter()
+            .filter(|d| d.device == DeviceType::Floppy)
+            .find(|d| instance.sources.for_disk(d).is_some_and(|image| !holds_fat(&image.path)))
+            .map(|d| d.file_name.clone());
         let run = run_guest(GuestInput { mapping, devices: &devices, media: &summary, started_at });
         let log = instance.console_log();
         fs::write(&log, run.console_until(std::time::Duration::MAX))

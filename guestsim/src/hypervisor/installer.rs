@@ -98,6 +98,9 @@ pub struct AttachedMediaSummary {
     pub storage_driver: BTreeMap<String, String>,
     /// File name → path of the virtio network driver on that medium.
     pub network_driver: BTreeMap<String, String>,
+    /// The file of an attached floppy that holds no FAT volume, if any: an installer looking for drivers on it says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_fat_floppy: Option<String>,
 }
 
 /// Reads the guest facts an installation medium carries, if it is one (`media::guest_facts`, errors as text).
@@ -389,6 +392,13 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
         return finish(console, None, None, GuestResult::InstallerWaiting);
     }
 
+    let reads_drivers = matches!(facts.virtio_storage, DriverSource::Cdrom | DriverSource::Floppy);
+    if reads_drivers
+        && input.media.non_fat_floppy.as_deref().is_some_and(|file| mapping.disk(file).is_some())
+        && virtio_storage_driver(facts, mapping, input.media).is_err()
+    {
+        console.say_all(script.render(Line::BadFloppy, &[]));
+    }
     let mut refusals = Vec::new();
     let mut target = None;
     for disk in &mapping.disks {

@@ -334,8 +334,13 @@ impl<C: Driver> Build<'_, C> {
             virtio_iso: guest.family == OsFamily::Windows,
             driver_floppy: guest.virtio_storage == DriverSource::Floppy,
         };
-        // Where the compute host is known, what it does not attach makes no difference to the build.
-        let wanted = self.cloud.attached_driver_media().unwrap_or(DriverMedia::ALL);
+        // Where the compute host is known (an embedded mockstack's, or the layout the build was given), what it does not
+        // attach makes no difference to the build.
+        let given = match &self.options.layout {
+            LayoutPlan::Known(used) => Some(used.layout.driver_media()),
+            LayoutPlan::Unknown | LayoutPlan::Recognise => None,
+        };
+        let wanted = self.cloud.attached_driver_media().or(given).unwrap_or(DriverMedia::ALL);
         let iso_need =
             if guest.virtio_storage == DriverSource::Cdrom { "viostor from a CD-ROM" } else { "its drivers" };
         let media_list = [

@@ -331,3 +331,33 @@ fn drivers_are_found_where_each_installer_looks() {
     let err = facts_from_medium(&broken).unwrap_err();
     assert!(err.starts_with("/.isoharness/guest.toml on medium \"x\", line 1"), "{err}");
 }
+
+#[test]
+fn a_floppy_without_fat_is_reported_by_the_installers_that_read_drivers_from_it() {
+    let script_line = |facts: &GuestFacts| InstallerScript::for_guest(facts).render(Line::BadFloppy, &[]).remove(0);
+    for name in ["Windows XP", "Windows Server 2012", "Ubuntu 24.04 LTS"] {
+        let (facts, props) = facts_named(name);
+        let mapping = mapping_for(&facts, &props, Layout::PatchedFloppy, true);
+        let devices = initial_contents(&facts, &mapping);
+        let mut media = media_for(&facts, &mapping);
+        media.storage_driver.remove("disk.floppy");
+        media.non_fat_floppy = Some("disk.floppy".into());
+        let run = run_guest(GuestInput {
+            mapping: &mapping,
+            devices: &devices,
+            media: &media,
+            started_at: Timestamp::UNIX_EPOCH,
+        });
+        let said = run.console.iter().any(|l| l.text == script_line(&facts));
+        match facts.virtio_storage {
+            // Its only driver medium is the floppy: it says so, and finds no disk.
+            DriverSource::Floppy => {
+                assert!(said, "{name}: {:?}", run.console);
+                assert!(matches!(run.result, GuestResult::NoTargetDisk { .. }), "{name}");
+            }
+            // The driver CD-ROM has viostor: the floppy is never read.
+            DriverSource::Cdrom => assert!(!said && matches!(run.result, GuestResult::Installed { .. }), "{name}"),
+            _ => assert!(!said, "{name}: an installer with virtio built in reads no drivers"),
+        }
+    }
+}
