@@ -409,7 +409,7 @@ fn not_runnable_cell(scenario: &Scenario, layout: Layout, why: String) -> Cell {
 }
 
 /// How long a real-hypervisor boot test waits for the tiny installer's system (it boots in seconds).
-const STAND_IN_BOOT_TIMEOUT_S: u64 = 30;
+const STAND_IN_BOOT_TIMEOUT_S: u64 = 60;
 
 /// One cell on a real cloud: its run id recorded, its media (the scenario's own, or generated into `generated`),
 /// the build.
