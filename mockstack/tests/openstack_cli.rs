@@ -447,10 +447,13 @@ agent = "cloudbase-init"
     // 3. The console a person would install through.
     let url = admin_json(&mock, &["console", "url", "show", &id]);
     assert!(url["url"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{url}");
-    // 4-5. The unattended install runs and powers the guest off.
-    wait_status(&mock, &id, "SHUTOFF");
+    // 4-5. The unattended install runs (its console read while it runs) and powers the guest off.
     let log = admin_ok(&mock, &["console", "log", "show", &id]);
     assert!(log.contains("viostor"), "the installer should have loaded viostor from the VirtIO CD-ROM:\n{log}");
+    wait_status(&mock, &id, "SHUTOFF");
+    // A libvirt host serves no console for a guest that is not running.
+    let gone = openstack(&mock, "admin", "admin", "admin", &["console", "log", "show", &id]);
+    assert!(!gone.status.success() && stderr(&gone).contains("Guest does not have a console available."));
     // 6. Snapshot.
     let snapshot = admin_json(&mock, &["server", "image", "create", "--name", "win2012", "--wait", &id]);
     let snapshot_id = snapshot["id"].as_str().unwrap().to_string();

@@ -585,6 +585,7 @@ impl<C: Driver> Build<'_, C> {
         };
         let mut poller = Poller::new(self.options.poll_min, self.options.poll_max);
         let mut last_console = String::new();
+        let mut last_read = String::new();
         let mut console_changed = started;
         loop {
             let now_server = self
@@ -605,8 +606,13 @@ impl<C: Driver> Build<'_, C> {
                 now.saturating_sub(console_changed),
                 &rules,
             );
+            // A guest that powered itself off has no console on a libvirt host (ConsoleNotAvailable): what it printed
+            // is the last console read while it ran.
+            if !console.is_empty() {
+                last_read.clone_from(&console);
+            }
             if !matches!(verdict, InstallVerdict::Wait) {
-                let lines: Vec<&str> = console.lines().collect();
+                let lines: Vec<&str> = last_read.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(INSTALL_CONSOLE_LINES)..];
                 self.report.install_console = tail.iter().map(|l| l.trim_end().to_owned()).collect();
             }

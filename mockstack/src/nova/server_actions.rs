@@ -349,6 +349,11 @@ fn console_output(call: &ActionRequest, body: &Value) -> Result<Response, ApiErr
     if server.host.is_none() {
         return Err(not_ready(call.id));
     }
+    // The libvirt driver reads the console through the running domain's pty: a guest that is not running (shut off,
+    // powered itself off) has none, and the compute host says so (ConsoleNotAvailable, 404).
+    if server.power_state != super::lifecycle::PowerState::Running {
+        return Err(ApiError::compute(StatusCode::NOT_FOUND, "Guest does not have a console available."));
+    }
     let length = body["os-getConsoleOutput"].get("length").and_then(super::request::int_value);
     let mut full = server.console_output(call.now());
     // The libvirt driver reads at most the last 100 KiB of the console log.

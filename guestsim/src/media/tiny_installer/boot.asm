@@ -299,6 +299,7 @@ start:
         jc .write_failed
         mov bx, T_COMPLETE
         call say
+        call linger
         call power_off
         jmp halt
 .write_failed:
@@ -1630,6 +1631,19 @@ tpm_present:
         ret
 .no:
         stc
+        ret
+
+; Waits about ten seconds (182 ticks of the BIOS's 18.2 Hz clock) before the power-off: a libvirt host serves the
+; console only while the guest runs, and a reader polling it must get to see the lines.
+linger:
+        sti
+        mov ecx, [0x46c]
+        add ecx, 182
+.wait:
+        hlt
+        mov eax, [0x46c]
+        sub eax, ecx
+        js .wait
         ret
 
 ; ACPI soft-off: SLP_EN with sleep type 0 into PM1a_CNT (PMBASE + 4). PMBASE is register 40h of
