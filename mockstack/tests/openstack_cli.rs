@@ -452,8 +452,14 @@ agent = "cloudbase-init"
     assert!(log.contains("viostor"), "the installer should have loaded viostor from the VirtIO CD-ROM:\n{log}");
     wait_status(&mock, &id, "SHUTOFF");
     // A libvirt host serves no console for a guest that is not running.
-    let gone = openstack(&mock, "admin", "admin", "admin", &["console", "log", "show", &id]);
-    assert!(!gone.status.success() && stderr(&gone).contains("Guest does not have a console available."));
+    let gone = tokio::task::block_in_place(|| {
+        openstack(&mock, "admin", "mockstack-admin", "admin", &["console", "log", "show", &id])
+    });
+    assert!(
+        !gone.status.success() && stderr(&gone).contains("Guest does not have a console available."),
+        "{}",
+        stderr(&gone)
+    );
     // 6. Snapshot.
     let snapshot = admin_json(&mock, &["server", "image", "create", "--name", "win2012", "--wait", &id]);
     let snapshot_id = snapshot["id"].as_str().unwrap().to_string();

@@ -113,6 +113,13 @@ fn run_installer(dir: &Path, devices: &[Device<'_>], expect_last: &str, waits: b
     }
 }
 
+/// Runs a machine whose installer must stop: it prints `expected` and waits, powered on.
+fn stops_and_waits(dir: &Path, devices: &[Device<'_>], expected: &[String]) -> String {
+    let serial = run_installer(dir, devices, expected.last().expect("a line"), true);
+    assert_said(&serial, expected);
+    serial
+}
+
 fn partition_sectors(mbr: &[u8]) -> u32 {
     u32::from_le_bytes(mbr[446 + 12..446 + 16].try_into().expect("4 bytes"))
 }
@@ -198,17 +205,15 @@ fn a_cdrom_guest_without_its_driver_folder_refuses_the_virtio_disk_says_so_and_w
     let disk = blank_disk(dir.path(), "disk.qcow2", 20_480);
     let why = script.template(Line::WhyNotVirtio).to_owned();
     let expected = lines(&script, Line::NoDisk, &[(Hole::Refusals, &format!("vda (virtio): {why}"))]);
-    let serial = run_installer(
+    stops_and_waits(
         dir.path(),
         &[
             Device::VirtioDisk(&disk),
             Device::Cdrom { iso: &iso, position: 0 },
             Device::Cdrom { iso: &broken, position: 1 },
         ],
-        expected.last().expect("two lines"),
-        true,
+        &expected,
     );
-    assert_said(&serial, &expected);
     assert!(first_sector(&disk, dir.path()).iter().all(|b| *b == 0), "the disk stays blank");
 }
 
@@ -279,13 +284,7 @@ fn a_guest_without_a_virtio_driver_never_touches_a_virtio_disk_and_installs_onto
     let virtio = blank_disk(dir.path(), "virtio2.qcow2", 20_480);
     let why = script.template(Line::WhyNotVirtio).to_owned();
     let expected = lines(&script, Line::NoDisk, &[(Hole::Refusals, &format!("vda (virtio): {why}"))]);
-    let serial = run_installer(
-        dir.path(),
-        &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&virtio)],
-        expected.last().expect("two lines"),
-        true,
-    );
-    assert_said(&serial, &expected);
+    stops_and_waits(dir.path(), &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&virtio)], &expected);
 }
 
 #[test]
@@ -305,13 +304,7 @@ fn without_a_disk_or_with_one_too_small_the_installer_says_so_and_waits() {
     let iso = installer_iso(dir.path(), &needs_more);
     let disk = blank_disk(dir.path(), "small.qcow2", 512);
     let expected = lines(&script, Line::TooSmall, &[(Hole::TargetDevice, "vda"), (Hole::Size, "512 MiB")]);
-    let serial = run_installer(
-        dir.path(),
-        &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&disk)],
-        &expected[0],
-        true,
-    );
-    assert_said(&serial, &expected);
+    stops_and_waits(dir.path(), &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&disk)], &expected);
     assert!(first_sector(&disk, dir.path()).iter().all(|b| *b == 0), "the disk stays blank");
 }
 
@@ -324,25 +317,13 @@ fn a_guest_that_needs_uefi_refuses_a_bios_machine_and_an_attended_one_waits() {
     let disk = blank_disk(dir.path(), "disk.qcow2", 20_480);
     let lacks = script.template(Line::LacksUefi).to_owned();
     let expected = lines(&script, Line::Refused, &[(Hole::Missing, &lacks)]);
-    let serial = run_installer(
-        dir.path(),
-        &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&disk)],
-        expected.last().expect("lines"),
-        true,
-    );
-    assert_said(&serial, &expected);
+    stops_and_waits(dir.path(), &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&disk)], &expected);
 
     let attended = GuestFacts { unattended: false, ..ubuntu_2404() };
     let script = InstallerScript::for_guest(&attended);
     let iso = installer_iso(dir.path(), &attended);
     let expected = lines(&script, Line::Waiting, &[]);
-    let serial = run_installer(
-        dir.path(),
-        &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&disk)],
-        &expected[0],
-        true,
-    );
-    assert_said(&serial, &expected);
+    stops_and_waits(dir.path(), &[Device::Cdrom { iso: &iso, position: 0 }, Device::VirtioDisk(&disk)], &expected);
     assert!(first_sector(&disk, dir.path()).iter().all(|b| *b == 0), "the disk stays blank");
 }
 
