@@ -5,7 +5,7 @@
 //! libvirtd runs in a private mount namespace in which those paths are bind mounts of
 //! `data/libvirt/*`; the namespace, and its mounts, end with libvirtd and its guests. Nova reaches
 //! the daemon through the socket's path outside the namespace. QEMU uses KVM where `/dev/kvm`
-//! opens, software emulation otherwise.
+//! opens and runs Hyper-V-enlightened (Windows-typed) guests, software emulation otherwise.
 
 use std::ffi::OsString;
 use std::fs;
@@ -92,9 +92,39 @@ pub fn uri(layout: &Dirs) -> String {
     format!("qemu+unix:///system?socket={}", socket(layout).display())
 }
 
-/// `kvm` when /dev/kvm can be opened for reading and writing, `qemu` (software emulation) otherwise.
+/// `kvm` when /dev/kvm can be opened for reading and writing and KVM runs the Hyper-V enlightenments Nova gives every
+/// guest whose image says `os_type=windows`; `qemu` (software emulation, which runs them) otherwise. A KVM nested in
+/// another hypervisor may lack them ("kernel doesn't allow setting HyperV VP_INDEX"), and then every Windows-typed
+/// server would fail to spawn.
 pub fn virt_type() -> &'static str {
-    if fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok() { "kvm" } else { "qemu" }
+    static VIRT_TYPE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    VIRT_TYPE.get_or_init(|| {
+        let kvm = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+        if kvm && kvm_runs_hyperv_guests() { "kvm" } else { "qemu" }
+    })
+}
+
+/// Whether QEMU under KVM accepts the Hyper-V enlightenments of a Windows guest: a paused machine with them either
+/// fails at once or is still there after a moment.
+fn kvm_runs_hyperv_guests() -> bool {
+    let probe = Command::new("qemu-system-x86_64")
+        .args(["-accel", "kvm", "-cpu", "qemu64,hv-relaxed=on,hv-vpindex=on,hv-synic=on,hv-time=on,hv-stimer=on"])
+        .args(["-machine", "pc", "-m", "16", "-display", "none", "-nic", "none", "-S", "-no-reboot"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    let Ok(mut probe) = probe else { return false };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = probe.try_wait() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = probe.kill();
+    let _ = probe.wait();
+    true
 }
 
 /// What the libvirt mode needs beyond the packages: libvirt-python in the virtualenv, matching the
