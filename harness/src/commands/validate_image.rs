@@ -64,6 +64,7 @@ pub async fn run(args: ValidateArgs) -> anyhow::Result<ExitStatus> {
     let run_id = RunId::new();
     let request = validate::ValidationRequest {
         expect_os: args.expect_os,
+        boot_console: None,
         agent: None,
         visibility: args.visibility.clone(),
         require_image_type_image: true,

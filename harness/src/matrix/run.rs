@@ -441,6 +441,9 @@ async fn real_cell<D: Driver>(
         Some(_) => {
             let mut completion = scenario.completion.clone();
             completion.boot_timeout_s = completion.boot_timeout_s.min(STAND_IN_BOOT_TIMEOUT_S);
+            // The tiny system's prompt on a real hypervisor; on a simulated one (a test double) the guest's own lines.
+            let own = crate::workflow::validate::default_boot_console(None, Some(scenario.guest.family));
+            completion.boot_console = Some(format!("{}|{own}", regex::escape(guestsim::media::tiny_installer::BOOTED)));
             let guest = GuestFacts { agent: None, ..scenario.guest.clone() };
             stand_in = Scenario { guest, completion, ..scenario.clone() };
             &stand_in

@@ -152,6 +152,10 @@ pub struct Completion {
     /// Deadline for booting the finished image in the boot test, in seconds.
     #[serde(default = "default_boot_timeout")]
     pub boot_timeout_s: u64,
+    /// A console-log regex that marks the finished image as booted in the boot test; by default the guest agent's
+    /// finish line, or the OS's login prompt (Linux) or Emergency Management Services line (Windows).
+    #[serde(default)]
+    pub boot_console: Option<String>,
 }
 
 fn default_install_timeout() -> u64 {
@@ -173,6 +177,7 @@ impl Default for Completion {
             success_console: None,
             failure_console: None,
             boot_timeout_s: default_boot_timeout(),
+            boot_console: None,
         }
     }
 }
@@ -295,6 +300,7 @@ impl Scenario {
         for (key, pattern) in [
             ("completion.success_console", &file.completion.success_console),
             ("completion.failure_console", &file.completion.failure_console),
+            ("completion.boot_console", &file.completion.boot_console),
         ] {
             if let Some(p) = pattern
                 && let Err(e) = regex::Regex::new(p)

@@ -24,6 +24,8 @@ pub struct ValidationRequest {
     pub expect_os: Option<OsFamily>,
     /// The agent whose "finished" line the boot test waits for.
     pub agent: Option<GuestAgent>,
+    /// What marks a booted image instead, when the scenario says (`completion.boot_console`).
+    pub boot_console: Option<Regex>,
     /// Expected visibility, when the operator asked for one.
     pub visibility: Option<String>,
     /// The image must no longer be a snapshot (step 7 done).
@@ -42,6 +44,8 @@ impl ValidationRequest {
         ValidationRequest {
             expect_os: Some(scenario.guest.family),
             agent: scenario.guest.agent,
+            // Checked when the scenario was loaded.
+            boot_console: scenario.completion.boot_console.as_deref().and_then(|p| Regex::new(p).ok()),
             visibility: Some(scenario.image.visibility.clone()),
             require_image_type_image: true,
             boot_test: true,
@@ -345,16 +349,24 @@ const BOOT_FAILURES: &[(&str, &str)] = &[
 ];
 
 fn boot_success_pattern(request: &ValidationRequest) -> Regex {
-    let pattern = match request.agent {
+    if let Some(pattern) = &request.boot_console {
+        return pattern.clone();
+    }
+    Regex::new(default_boot_console(request.agent, request.expect_os)).expect("built-in patterns compile")
+}
+
+/// What marks a booted image by default: the agent's finish line, else the OS's login prompt or, for Windows, the
+/// Emergency Management Services line.
+pub fn default_boot_console(agent: Option<GuestAgent>, os: Option<OsFamily>) -> &'static str {
+    match agent {
         Some(GuestAgent::CloudInit) => r"Cloud-init v\. \S+ finished at",
         Some(GuestAgent::CloudbaseInit) => r"Plugins execution done",
-        None => match request.expect_os {
+        None => match os {
             // Emergency Management Services announce a booted Windows on the serial console.
             Some(OsFamily::Windows) => r"SAC started and initialized|Plugins execution done",
             _ => r"login:|Cloud-init v\. \S+ finished at",
         },
-    };
-    Regex::new(pattern).expect("built-in patterns compile")
+    }
 }
 
 async fn boot_test<C: Driver>(
