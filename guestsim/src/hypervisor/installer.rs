@@ -332,46 +332,33 @@ fn missing_hardware(facts: &GuestFacts, mapping: &DiskMapping, script: &Installe
 }
 
 /// Where this installer gets a virtio storage driver: `Ok(None)` built in, `Ok(Some((file, path)))`
-/// from an attached medium it can read drivers from, `Err` why it has none.
+/// from an attached medium it can read drivers from, `Err` why it has none (in the script's words).
 fn virtio_storage_driver(
     facts: &GuestFacts,
     mapping: &DiskMapping,
     media: &AttachedMediaSummary,
+    script: &InstallerScript,
 ) -> Result<Option<(String, String)>, String> {
+    let none = || script.template(Line::WhyNotVirtio).to_owned();
     match facts.virtio_storage {
         DriverSource::BuiltIn => Ok(None),
-        DriverSource::Unavailable => Err(InstallerScript::for_guest(facts).template(Line::WhyNotVirtio).to_owned()),
+        DriverSource::Unavailable => Err(none()),
         source => {
-            let readable = |file: &str| {
-                mapping.disk(file).is_some_and(|d| match source {
-                    DriverSource::Floppy => d.device == DeviceType::Floppy,
-                    _ => matches!(d.device, DeviceType::Cdrom | DeviceType::Floppy),
-                })
+            let readable = |disk: &MappedDisk| match source {
+                DriverSource::Floppy => disk.device == DeviceType::Floppy,
+                _ => matches!(disk.device, DeviceType::Cdrom | DeviceType::Floppy),
             };
             // A real installer scans its controllers, so the first medium in domain order wins.
             mapping
                 .disks
                 .iter()
-                .filter(|d| readable(&d.file_name))
+                .filter(|d| readable(d))
                 .find_map(|d| {
                     media.storage_driver.get(&d.file_name).map(|path| Some((d.file_name.clone(), path.clone())))
                 })
-                .ok_or_else(|| InstallerScript::for_guest(facts).template(Line::WhyNotVirtio).to_owned())
+                .ok_or_else(none)
         }
     }
-}
-
-/// I3: whether the installer can use `disk`, with the driver it loads for it from a medium, if any.
-fn disk_usable(
-    facts: &GuestFacts,
-    disk: &MappedDisk,
-    mapping: &DiskMapping,
-    media: &AttachedMediaSummary,
-) -> Result<Option<(String, String)>, String> {
-    if disk.bus != DiskBus::Virtio {
-        return Ok(None);
-    }
-    virtio_storage_driver(facts, mapping, media)
 }
 
 fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts, boot_disk: &MappedDisk) -> GuestRun {
@@ -392,10 +379,12 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
         return finish(console, None, None, GuestResult::InstallerWaiting);
     }
 
+    // I3: one driver for every virtio disk, found (or not) once.
+    let virtio_driver = virtio_storage_driver(facts, mapping, input.media, &script);
     let reads_drivers = matches!(facts.virtio_storage, DriverSource::Cdrom | DriverSource::Floppy);
     if reads_drivers
         && input.media.non_fat_floppy.as_deref().is_some_and(|file| mapping.disk(file).is_some())
-        && virtio_storage_driver(facts, mapping, input.media).is_err()
+        && virtio_driver.is_err()
     {
         console.say_all(script.render(Line::BadFloppy, &[]));
     }
@@ -405,7 +394,9 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
         if disk.device != DeviceType::Disk || disk.readonly || disk.file_name == boot_disk.file_name {
             continue;
         }
-        match disk_usable(facts, disk, mapping, input.media) {
+        // Any other bus is always usable; a virtio disk only with the driver.
+        let usable = if disk.bus == DiskBus::Virtio { virtio_driver.clone() } else { Ok(None) };
+        match usable {
             Ok(driver) => {
                 target = Some((disk, driver));
                 break;
@@ -438,8 +429,7 @@ fn run_installer(mut console: Console, input: GuestInput<'_>, facts: &GuestFacts
     console.say_all(script.render(Line::Installing, &[(Hole::TargetDevice, &disk.dev), (Hole::TargetBus, &bus)]));
     console.wait(Duration::from_secs(u64::from(facts.install_seconds)));
 
-    let (virtio_storage_driver, virtio_storage_driver_source) = match virtio_storage_driver(facts, mapping, input.media)
-    {
+    let (virtio_storage_driver, virtio_storage_driver_source) = match virtio_driver {
         Ok(None) => (Some("virtio_blk".to_string()), None),
         Ok(Some((file, path))) => {
             let dev = mapping.disk(&file).map(|d| d.dev.clone()).unwrap_or(file);
