@@ -68,6 +68,23 @@ pub enum Line {
     BadFloppy,
 }
 
+impl Line {
+    /// Whether the template is a line the installer prints, rather than a part of one (a hole's text) or data
+    /// its code acts on (a driver path).
+    fn is_printed(self) -> bool {
+        !matches!(
+            self,
+            Line::CdromDriverPath
+                | Line::FloppyDriverPath
+                | Line::NoWritableDisk
+                | Line::WhyNotVirtio
+                | Line::LacksUefi
+                | Line::LacksSecureBoot
+                | Line::LacksTpm
+        )
+    }
+}
+
 /// The installer program an OS uses, for its name and its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstallerKind {
@@ -236,10 +253,7 @@ impl InstallerScript {
     /// how a reader tells, from either installer's console, the disk it chose and the medium it read a driver from.
     pub fn recognise<'a>(&self, console: impl IntoIterator<Item = &'a str>) -> Vec<Said> {
         let templates: Vec<(Line, &str)> = <Line as strum::IntoEnumIterator>::iter()
-            .filter(|line| !matches!(line, Line::CdromDriverPath | Line::FloppyDriverPath | Line::NoWritableDisk))
-            .filter(|line| {
-                !matches!(line, Line::WhyNotVirtio | Line::LacksUefi | Line::LacksSecureBoot | Line::LacksTpm)
-            })
+            .filter(|line| line.is_printed())
             .flat_map(|line| self.template(line).split('\n').map(move |t| (line, t)))
             .filter(|(_, t)| !t.is_empty())
             .collect();

@@ -119,9 +119,7 @@ async fn compare_with_twin(report: &mut MatrixReport, scenarios: &[Scenario], jo
         return Ok(());
     }
     let twin = run::run_embedded(&judged, &[used.layout], jobs).await?;
-    let guests: Vec<(String, guestsim::guest::GuestFacts)> =
-        judged.iter().map(|s| (s.name.clone(), s.guest.clone())).collect();
-    harness::matrix::twin::attach(report, &twin, &guests);
+    harness::matrix::twin::attach(report, &twin, &judged);
     Ok(())
 }
 

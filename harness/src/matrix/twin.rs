@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::report::Cell;
 use crate::inspect::Content;
+use crate::scenario::Scenario;
 use crate::workflow::BuildReport;
 use crate::workflow::validate::ValidationReport;
 use guestsim::OutcomeKind;
@@ -119,12 +120,12 @@ impl TwinComparison {
 }
 
 /// Attaches to every judged cell of `real` the comparison with the same cell (scenario and layout) of `twin`.
-pub fn attach(real: &mut super::MatrixReport, twin: &super::MatrixReport, guests: &[(String, GuestFacts)]) {
+pub fn attach(real: &mut super::MatrixReport, twin: &super::MatrixReport, scenarios: &[Scenario]) {
     for cell in real.cells.iter_mut().filter(|c| c.judged()) {
         let twin_cell = twin.cells.iter().find(|t| t.scenario == cell.scenario && t.layout == cell.layout);
-        let guest = guests.iter().find(|(name, _)| *name == cell.scenario).map(|(_, g)| g);
-        if let (Some(twin_cell), Some(guest)) = (twin_cell, guest) {
-            cell.twin = Some(compare(cell, twin_cell, guest));
+        let scenario = scenarios.iter().find(|s| s.name == cell.scenario);
+        if let (Some(twin_cell), Some(scenario)) = (twin_cell, scenario) {
+            cell.twin = Some(compare(cell, twin_cell, &scenario.guest));
         }
     }
 }
