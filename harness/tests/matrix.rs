@@ -70,13 +70,17 @@ fn all_scenarios() -> Vec<Scenario> {
     Scenario::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")).expect("the repository's scenarios")
 }
 
-/// The rule, restated from the guest facts and the image: a BIOS x86 guest on an i440fx machine.
+/// The rule, restated from the guest facts and the image: an x86 BIOS guest on an i440fx machine, or an x86_64 UEFI
+/// guest.
 fn tiny_installer_stands_for(s: &Scenario) -> bool {
     use guestsim::guest::{Arch, Firmware};
     let q35 = [&s.image.iso_properties, &s.image.properties]
         .iter()
         .any(|p| p.get("hw_machine_type").is_some_and(|m| m.contains("q35")));
-    s.guest.firmware == Firmware::Bios && matches!(s.guest.arch, Arch::X86_64 | Arch::I686) && !q35
+    match s.guest.firmware {
+        Firmware::Bios => matches!(s.guest.arch, Arch::X86_64 | Arch::I686) && !q35,
+        Firmware::Uefi => s.guest.arch == Arch::X86_64,
+    }
 }
 
 #[test]
@@ -85,19 +89,33 @@ fn generated_media_leave_runnable_exactly_the_guests_the_tiny_installer_stands_f
     use harness::matrix::run::not_runnable_with_generated_media;
     let scenarios = all_scenarios();
     let runnable: Vec<&Scenario> =
-        scenarios.iter().filter(|s| not_runnable_with_generated_media(s).is_none()).collect();
+        scenarios.iter().filter(|s| not_runnable_with_generated_media(s, &[]).is_none()).collect();
     for s in &scenarios {
-        assert_eq!(not_runnable_with_generated_media(s).is_none(), tiny_installer_stands_for(s), "{}", s.name);
+        assert_eq!(not_runnable_with_generated_media(s, &[]).is_none(), tiny_installer_stands_for(s), "{}", s.name);
     }
-    assert_eq!(runnable.len(), 16, "the BIOS guests");
+    assert_eq!(runnable.len(), scenarios.len(), "every shipped guest is x86: BIOS on i440fx, or x86_64 UEFI");
     assert!(runnable.iter().any(|s| s.guest.family == OsFamily::Windows), "{:?}", runnable.iter().map(|s| &s.name));
-    assert!(runnable.len() < scenarios.len());
+    let mut arm = scenarios[0].clone();
+    arm.guest.arch = guestsim::guest::Arch::Aarch64;
+    assert!(not_runnable_with_generated_media(&arm, &[]).is_some_and(|why| why.contains("not an x86 guest")));
+    let mut q35_bios = scenarios.iter().find(|s| s.guest.firmware == guestsim::guest::Firmware::Bios).unwrap().clone();
+    q35_bios.image.properties.insert("hw_machine_type".into(), "q35".into());
+    assert!(not_runnable_with_generated_media(&q35_bios, &[]).is_some_and(|why| why.contains("q35")));
+    // What the cloud cannot give rules out exactly the guests that need it.
+    use harness::matrix::run::CloudLack;
+    for s in &scenarios {
+        let tpm = not_runnable_with_generated_media(s, &[CloudLack::Tpm]);
+        assert_eq!(tpm.is_some(), s.guest.needs_tpm, "{}", s.name);
+        assert!(tpm.is_none_or(|why| why.contains("a TPM")), "{}", s.name);
+        let uefi = not_runnable_with_generated_media(s, &[CloudLack::Uefi]);
+        assert_eq!(uefi.is_some(), s.guest.firmware == guestsim::guest::Firmware::Uefi, "{}", s.name);
+    }
 }
 
 #[tokio::test]
 async fn a_real_cloud_matrix_with_generated_media_runs_only_the_runnable_cells() {
     use harness::matrix::MatrixMedia;
-    use harness::matrix::run::{not_runnable_with_generated_media, run_real};
+    use harness::matrix::run::{CloudLack, RealMedia, not_runnable_with_generated_media, run_real};
     use harness::target::Embedded;
     use harness::workflow::ledger::Ledger;
     use harness::workflow::{LayoutPlan, LayoutSource, LayoutUsed};
@@ -109,15 +127,27 @@ async fn a_real_cloud_matrix_with_generated_media_runs_only_the_runnable_cells()
     let ledger = Ledger::open_scratch(&scratch.path().join("ledger.jsonl")).unwrap();
     let plan = LayoutPlan::Known(LayoutUsed { layout: Layout::Patched, source: LayoutSource::Given });
     let run_ids = std::sync::Mutex::new(Vec::new());
-    let report = run_real(&driver, &ledger, &scenarios, &plan, 4, &run_ids, MatrixMedia::Generated)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    // A cloud that cannot give a TPM: the guests that need one are not run either.
+    let lacks = vec![CloudLack::Tpm];
+    let media = RealMedia { media: MatrixMedia::Generated, cloud_lacks: lacks.clone() };
+    // One cell at a time: every cell's waits advance the embedded cloud's one manual clock, and concurrent cells would
+    // each see the others' waits as their own (a real cloud's clock is real time).
+    let report =
+        run_real(&driver, &ledger, &scenarios, &plan, 1, &run_ids, &media).await.unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(report.cells.len(), scenarios.len());
-    let runnable = scenarios.iter().filter(|s| tiny_installer_stands_for(s)).count();
-    assert_eq!(run_ids.lock().unwrap().len(), runnable, "nothing created for a cell not run");
+    let runnable: Vec<&Scenario> =
+        scenarios.iter().filter(|s| tiny_installer_stands_for(s) && !s.guest.needs_tpm).collect();
+    // One run per cell, and one per set of driver media offered to the cells that attach it.
+    let driver_media_sets: std::collections::BTreeSet<String> =
+        runnable.iter().map(|s| format!("{:?}", s.media.virtio_win)).collect();
+    assert_eq!(
+        run_ids.lock().unwrap().len(),
+        runnable.len() + driver_media_sets.len(),
+        "nothing created for a cell not run"
+    );
     for cell in &report.cells {
         let scenario = scenarios.iter().find(|s| s.name == cell.scenario).unwrap();
-        assert_eq!(cell.not_runnable, not_runnable_with_generated_media(scenario), "{}", cell.scenario);
+        assert_eq!(cell.not_runnable, not_runnable_with_generated_media(scenario, &lacks), "{}", cell.scenario);
         if cell.judged() {
             assert!(cell.passed(), "{}: {:?}", cell.scenario, cell.problem());
         } else {
@@ -125,7 +155,8 @@ async fn a_real_cloud_matrix_with_generated_media_runs_only_the_runnable_cells()
         }
     }
     assert!(report.passed());
-    assert_eq!(report.not_runnable(), scenarios.len() - runnable);
+    assert_eq!(report.not_runnable(), scenarios.len() - runnable.len());
+    assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
     embedded.mock.shutdown().await.unwrap();
 }
 

@@ -82,7 +82,7 @@ async fn an_installed_image_passes_every_check() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stock_iso_copy_fails_content_and_boot() {
+async fn the_stock_iso_copy_fails_content_and_is_not_booted() {
     // On stock the build itself stops at validation; make the snapshot by hand instead: the
     // same workflow without the final checks, on an image whose metadata is all right.
     let scenario = scenario("ubuntu-24.04");
@@ -97,13 +97,19 @@ async fn the_stock_iso_copy_fails_content_and_boot() {
     assert_eq!(report.outcome, Some(OutcomeKind::IsoCopy), "{}", report.reason);
     let validation = report.validation.expect("the build validated the snapshot");
     assert_eq!(status(&validation, "content"), CheckStatus::Fail);
-    assert_eq!(status(&validation, "boot"), CheckStatus::Fail);
+    // Proven the installer's ISO: booting it could only wait out the timeout, so the check says why it did not.
+    assert_eq!(status(&validation, "boot"), CheckStatus::Skip);
     let boot = validation.checks.iter().find(|c| c.id == "boot").unwrap();
-    assert_eq!(boot.detail, "no bootable device");
-    assert!(
-        boot.evidence.iter().any(|l| l.contains("not a bootable disk") || l.contains("No bootable device")),
-        "{boot:#?}"
-    );
+    assert!(boot.detail.contains("ISO 9660"), "{boot:#?}");
+    let servers_created = embedded
+        .mock
+        .state()
+        .journal()
+        .entries()
+        .iter()
+        .filter(|e| e.method == "POST" && e.path.ends_with("/servers"))
+        .count();
+    assert_eq!(servers_created, 1, "only the install server was created");
     assert!(validation.checks.iter().find(|c| c.id == "content").unwrap().detail.contains("ISO 9660"));
     assert_eq!(embedded.mock.state().leftovers("ih-"), Vec::<String>::new());
 }

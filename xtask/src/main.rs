@@ -31,6 +31,22 @@ const APT_PACKAGES: &[apt::Package] = &[
         why: "checks that the committed tiny installer is the assembly of its source",
     },
     apt::Package {
+        name: "gnu-efi",
+        probe: "",
+        why: "checks that the committed UEFI tiny installer is the build of its source",
+    },
+    apt::Package {
+        name: "sbsigntool",
+        probe: "sbverify",
+        why: "sbverify: checks the UEFI tiny installer's Secure Boot signature",
+    },
+    apt::Package {
+        name: "ovmf",
+        probe: "",
+        why: "UEFI firmware: boots the UEFI installer ISOs on real QEMU, and lets the local real cloud's Nova boot UEFI guests",
+    },
+    apt::Package { name: "swtpm", probe: "swtpm", why: "a TPM 2.0 for the Secure Boot and TPM installer tests" },
+    apt::Package {
         name: "libvirt-clients",
         probe: "virt-xml-validate",
         why: "virt-xml-validate: libvirt's own schema check of domain XML",

@@ -15,6 +15,10 @@ use anyhow::{Context, bail};
 use crate::realstack::{self, Compute, NovaOption, NovaRequest};
 use crate::{NOVA_SERIES, cargo, describe, say, workspace_root};
 
+/// What the local real cloud cannot give a guest: Nova keeps each vTPM's secret in a key manager (Barbican), and the
+/// local real cloud runs none, so a server asking for a TPM would fail on the cloud, not on the guest.
+pub const CLOUD_LACKS: &[&str] = &["tpm"];
+
 /// The layouts the local real cloud can be set to, in the order they run.
 pub const LAYOUTS: &[&str] = &["stock", "patched", "patched-floppy"];
 
@@ -106,6 +110,9 @@ pub fn command(args: &[String]) -> anyhow::Result<()> {
             .args(["matrix", "--os-cloud", "realstack", "--media", "generated", "--layout", layout])
             .arg("--domain-xml-command")
             .arg(format!("virsh -c '{}' dumpxml {{instance}}", realstack::libvirt_uri(&dirs)))
+            .args(CLOUD_LACKS.iter().flat_map(|lack| ["--cloud-lacks", lack]))
+            // Two cells at a time: one per core.
+            .args(["--jobs", "2"])
             .args(["--format", "json", "--output"])
             .arg(&report);
         if let Some(filter) = &args.filter {

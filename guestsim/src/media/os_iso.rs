@@ -125,10 +125,18 @@ impl IsoContents {
         self.add(path, text);
     }
 
-    fn boot_image(&mut self, platform: BootPlatform, path: &str, load_sectors: Option<u16>, facts: &GuestFacts) {
+    fn boot_image(
+        &mut self,
+        platform: BootPlatform,
+        path: &str,
+        load_sectors: Option<u16>,
+        facts: &GuestFacts,
+        opts: &OsIsoOptions,
+    ) -> Result<(), MediaError> {
         let image = match platform {
-            // A real program, so that the ISO installs something when a real BIOS boots it.
+            // Real programs, so that the ISO installs something when a real BIOS or UEFI boots it.
             BootPlatform::Bios => super::tiny_installer::BOOT_IMAGE.to_vec(),
+            BootPlatform::Efi if facts.arch == Arch::X86_64 => super::tiny_installer::efi_system_image(opts.created)?,
             // A boot image fills whole 512-byte sectors, as firmware loads it by sector count.
             BootPlatform::Efi => {
                 let mut image =
@@ -143,6 +151,7 @@ impl IsoContents {
         };
         self.add(path, image);
         self.boot.push(BootEntry { platform, image: path.to_owned(), load_sectors });
+        Ok(())
     }
 }
 
@@ -151,13 +160,16 @@ pub fn os_installer_iso(facts: &GuestFacts, opts: &OsIsoOptions, out: &mut impl 
     let volume_id = opts.volume_id.clone().unwrap_or_else(|| os_volume_id(facts));
     let mut layout = IsoContents { files: Vec::new(), boot: Vec::new() };
     match facts.family {
-        OsFamily::Windows if facts.virtio_storage == DriverSource::Floppy => windows_text_mode(facts, &mut layout),
-        OsFamily::Windows => windows(facts, opts, &mut layout),
-        OsFamily::Linux => linux(facts, &mut layout),
+        OsFamily::Windows if facts.virtio_storage == DriverSource::Floppy => {
+            windows_text_mode(facts, opts, &mut layout)?
+        }
+        OsFamily::Windows => windows(facts, opts, &mut layout)?,
+        OsFamily::Linux => linux(facts, opts, &mut layout)?,
     }
     let toml = toml::to_string(facts).map_err(|e| MediaError::Write(std::io::Error::other(e)))?;
     layout.add(GUEST_FACTS_PATH, toml);
-    if layout.boot.iter().any(|entry| entry.platform == BootPlatform::Bios) {
+    // Both tiny installers, the BIOS one and the UEFI one, read the same configuration.
+    if super::tiny_installer::cannot_stand_for(facts).is_none() {
         let script = InstallerScript::for_guest(facts);
         let config = script.config(facts).ok_or_else(|| MediaError::TooLarge {
             reason: format!("the installer's script for {:?} does not fit in {INSTALLER_CONFIG_PATH}", facts.name),
@@ -182,9 +194,9 @@ pub fn os_installer_iso_to_file(facts: &GuestFacts, opts: &OsIsoOptions, path: &
 }
 
 /// Windows XP / Server 2003 text-mode setup: an `I386` (and `AMD64`) tree, answers in `I386/WINNT.SIF`.
-fn windows_text_mode(facts: &GuestFacts, layout: &mut IsoContents) {
+fn windows_text_mode(facts: &GuestFacts, opts: &OsIsoOptions, layout: &mut IsoContents) -> Result<(), MediaError> {
     let arch_dir = if facts.arch == Arch::X86_64 { Some("AMD64") } else { None };
-    layout.boot_image(BootPlatform::Bios, "I386/BOOTFIX.BIN", Some(4), facts);
+    layout.boot_image(BootPlatform::Bios, "I386/BOOTFIX.BIN", Some(4), facts, opts)?;
     for file in ["I386/SETUPLDR.BIN", "I386/NTDETECT.COM", "I386/TXTSETUP.SIF", "I386/WINNT32.EXE", "SETUP.EXE"] {
         layout.stand_in(file, file, facts);
     }
@@ -228,15 +240,16 @@ fn windows_text_mode(facts: &GuestFacts, layout: &mut IsoContents) {
         );
         layout.add("I386/WINNT.SIF", sif);
     }
+    Ok(())
 }
 
 /// Windows Vista / Server 2008 and later: `bootmgr`, `boot/`, `efi/`, `sources/*.wim`, `autounattend.xml`.
-fn windows(facts: &GuestFacts, opts: &OsIsoOptions, layout: &mut IsoContents) {
+fn windows(facts: &GuestFacts, opts: &OsIsoOptions, layout: &mut IsoContents) -> Result<(), MediaError> {
     if facts.arch != Arch::Aarch64 {
-        layout.boot_image(BootPlatform::Bios, "boot/etfsboot.com", Some(8), facts);
+        layout.boot_image(BootPlatform::Bios, "boot/etfsboot.com", Some(8), facts, opts)?;
     }
     if facts.arch != Arch::I686 {
-        layout.boot_image(BootPlatform::Efi, "efi/microsoft/boot/efisys.bin", None, facts);
+        layout.boot_image(BootPlatform::Efi, "efi/microsoft/boot/efisys.bin", None, facts, opts)?;
         layout.stand_in(
             &format!("efi/boot/{}", efi_loader(facts.arch).to_ascii_lowercase()),
             "the UEFI boot loader",
@@ -256,6 +269,7 @@ fn windows(facts: &GuestFacts, opts: &OsIsoOptions, layout: &mut IsoContents) {
     if facts.unattended {
         layout.add("autounattend.xml", autounattend(facts, opts));
     }
+    Ok(())
 }
 
 fn autounattend(facts: &GuestFacts, opts: &OsIsoOptions) -> String {
@@ -327,7 +341,7 @@ fn autounattend(facts: &GuestFacts, opts: &OsIsoOptions) -> String {
 }
 
 /// Linux: BIOS `isolinux/` and UEFI `EFI/BOOT/` boot entries, then the distribution family's tree.
-fn linux(facts: &GuestFacts, layout: &mut IsoContents) {
+fn linux(facts: &GuestFacts, opts: &OsIsoOptions, layout: &mut IsoContents) -> Result<(), MediaError> {
     let distro = facts.distro.to_ascii_lowercase();
     let family = match distro.as_str() {
         "ubuntu" | "debian" => "debian",
@@ -371,7 +385,7 @@ fn linux(facts: &GuestFacts, layout: &mut IsoContents) {
         _ => String::new(),
     };
     if facts.arch != Arch::Aarch64 {
-        layout.boot_image(BootPlatform::Bios, "isolinux/isolinux.bin", Some(4), facts);
+        layout.boot_image(BootPlatform::Bios, "isolinux/isolinux.bin", Some(4), facts, opts)?;
         layout.add(
             "isolinux/isolinux.cfg",
             format!(
@@ -383,7 +397,7 @@ fn linux(facts: &GuestFacts, layout: &mut IsoContents) {
     }
     if facts.arch != Arch::I686 {
         let efi_image = if family == "redhat" { "images/efiboot.img" } else { "boot/grub/efi.img" };
-        layout.boot_image(BootPlatform::Efi, efi_image, None, facts);
+        layout.boot_image(BootPlatform::Efi, efi_image, None, facts, opts)?;
         layout.stand_in(&format!("EFI/BOOT/{}", efi_loader(facts.arch)), "the UEFI shim", facts);
         layout.add(
             "EFI/BOOT/grub.cfg",
@@ -430,6 +444,7 @@ fn linux(facts: &GuestFacts, layout: &mut IsoContents) {
         }
         layout.add("md5sum.txt", sums);
     }
+    Ok(())
 }
 
 fn cloud_init_package(facts: &GuestFacts) -> &'static str {

@@ -46,11 +46,15 @@ pub struct MatrixArgs {
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// On a real cloud, the media the cells upload: each scenario's own installer ISO (`[media] iso`), or the media
-    /// the embedded run generates, whose tiny installer stands only for unattended BIOS x86 guests with virtio built
-    /// in: the other cells are not run and are reported as not runnable on this hypervisor. The embedded mockstack
-    /// always uses generated media
+    /// the embedded run generates, whose tiny installer stands for x86 BIOS guests on i440fx machines and x86_64
+    /// UEFI guests: the other cells are not run and are reported as not runnable on this hypervisor, and each run
+    /// cell is compared with its twin on an embedded mockstack. The embedded mockstack always uses generated media
     #[arg(long, value_enum, value_name = "MEDIA", default_value_t = MatrixMedia::Scenario)]
     pub media: MatrixMedia,
+    /// With --media generated, what the real cloud cannot give a guest (repeatable): the cells of guests that need it
+    /// are reported as not runnable instead of failing on the cloud's configuration
+    #[arg(long = "cloud-lacks", value_enum, value_name = "FEATURE")]
+    pub cloud_lacks: Vec<run::CloudLack>,
     /// The ledger of the resources the cells on a real cloud create (default:
     /// $XDG_STATE_HOME/isoharness/ledger.jsonl); the embedded clouds keep none
     #[arg(long, value_name = "FILE")]
@@ -58,20 +62,27 @@ pub struct MatrixArgs {
 }
 
 pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
+    if !args.cloud_lacks.is_empty() && args.media != MatrixMedia::Generated {
+        return Err(CommandError::usage(
+            "--cloud-lacks says which generated-media cells a real cloud cannot run: give it with --media generated",
+        )
+        .into());
+    }
     let scenarios = load_scenarios(&args.scenarios)?;
     let scenarios = filter(scenarios, args.filter.as_deref())?;
     let mut status = ExitStatus::Ok;
     let report = if args.cloud.names_real_cloud() {
         let plan = real_plan(&args.layouts, args.domain_xml.given()).map_err(CommandError::usage)?;
         if args.media == MatrixMedia::Generated {
-            nothing_runnable(&scenarios).map_err(CommandError::usage)?;
+            nothing_runnable(&scenarios, &args.cloud_lacks).map_err(CommandError::usage)?;
         }
         let ledger = super::open_ledger(&args.ledger)?;
         let driver = connect_real(&args.cloud.config_request(), args.domain_xml.source()).await?;
         let jobs = args.jobs.min(4);
         let run_ids = std::sync::Mutex::new(Vec::new());
+        let media = run::RealMedia { media: args.media, cloud_lacks: args.cloud_lacks.clone() };
         let result = tokio::select! {
-            r = run::run_real(&driver, &ledger, &scenarios, &plan, jobs, &run_ids, args.media) => r,
+            r = run::run_real(&driver, &ledger, &scenarios, &plan, jobs, &run_ids, &media) => r,
             _ = tokio::signal::ctrl_c() => {
                 let runs = run_ids.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 return Ok(super::cleanup_after_interrupt(&driver, &ledger, &runs).await);
@@ -125,10 +136,10 @@ async fn compare_with_twin(report: &mut MatrixReport, scenarios: &[Scenario], jo
 
 /// With `--media generated`, an error when the tiny installer stands for none of the scenarios' guests: a matrix of
 /// cells that are all not runnable would judge nothing (exit 2 before the cloud is touched).
-fn nothing_runnable(scenarios: &[Scenario]) -> Result<(), String> {
+fn nothing_runnable(scenarios: &[Scenario], lacks: &[run::CloudLack]) -> Result<(), String> {
     let why: Vec<String> = scenarios
         .iter()
-        .map(|s| run::not_runnable_with_generated_media(s).map(|why| format!("  {}: {why}", s.name)))
+        .map(|s| run::not_runnable_with_generated_media(s, lacks).map(|why| format!("  {}: {why}", s.name)))
         .collect::<Option<Vec<String>>>()
         .unwrap_or_default();
     if why.is_empty() {
@@ -223,10 +234,12 @@ mod tests {
     #[test]
     fn generated_media_with_no_runnable_scenario_is_nothing_to_run() {
         let all = load_scenarios(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")).unwrap();
-        assert_eq!(nothing_runnable(&all), Ok(()));
+        assert_eq!(nothing_runnable(&all, &[]), Ok(()));
+        let lacks = [run::CloudLack::Uefi];
         let unrunnable: Vec<Scenario> =
-            all.into_iter().filter(|s| run::not_runnable_with_generated_media(s).is_some()).collect();
-        let error = nothing_runnable(&unrunnable).unwrap_err();
+            all.into_iter().filter(|s| run::not_runnable_with_generated_media(s, &lacks).is_some()).collect();
+        assert!(!unrunnable.is_empty(), "the UEFI guests");
+        let error = nothing_runnable(&unrunnable, &lacks).unwrap_err();
         assert!(error.starts_with("nothing to run: with --media generated"), "{error}");
         assert_eq!(error.lines().count(), unrunnable.len() + 1, "one line per scenario: {error}");
     }

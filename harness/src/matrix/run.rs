@@ -20,7 +20,7 @@ use crate::domxml;
 use crate::scenario::{Scenario, VirtioWinBuild};
 use crate::target::{Embedded, MediaCache, media_for};
 use crate::workflow::MediaFiles;
-use crate::workflow::ledger::Ledger;
+use crate::workflow::ledger::{Ledger, Live};
 use crate::workflow::{
     BuildOptions, BuildReport, Driver, DriverMedia, ImageRequest, LAYOUT_STEP, LayoutPlan, StepStatus, run_build,
 };
@@ -382,22 +382,153 @@ pub enum MatrixMedia {
     Generated,
 }
 
+/// What a real cloud cannot give a guest (`matrix --cloud-lacks`): the cells of guests that need it are not run, as
+/// they would judge the cloud's configuration rather than the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudLack {
+    /// UEFI firmware (no OVMF on the compute hosts)
+    Uefi,
+    /// Secure Boot (no firmware with enrolled keys, or no SMM)
+    SecureBoot,
+    /// A virtual TPM (`[libvirt] swtpm_enabled` off, or no key manager for Nova's vTPM secrets)
+    Tpm,
+}
+
+impl CloudLack {
+    fn needed_by(self, guest: &GuestFacts) -> bool {
+        match self {
+            CloudLack::Uefi => guest.firmware == guestsim::guest::Firmware::Uefi,
+            CloudLack::SecureBoot => guest.needs_secure_boot,
+            CloudLack::Tpm => guest.needs_tpm,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            CloudLack::Uefi => "UEFI firmware",
+            CloudLack::SecureBoot => "Secure Boot",
+            CloudLack::Tpm => "a TPM",
+        }
+    }
+}
+
+/// The media a real cloud's cells upload, and what that cloud cannot give a guest.
+#[derive(Debug, Clone, Default)]
+pub struct RealMedia {
+    pub media: MatrixMedia,
+    /// Only with [`MatrixMedia::Generated`].
+    pub cloud_lacks: Vec<CloudLack>,
+}
+
 /// Why a scenario's cell is not runnable on a real hypervisor with generated media (`--media generated`), or `None`
-/// when it is: the tiny installer those media boot stands only for unattended BIOS x86 guests with virtio built in
-/// ([`guestsim::media::tiny_installer::cannot_stand_for`]).
-pub fn not_runnable_with_generated_media(scenario: &Scenario) -> Option<String> {
+/// when it is: the tiny installer those media boot stands for x86 BIOS guests on i440fx machines and x86_64 UEFI
+/// guests ([`guestsim::media::tiny_installer::cannot_stand_for`]), and the cloud must be able to give the guest what
+/// it needs (`lacks`).
+pub fn not_runnable_with_generated_media(scenario: &Scenario, lacks: &[CloudLack]) -> Option<String> {
     if let Some(why) = guestsim::media::tiny_installer::cannot_stand_for(&scenario.guest) {
         return Some(why);
     }
+    let missing: Vec<&str> = lacks.iter().filter(|lack| lack.needed_by(&scenario.guest)).map(|l| l.what()).collect();
+    if !missing.is_empty() {
+        return Some(format!(
+            "the guest needs {}, which this cloud cannot give (--cloud-lacks)",
+            missing.join(" and ")
+        ));
+    }
     // The install server's machine type comes from the ISO's properties (Nova boots from the ISO), else the image's.
+    // Under UEFI the firmware's drivers reach every controller; the BIOS installer drives only an i440fx's.
+    if scenario.guest.firmware == guestsim::guest::Firmware::Uefi {
+        return None;
+    }
     let image = &scenario.image;
     let machine = image.iso_properties.get("hw_machine_type").or(image.properties.get("hw_machine_type"));
     machine.filter(|m| m.contains("q35")).map(|m| {
         format!(
-            "the tiny installer drives the i440fx machine's PIIX IDE controller and legacy virtio devices, and this \
-             scenario asks for hw_machine_type={m} (AHCI and modern virtio)"
+            "the BIOS tiny installer drives the i440fx machine's PIIX IDE controller and legacy virtio devices, and \
+             this scenario asks for hw_machine_type={m} (AHCI and modern virtio)"
         )
     })
+}
+
+/// Whether two cells' media attach the same driver media under the same names.
+fn same_driver_media(a: &MediaFiles, b: &MediaFiles) -> bool {
+    (&a.virtio_iso, &a.driver_floppy, &a.driver_floppy_image)
+        == (&b.virtio_iso, &b.driver_floppy, &b.driver_floppy_image)
+}
+
+/// Offers a group of cells' driver media on a real cloud under the names its compute hosts look up, each recorded in
+/// the ledger under `run_id` before it exists, so that an interrupted matrix deletes them too; the cells then find
+/// them by name and leave them alone. Returns what was created (to delete once the group is done), even on error.
+async fn offer_recorded<D: Driver>(
+    driver: &D,
+    ledger: &Ledger,
+    run_id: &str,
+    scenario: &Scenario,
+    files: &MediaFiles,
+) -> (Vec<Live>, anyhow::Result<()>) {
+    use crate::workflow::ledger::{Entry, Event, ResourceKind};
+    let wanted = [
+        (scenario.media.virtio_win_image.clone(), files.virtio_iso.as_ref(), "iso"),
+        (files.driver_floppy_image.clone().unwrap_or_default(), files.driver_floppy.as_ref(), "raw"),
+    ];
+    let mut offered = Vec::new();
+    for (name, file, disk_format) in wanted {
+        let Some(file) = file.filter(|_| !name.is_empty()) else { continue };
+        // The cloud's own copy, when it has one, is what its hosts attach: a second image of that name would make
+        // the lookup ambiguous.
+        match driver.images_named(&name).await {
+            Ok(found) if found.iter().any(|i| i.status == "active") => continue,
+            Ok(_) => {}
+            Err(e) => return (offered, Err(anyhow::anyhow!("cannot look up {name}: {e}"))),
+        }
+        let entry = |id: Option<&str>, event| Entry {
+            run: run_id.to_owned(),
+            cloud: driver.describe(),
+            kind: ResourceKind::Image,
+            name: name.clone(),
+            id: id.map(String::from),
+            event,
+        };
+        let offer = async {
+            driver.record(ledger, &entry(None, Event::Intent))?;
+            let request = ImageRequest {
+                name: name.clone(),
+                disk_format: disk_format.into(),
+                container_format: "bare".into(),
+                visibility: "private".into(),
+                properties: Default::default(),
+            };
+            let created = driver.create_image(&request).await;
+            let image = match created {
+                Ok(image) => image,
+                Err(e) => {
+                    let _ = driver.record(ledger, &entry(None, Event::Deleted));
+                    anyhow::bail!("cannot offer {name}: {e}");
+                }
+            };
+            driver.record(ledger, &entry(Some(&image.id), Event::Created))?;
+            anyhow::Ok(image.id)
+        };
+        let id = match offer.await {
+            Ok(id) => id,
+            Err(e) => return (offered, Err(e)),
+        };
+        offered.push(Live {
+            run: run_id.to_owned(),
+            cloud: driver.describe(),
+            kind: ResourceKind::Image,
+            name: name.clone(),
+            id: Some(id.clone()),
+        });
+        let uploaded = match files.known_md5.get(file) {
+            Some(md5) => driver.upload_image_known(&id, file, md5).await,
+            None => driver.upload_image(&id, file).await,
+        };
+        if let Err(e) = uploaded {
+            return (offered, Err(anyhow::anyhow!("cannot upload {name}: {e}")));
+        }
+    }
+    (offered, Ok(()))
 }
 
 /// The cell of a scenario not run on this hypervisor: its expectation derived all the same, nothing observed.
@@ -473,19 +604,18 @@ pub enum LayoutNotLearnt {
 /// exactly its own resources. With [`MatrixMedia::Generated`] every cell uploads generated media, and the cells of
 /// guests the tiny installer cannot stand for ([`not_runnable_with_generated_media`]) are not run at all: nothing is
 /// created for them, and the report says why.
-pub async fn run_real<D: Driver>(
+pub async fn run_real<'a, D: Driver>(
     driver: &D,
     ledger: &Ledger,
-    scenarios: &[Scenario],
+    scenarios: &'a [Scenario],
     plan: &LayoutPlan,
     jobs: usize,
     run_ids: &std::sync::Mutex<Vec<String>>,
-    media: MatrixMedia,
+    media: &RealMedia,
 ) -> anyhow::Result<MatrixReport> {
+    let RealMedia { media, cloud_lacks: lacks } = media;
+    let (media, lacks) = (*media, lacks.as_slice());
     let started = Instant::now();
-    // With generated media every cell uploads the driver media under the names the compute hosts look up, and
-    // deletes them when it ends: concurrent cells would make a patched Nova find two VirtIO-win images, or none.
-    let jobs = if media == MatrixMedia::Generated { 1 } else { jobs };
     let scratch = tempfile::Builder::new().prefix("isoharness-matrix-").tempdir()?;
     let scratch_path = scratch.path();
     let cache = match media {
@@ -499,7 +629,7 @@ pub async fn run_real<D: Driver>(
     let generated = cache.as_ref();
     let (mut runnable, mut skipped): (Vec<&Scenario>, Vec<(&Scenario, String)>) = (Vec::new(), Vec::new());
     for scenario in scenarios {
-        match generated.and_then(|_| not_runnable_with_generated_media(scenario)) {
+        match generated.and_then(|_| not_runnable_with_generated_media(scenario, lacks)) {
             Some(why) => skipped.push((scenario, why)),
             None => runnable.push(scenario),
         }
@@ -537,15 +667,47 @@ pub async fn run_real<D: Driver>(
     };
     let rest: Vec<&Scenario> =
         scenarios.iter().copied().filter(|s| !runs.iter().any(|(r, _)| r.name == s.name)).collect();
-    let more: Vec<(&Scenario, CellRun)> = futures_util::stream::iter(rest)
-        .map(|scenario| {
-            let plan = LayoutPlan::Known(used.clone());
-            async move { (scenario, real_cell(driver, ledger, scratch_path, scenario, plan, run_ids, generated).await) }
-        })
-        .buffer_unordered(jobs.max(1))
-        .collect()
-        .await;
-    runs.extend(more);
+    let run_cells = |cells: Vec<&'a Scenario>| {
+        let used = &used;
+        futures_util::stream::iter(cells)
+            .map(move |scenario| {
+                let plan = LayoutPlan::Known(used.clone());
+                async move {
+                    (scenario, real_cell(driver, ledger, scratch_path, scenario, plan, run_ids, generated).await)
+                }
+            })
+            .buffer_unordered(jobs.max(1))
+            .collect::<Vec<(&Scenario, CellRun)>>()
+    };
+    match generated {
+        None => runs.extend(run_cells(rest).await),
+        // A patched Nova finds the driver media by name, so concurrent cells must not each upload (and delete) their
+        // own: the cells that attach the same media run together, with those media offered once for them all.
+        Some(cache) => {
+            let attached = used.layout.driver_media();
+            let mut groups: Vec<(MediaFiles, Vec<&Scenario>)> = Vec::new();
+            for scenario in rest {
+                let files = cache.embedded_media_attached(scenario, attached)?;
+                let same = |(group, _): &&mut (MediaFiles, Vec<&Scenario>)| same_driver_media(group, &files);
+                match groups.iter_mut().find(same) {
+                    Some((_, members)) => members.push(scenario),
+                    None => groups.push((files, vec![scenario])),
+                }
+            }
+            for (files, members) in groups {
+                let offer_run = String::from(crate::workflow::RunId::new());
+                run_ids.lock().unwrap_or_else(|p| p.into_inner()).push(offer_run.clone());
+                let (offered, result) = offer_recorded(driver, ledger, &offer_run, members[0], &files).await;
+                if result.is_ok() {
+                    runs.extend(run_cells(members).await);
+                }
+                for live in &offered {
+                    crate::workflow::run_delete_live(driver, ledger, live).await;
+                }
+                result?;
+            }
+        }
+    }
     let mut cells: Vec<Cell> = runs.into_iter().map(|(scenario, run)| cell_of(scenario, used.layout, run)).collect();
     cells.extend(skipped.into_iter().map(|(scenario, why)| not_runnable_cell(scenario, used.layout, why)));
     cells.sort_by(|a, b| a.scenario.cmp(&b.scenario));

@@ -152,7 +152,17 @@ pub async fn validate_image<C: Driver>(
     report.image_name = image.name.clone();
     metadata_checks(&image, request, &mut report.checks);
     let data = data_checks(cloud, &image, request, &mut report).await;
-    if request.boot_test {
+    // An image proven to hold the installer's ISO is an ISO copy whatever it boots into; booting it would only wait
+    // out the boot timeout (the firmware says nothing on the serial console) or start the installer again.
+    let installer_copy = matches!(data.as_ref().map(|d| &d.content), Some(Content::Iso9660 { .. }));
+    if installer_copy {
+        report.checks.push(check(
+            "boot",
+            CheckStatus::Skip,
+            true,
+            "skipped: the image holds the installer's ISO 9660 volume, not an installed system",
+        ));
+    } else if request.boot_test {
         boot_test(cloud, ledger, run_id, &image, request, data.as_ref(), &mut report).await;
     } else {
         report.checks.push(check("boot", CheckStatus::Skip, true, "skipped (--no-boot)"));

@@ -46,7 +46,28 @@ const MOUNTS: &[(&str, &str)] = &[
     ("run", "/run/libvirt"),
     ("cache", "/var/cache/libvirt"),
     ("log", "/var/log/libvirt"),
+    ("qemu-firmware", "/etc/qemu/firmware"),
 ];
+
+/// The firmware libvirt picks first for a Secure Boot guest: OVMF with Debian's published test keys ("snakeoil")
+/// enrolled, which sign the UEFI tiny installer, instead of Microsoft's, which do not. Guests without Secure Boot
+/// still get the plain OVMF of Debian's own descriptors.
+const SNAKEOIL_FIRMWARE: (&str, &str) = (
+    "30-isoharness-ovmf-snakeoil.json",
+    r#"{
+    "description": "OVMF with Secure Boot and SMM, Debian's snakeoil test keys enrolled (written by cargo xtask realstack)",
+    "interface-types": ["uefi"],
+    "mapping": {
+        "device": "flash",
+        "executable": {"filename": "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "format": "raw"},
+        "nvram-template": {"filename": "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd", "format": "raw"}
+    },
+    "targets": [{"architecture": "x86_64", "machines": ["pc-q35-*"]}],
+    "features": ["acpi-s3", "enrolled-keys", "requires-smm", "secure-boot", "verbose-dynamic"],
+    "tags": []
+}
+"#,
+);
 
 /// The ports of the guests' VNC displays (Nova asks for one per guest): the ten after the cloud's own, rather
 /// than libvirt's default 5900 and up, where the machine's own virtual machines and VNC servers live.
@@ -182,6 +203,7 @@ fn start_daemon(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     }
     fs::write(root.join("etc/qemu.conf"), qemu_conf())?;
     fs::write(root.join("etc/libvirtd.conf"), LIBVIRTD_CONF)?;
+    fs::write(root.join("qemu-firmware").join(SNAKEOIL_FIRMWARE.0), SNAKEOIL_FIRMWARE.1)?;
     let mut script = String::from("set -e\n");
     for (name, target) in MOUNTS {
         script.push_str(&format!("mkdir -p {target}\nmount --bind '{}' {target}\n", root.join(name).display()));
