@@ -14,3 +14,6 @@ mod generated;
 
 #[path = "media/real_boot.rs"]
 mod real_boot;
+
+#[path = "media/real_boot_uefi.rs"]
+mod real_boot_uefi;

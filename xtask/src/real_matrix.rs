@@ -15,9 +15,13 @@ use anyhow::{Context, bail};
 use crate::realstack::{self, Compute, NovaOption, NovaRequest};
 use crate::{NOVA_SERIES, cargo, describe, say, workspace_root};
 
-/// What the local real cloud cannot give a guest: Nova keeps each vTPM's secret in a key manager (Barbican), and the
-/// local real cloud runs none, so a server asking for a TPM would fail on the cloud, not on the guest.
-pub const CLOUD_LACKS: &[&str] = &["tpm"];
+/// What the local real cloud cannot give a guest, so that `isoharness matrix --cloud-lacks` reports those cells as
+/// not runnable instead of judging the cloud's configuration:
+/// - UEFI: Nova 34 lets libvirt pick the firmware (`<os firmware='efi'>`) and still sets `<loader secure=...>`, which
+///   Debian 12's libvirt 9.0 refuses ("loader attribute 'secure' cannot be specified when firmware autoselection is
+///   enabled"): every UEFI server fails to spawn;
+/// - a TPM: Nova keeps each vTPM's secret in a key manager (Barbican), and the local real cloud runs none.
+pub const CLOUD_LACKS: &[&str] = &["uefi", "tpm"];
 
 /// The layouts the local real cloud can be set to, in the order they run.
 pub const LAYOUTS: &[&str] = &["stock", "patched", "patched-floppy"];

@@ -23,6 +23,28 @@ pub enum QemuError {
     Wait(#[source] std::io::Error),
 }
 
+/// Debian's OVMF builds (package `ovmf`), as libvirt picks them for a Nova guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ovmf {
+    /// UEFI without Secure Boot (`OVMF_CODE_4M.fd`): what a `hw_firmware_type=uefi` guest gets.
+    Plain,
+    /// Secure Boot enforced, with Debian's published test keys ("snakeoil") enrolled in PK, KEK and db: the keys the
+    /// UEFI tiny installer is signed with, as an operator's own keys would be.
+    SecureBootTestKeys,
+}
+
+impl Ovmf {
+    /// The firmware's code and the template of its variable store.
+    pub fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Ovmf::Plain => ("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
+            Ovmf::SecureBootTestKeys => {
+                ("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd", "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd")
+            }
+        }
+    }
+}
+
 /// What a [`QemuError`] happened while waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waiting {
@@ -51,9 +73,33 @@ impl Machine {
     /// Starts a machine whose serial port goes to `dir/<name>.serial`; `args` are its drives and boot options.
     /// `-no-reboot` makes a guest's reboot end the emulator, as a power-off does.
     pub fn start(dir: &Path, name: &str, args: &[&str]) -> Result<Machine, QemuError> {
+        Machine::spawn(dir, name, &["-accel", "kvm", "-accel", "tcg", "-m", "64"], args)
+    }
+
+    /// Starts a q35 machine on Debian's OVMF (`firmware`), its variable store a fresh copy of the firmware's template
+    /// in `dir`: libvirt's layout of a Nova UEFI guest (the CD-ROMs on the AHCI controller's ports, `ide.N`). Always
+    /// under software emulation: OVMF's first stage fails under a nested KVM that runs SeaBIOS well ("KVM internal
+    /// error", an emulation failure on its first x87 instruction).
+    pub fn start_uefi(dir: &Path, name: &str, firmware: Ovmf, args: &[&str]) -> Result<Machine, QemuError> {
+        let (code, vars_template) = firmware.files();
+        let vars = dir.join(format!("{name}.vars.fd"));
+        std::fs::copy(vars_template, &vars).map_err(QemuError::Spawn)?;
+        let code = format!("if=pflash,format=raw,unit=0,readonly=on,file={code}");
+        let vars = format!("if=pflash,format=raw,unit=1,file={}", vars.display());
+        let machine = if firmware == Ovmf::SecureBootTestKeys { "q35,smm=on" } else { "q35" };
+        let mut base = vec!["-machine", machine, "-accel", "tcg", "-m", "512", "-drive", &code, "-drive", &vars];
+        if firmware == Ovmf::SecureBootTestKeys {
+            // The variable store is writable only from System Management Mode, as Secure Boot requires.
+            base.extend(["-global", "driver=cfi.pflash01,property=secure,value=on"]);
+        }
+        Machine::spawn(dir, name, &base, args)
+    }
+
+    fn spawn(dir: &Path, name: &str, base: &[&str], args: &[&str]) -> Result<Machine, QemuError> {
         let serial = dir.join(format!("{name}.serial"));
         let child = Command::new(QEMU)
-            .args(["-accel", "kvm", "-accel", "tcg", "-m", "64", "-display", "none", "-nic", "none", "-no-reboot"])
+            .args(base)
+            .args(["-display", "none", "-nic", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
             .args(args)

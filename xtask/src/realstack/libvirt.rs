@@ -31,6 +31,11 @@ pub const APT_PACKAGES: &[crate::apt::Package] = &[
         probe: "virsh",
         why: "virsh: the domain XML of a guest, and clean-up of left-over domains",
     },
+    crate::apt::Package {
+        name: "ovmf",
+        probe: "",
+        why: "UEFI firmware and its descriptors, from which libvirt picks a UEFI guest's loader",
+    },
     crate::apt::Package { name: "libvirt-dev", probe: "", why: "libvirt-python is built against the system's libvirt" },
     crate::apt::Package {
         name: "pkg-config",

@@ -5,9 +5,12 @@
 # Needs gcc, binutils, gnu-efi (3.0.15: crt0, linker script, libgnuefi for the self-relocation), openssl and
 # sbsigntool. Reproducible: the same inputs give the same bytes (no paths, build ids or clock times in the output);
 # run it twice and compare. Both binaries are committed, so building media needs nothing beyond the Rust toolchain.
+#
+# Usage: build.sh [OUT_DIR]   (default: beside this script)
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -56,6 +59,6 @@ LD_PRELOAD="$work/fixed_time.so" sbsign --key "$work/key.pem" --cert "$CERT" \
     exit 1
 }
 
-cp "$work/installer.efi" "$here/installer.efi"
-cp "$work/bootx64.efi" "$here/bootx64.efi"
-chmod 644 "$here/installer.efi" "$here/bootx64.efi"
+cp "$work/installer.efi" "$out/installer.efi"
+cp "$work/bootx64.efi" "$out/bootx64.efi"
+chmod 644 "$out/installer.efi" "$out/bootx64.efi"
