@@ -1000,6 +1000,31 @@ fn map_compute_host(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
         bail!("discover_hosts did not map the compute host (see {})", layout.setup_log().display());
     }
     say(started, "the compute host is registered and mapped into cell1");
+    // nova-compute reports its resources to Placement a moment after it registers: until then the scheduler finds no
+    // allocation candidate, and the first servers fail with "No valid host was found".
+    let placement_db = layout.data().join("placement.db");
+    let inventories = || -> anyhow::Result<String> {
+        let count = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM inventories\").fetchone()[0])";
+        let out =
+            Command::new("python3").args(["-c", count]).arg(&placement_db).output().context("cannot run python3")?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let count = inventories()?;
+        if !count.is_empty() && count != "0" {
+            break;
+        }
+        ensure_alive(layout, "nova-compute")?;
+        if Instant::now() > deadline {
+            bail!(
+                "nova-compute reported no resources to Placement in 120 s (see {})",
+                layout.logs().join("nova-compute.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    say(started, "the compute host's resources are in Placement");
     Ok(())
 }
 

@@ -291,8 +291,20 @@ impl<C: Driver> Build<'_, C> {
         self.fetch_domain_xml(&server).await;
         let image = self.snapshot(&server).await?;
         self.update_image(&image, &flavor).await?;
+        self.release(ResourceKind::Server, &server.id).await;
         self.validate(&image).await?;
         Ok(image)
+    }
+
+    /// Deletes a resource the run no longer needs before the run ends: the install server once its snapshot is
+    /// active, so that the boot test needs room on the cloud for one server, not two.
+    async fn release(&mut self, kind: ResourceKind, id: &str) {
+        let Some(at) = self.created.iter().position(|(k, _, created)| *k == kind && created == id) else { return };
+        let (kind, name, id) = self.created.remove(at);
+        let live =
+            Live { run: self.options.run_id.clone(), cloud: self.report.cloud.clone(), kind, name, id: Some(id) };
+        let line = delete_live(self.cloud, self.ledger, &live).await;
+        self.report.cleanup.push(line);
     }
 
     /// Step 1: the OS ISO in Glance: an existing image, one with the same name and checksum, or an upload.

@@ -506,7 +506,10 @@ async fn pick_flavor<C: Driver>(
 fn smallest_fitting<'a>(flavors: &'a [FlavorInfo], disk_gb: u64, ram_mb: u64, run_id: &str) -> Option<&'a FlavorInfo> {
     let other_runs = |f: &FlavorInfo| f.name.starts_with("ih-") && !f.name.starts_with(&format!("{run_id}-"));
     let fitting = || flavors.iter().filter(|f| u64::from(f.disk_gb) >= disk_gb && u64::from(f.ram_mb) >= ram_mb);
-    let size = |f: &&FlavorInfo| (f.disk_gb, f.ram_mb, f.vcpus);
+    // Smallest by what the cloud must find room for: every disk the flavor gives, then memory, then CPUs.
+    let size = |f: &&FlavorInfo| {
+        (u64::from(f.disk_gb) + u64::from(f.ephemeral_gb) + u64::from(f.swap_mb) / 1024, f.ram_mb, f.vcpus)
+    };
     fitting().filter(|f| !other_runs(f)).min_by_key(size).or_else(|| fitting().min_by_key(size))
 }
 
@@ -536,5 +539,15 @@ mod tests {
             smallest_fitting(&only_theirs, 1, 1, "ih-cccccccc").map(|f| f.id.as_str()),
             Some("ih-aaaaaaaa-rhel-flavor")
         );
+    }
+
+    #[test]
+    fn the_boot_flavor_counts_every_disk_the_cloud_must_find_room_for() {
+        let with_ephemeral = FlavorInfo { ephemeral_gb: 40, ..flavor("ih-cccccccc-win-flavor", 40, 2048) };
+        let with_swap = FlavorInfo { swap_mb: 8192, ..flavor("m1.swap", 40, 2048) };
+        let flavors = [with_ephemeral, with_swap, flavor("m1.medium", 44, 4096)];
+        let pick = |disk, ram| smallest_fitting(&flavors, disk, ram, "ih-cccccccc").map(|f| f.name.as_str());
+        assert_eq!(pick(40, 2048), Some("m1.medium"), "44 GB in all, against 48 and 80");
+        assert_eq!(pick(45, 2048), None);
     }
 }
