@@ -62,8 +62,16 @@ async fn advance_clock(
     require_admin(&caller)?;
     let advance: Advance = serde_json::from_slice(&body)
         .map_err(|e| ApiError::identity(StatusCode::BAD_REQUEST, format!("expected {{\"seconds\": N}}: {e}")))?;
-    if !(advance.seconds.is_finite() && advance.seconds >= 0.0) {
-        return Err(ApiError::identity(StatusCode::BAD_REQUEST, "seconds must be a non-negative number"));
+    let headroom = state.clock().headroom();
+    if !(advance.seconds.is_finite() && advance.seconds >= 0.0 && advance.seconds <= headroom.as_secs_f64()) {
+        return Err(ApiError::identity(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "seconds must be a number from 0 to {} (virtual time runs at most {} s past the start)",
+                headroom.as_secs(),
+                crate::clock::MAX_VIRTUAL_ELAPSED.as_secs()
+            ),
+        ));
     }
     state.clock().advance(Duration::from_secs_f64(advance.seconds));
     Ok(Json(json!({ "elapsed_ms": state.clock().elapsed().as_millis() as u64 })))

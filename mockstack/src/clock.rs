@@ -76,9 +76,16 @@ impl Clock {
             .unwrap_or(Timestamp::MAX)
     }
 
-    /// Moves virtual time forward (in every mode: a test may skip ahead on a real clock too).
+    /// Moves virtual time forward (in every mode: a test may skip ahead on a real clock too), never past
+    /// [`MAX_VIRTUAL_ELAPSED`] from the start.
     pub fn advance(&self, by: Duration) {
-        *self.manual_offset.lock().unwrap() += by;
+        let mut offset = self.manual_offset.lock().unwrap();
+        *offset = offset.saturating_add(by).min(MAX_VIRTUAL_ELAPSED);
+    }
+
+    /// How much further virtual time may still be advanced.
+    pub fn headroom(&self) -> Duration {
+        MAX_VIRTUAL_ELAPSED.saturating_sub(*self.manual_offset.lock().unwrap())
     }
 
     /// Called once per API request: a manual clock ticks so that pollers see progress.
@@ -100,6 +107,10 @@ impl Clock {
         }
     }
 }
+
+/// How far virtual time may run ahead of the start: a century, far past any token, build or test, and far from the
+/// end of the timestamps the services print (year 9999).
+pub const MAX_VIRTUAL_ELAPSED: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Formats a timestamp the way Nova and Glance do: `2026-11-24T18:28:45Z`.
 pub fn iso8601(ts: Timestamp) -> String {

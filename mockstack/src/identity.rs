@@ -29,6 +29,10 @@ use serde::Deserialize;
 /// Roles known to mockstack, in Keystone's default implication order (each implies the next).
 pub const ROLE_CHAIN: [&str; 4] = ["admin", "manager", "member", "reader"];
 
+/// The other role Keystone's bootstrap creates: `service`, which the services' own users hold (keystonemiddleware
+/// validates tokens with it). It implies no other role.
+pub const SERVICE_ROLE: &str = "service";
+
 /// A Keystone domain: the namespace projects and users live in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityDomain {
@@ -181,9 +185,9 @@ impl IdentitySet {
                     .map(|p| p.id.clone())
                     .ok_or_else(|| invalid(format!("user {:?} has roles on unknown project {project:?}", u.name)))?;
                 for role in &assigned {
-                    if !ROLE_CHAIN.contains(&role.as_str()) {
+                    if !ROLE_CHAIN.contains(&role.as_str()) && role != SERVICE_ROLE {
                         return Err(invalid(format!(
-                            "user {:?}: unknown role {role:?} (known: {})",
+                            "user {:?}: unknown role {role:?} (known: {}, {SERVICE_ROLE})",
                             u.name,
                             ROLE_CHAIN.join(", ")
                         )));
@@ -221,10 +225,14 @@ impl IdentitySet {
     pub fn effective_roles(&self, user: &User, project_id: &str) -> Vec<String> {
         let Some(assigned) = user.roles.get(project_id) else { return Vec::new() };
         let strongest = assigned.iter().filter_map(|r| ROLE_CHAIN.iter().position(|c| c == r)).min();
-        match strongest {
+        let mut roles: Vec<String> = match strongest {
             Some(i) => ROLE_CHAIN[i..].iter().map(|r| r.to_string()).collect(),
             None => Vec::new(),
+        };
+        if assigned.iter().any(|r| r == SERVICE_ROLE) {
+            roles.push(SERVICE_ROLE.to_owned());
         }
+        roles
     }
 
     /// A one-line-per-user summary without secrets, printed when mockstack starts.

@@ -168,7 +168,8 @@ async fn issue_token(
     let identity = auth
         .get("identity")
         .ok_or_else(|| bad_request("Invalid input for field 'auth': 'identity' is a required property"))?;
-    let methods: Vec<String> = identity
+    let mut expires_no_later = None;
+    let mut methods: Vec<String> = identity
         .get("methods")
         .and_then(Value::as_array)
         .ok_or_else(|| bad_request("Invalid input for field 'auth/identity': 'methods' is a required property"))?
@@ -195,6 +196,10 @@ async fn issue_token(
                 })?;
             let info = state.tokens().validate(id, now).ok_or_else(auth_failed)?;
             let user = state.identities().user(&info.user_id).ok_or_else(auth_failed)?.clone();
+            // A token got with a token lives no longer than it (Keystone's token method keeps its expiry), and
+            // carries its methods too.
+            expires_no_later = Some(info.expires_at);
+            methods.extend(info.methods.iter().filter(|m| !methods.contains(m)).cloned().collect::<Vec<_>>());
             (user, None)
         } else if methods.iter().any(|m| m == "application_credential") {
             let cred = identity.get("application_credential").ok_or_else(|| {
@@ -248,7 +253,10 @@ async fn issue_token(
         roles,
         methods,
         issued_at: now,
-        expires_at: now.checked_add(ttl).unwrap_or(jiff::Timestamp::MAX),
+        expires_at: now
+            .checked_add(ttl)
+            .unwrap_or(jiff::Timestamp::MAX)
+            .min(expires_no_later.unwrap_or(jiff::Timestamp::MAX)),
         audit_id: audit_id(),
     };
     let body = token_body(&state, &info, wants_catalog(&q));
@@ -337,13 +345,54 @@ fn subject_token(state: &AppState, headers: &HeaderMap) -> Result<TokenInfo, Api
         .ok_or_else(|| ApiError::identity(StatusCode::NOT_FOUND, format!("Could not find token: {id}.")))
 }
 
+/// Who may look at or revoke another token, as Keystone's default policy says (`keystone/common/policies/token.py`):
+/// the token's own user always; an admin; for `check_token` and `validate_token` a system-scoped reader (mockstack
+/// issues no system-scoped tokens); for `validate_token` a service (the `service` role, as keystonemiddleware's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenAction {
+    Check,
+    Validate,
+    Revoke,
+}
+
+impl TokenAction {
+    fn policy_name(self) -> &'static str {
+        match self {
+            TokenAction::Check => "identity:check_token",
+            TokenAction::Validate => "identity:validate_token",
+            TokenAction::Revoke => "identity:revoke_token",
+        }
+    }
+
+    fn allows(self, caller: &Caller, subject: &TokenInfo) -> bool {
+        caller.user_id() == subject.user_id
+            || caller.is_admin()
+            || (self == TokenAction::Validate && caller.has_role("service"))
+    }
+}
+
+/// The subject token, found (404 otherwise, before any policy: Keystone reads it to build the policy's target) and
+/// one the caller may act on (403 otherwise).
+fn authorized_subject(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    action: TokenAction,
+) -> Result<TokenInfo, ApiError> {
+    let subject = subject_token(state, headers)?;
+    if !action.allows(caller, &subject) {
+        return Err(forbidden_action(action.policy_name()));
+    }
+    Ok(subject)
+}
+
 async fn validate_token(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     Query(q): Query<NoCatalog>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let info = subject_token(&state, &headers)?;
+    let info = authorized_subject(&state, &caller, &headers, TokenAction::Validate)?;
     let mut response = Json(token_body(&state, &info, wants_catalog(&q))).into_response();
     if let Some(v) = headers.get("x-subject-token") {
         response.headers_mut().insert("x-subject-token", v.clone());
@@ -353,19 +402,19 @@ async fn validate_token(
 
 async fn check_token(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    subject_token(&state, &headers)?;
+    authorized_subject(&state, &caller, &headers, TokenAction::Check)?;
     Ok(StatusCode::OK)
 }
 
 async fn revoke_token(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    subject_token(&state, &headers)?;
+    authorized_subject(&state, &caller, &headers, TokenAction::Revoke)?;
     let id = headers.get("x-subject-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
     state.tokens().revoke(id);
     Ok(StatusCode::NO_CONTENT)

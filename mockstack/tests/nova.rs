@@ -652,6 +652,16 @@ async fn quotas_and_flavor_fit_are_checked() {
     let (status, _, body) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create("42", 1))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_fault(&body, status, "badRequest", "Flavor's memory is too small for requested image.");
+    // The largest min_disk Glance stores, in bytes, is far past 2^32: no product of sizes may wrap.
+    let huge = cloud.upload_iso(&alice, "huge", json!({"min_disk": 2_147_483_647u64})).await;
+    let fits = json!({"server": {"name": "h", "imageRef": huge, "flavorRef": "d1", "networks": "none"}});
+    let (status, _, body) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(fits)).await;
+    assert_fault(
+        &body,
+        status,
+        "badRequest",
+        "Flavor's disk is smaller than the minimum size specified in image metadata. Flavor disk is 5368709120 bytes, minimum size is 2305843008139952128 bytes.",
+    );
     let (status, _, body) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create("5", 4))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_fault(

@@ -705,7 +705,10 @@ fn setup_command(layout: &Dirs, command: &mut Command, stdin: &[u8]) -> anyhow::
 
 /// The services whose databases live in MariaDB: each user, and the databases it owns. Glance is here rather
 /// than on sqlite, where its four uWSGI threads' concurrent writes failed with "database is locked" (HTTP 500).
-const DATABASES: &[(&str, &[&str])] = &[("nova", &["nova_api", "nova", "nova_cell0"]), ("glance", &["glance"])];
+/// Placement too: on SQLite, two servers scheduled at once fail one allocation with "database is locked" (a 500,
+/// which Nova turns into "No valid host was found").
+const DATABASES: &[(&str, &[&str])] =
+    &[("nova", &["nova_api", "nova", "nova_cell0"]), ("glance", &["glance"]), ("placement", &["placement"])];
 
 fn start_mariadb(layout: &Dirs, ports: &Ports, secrets: &Secrets, started: Instant) -> anyhow::Result<()> {
     let datadir = layout.data().join("mysql");
@@ -1002,13 +1005,7 @@ fn map_compute_host(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     say(started, "the compute host is registered and mapped into cell1");
     // nova-compute reports its resources to Placement a moment after it registers: until then the scheduler finds no
     // allocation candidate, and the first servers fail with "No valid host was found".
-    let placement_db = layout.data().join("placement.db");
-    let inventories = || -> anyhow::Result<String> {
-        let count = "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(\"SELECT COUNT(*) FROM inventories\").fetchone()[0])";
-        let out =
-            Command::new("python3").args(["-c", count]).arg(&placement_db).output().context("cannot run python3")?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
+    let inventories = || query("SELECT COUNT(*) FROM placement.inventories");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let count = inventories()?;

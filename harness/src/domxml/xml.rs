@@ -23,27 +23,36 @@ impl fmt::Display for Position {
 }
 
 /// Turns byte offsets of one document into line:column positions.
+///
+/// The parser asks for positions in increasing order, so the column is counted on from the last position asked for
+/// on the same line: a document on one long line costs linear time, not quadratic.
 pub(crate) struct LineIndex<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
+    /// The last position computed: (byte offset, line index, characters before it on its line).
+    last: std::cell::Cell<(usize, usize, usize)>,
 }
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, line_starts }
+        LineIndex { text, line_starts, last: std::cell::Cell::new((0, 0, 0)) }
     }
 
     pub(crate) fn position(&self, offset: usize) -> Position {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&start| start <= offset).saturating_sub(1);
         let start = self.line_starts.get(line).copied().unwrap_or(0);
-        // The offset may fall inside a multi-byte character; count whole characters before it.
-        let column = self.text.get(start..offset).map_or_else(
-            || self.text.as_bytes()[start..offset].iter().filter(|b| (**b & 0xC0) != 0x80).count(),
-            |s| s.chars().count(),
-        );
+        let (last_offset, last_line, last_column) = self.last.get();
+        let (from, before) = if last_line == line && (start..=offset).contains(&last_offset) {
+            (last_offset, last_column)
+        } else {
+            (start, 0)
+        };
+        // Characters are counted by their first bytes, so an offset inside a multi-byte character counts it whole.
+        let column = before + self.text.as_bytes()[from..offset].iter().filter(|b| (**b & 0xC0) != 0x80).count();
+        self.last.set((offset, line, column));
         Position { line: clamp_u32(line + 1), column: clamp_u32(column + 1) }
     }
 }
@@ -88,6 +97,10 @@ impl Element {
     }
 }
 
+/// How deep elements may nest: libxml2's limit, which libvirt parses domain XML with ("Excessive depth in
+/// document: 256"). A real domain nests six deep.
+pub const MAX_DEPTH: usize = 256;
+
 /// The top-level elements of a document (a well-formed domain has one; a fragment may have several).
 pub fn parse_elements(text: &str) -> Result<Vec<Element>, ParseError> {
     let index = LineIndex::new(text);
@@ -111,7 +124,17 @@ pub fn parse_elements(text: &str) -> Result<Vec<Element>, ParseError> {
         };
         let pos = index.position(start);
         match event {
-            Event::Start(tag) => stack.push(element_from(&tag, pos)?),
+            Event::Start(tag) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(ParseError::Syntax {
+                        pos,
+                        message: format!(
+                            "elements nested deeper than {MAX_DEPTH} (libvirt's XML parser stops there too)"
+                        ),
+                    });
+                }
+                stack.push(element_from(&tag, pos)?)
+            }
             Event::Empty(tag) => {
                 let element = element_from(&tag, pos)?;
                 attach(element, &mut stack, &mut roots);
@@ -230,6 +253,33 @@ mod tests {
         assert_eq!(a.children[0].pos, Position { line: 2, column: 3 });
         assert_eq!(a.children[0].attr("x"), Some("1"));
         assert_eq!(a.children[1].text(), "t&u");
+    }
+
+    #[test]
+    fn nesting_past_libxml2s_depth_is_an_error_at_the_element_that_goes_too_deep() {
+        let deep = |depth: usize| format!("<domain>{}{}</domain>", "<a>".repeat(depth - 1), "</a>".repeat(depth - 1));
+        assert!(parse_elements(&deep(MAX_DEPTH)).is_ok());
+        let error = parse_elements(&deep(MAX_DEPTH + 1)).unwrap_err();
+        let column = u32::try_from(9 + 3 * (MAX_DEPTH - 1)).unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "1:{column}: malformed XML: elements nested deeper than 256 (libvirt's XML parser stops there too)"
+            )
+        );
+        // Far deeper input stops at the same element, without exhausting the stack.
+        assert!(parse_elements(&deep(150_000)).unwrap_err().to_string().starts_with(&format!("1:{column}:")));
+    }
+
+    #[test]
+    fn positions_on_one_long_line_are_counted_on_from_the_last_one() {
+        let line = "é".repeat(1000);
+        let index = LineIndex::new(&line);
+        for i in 0..1000 {
+            assert_eq!(index.position(2 * i), Position { line: 1, column: u32::try_from(i + 1).unwrap() });
+        }
+        assert_eq!(index.position(1), Position { line: 1, column: 2 }, "backwards: counted from the line's start");
+        assert_eq!(index.position(3), Position { line: 1, column: 3 }, "inside a character counts it whole");
     }
 
     #[test]

@@ -108,12 +108,27 @@ pub(super) fn bad(msg: impl Into<String>) -> GlanceError {
     GlanceError::BadRequest(msg.into())
 }
 
+/// The largest value Glance stores in an integer column (a 4-byte INT): `_validate_db_int` refuses more.
+const MAX_DB_INT: i128 = (1 << 31) - 1;
+
+/// A `min_disk`/`min_ram` value as Glance takes it: the schema has let through an integer (or a float without a
+/// fraction, which jsonschema counts as one); negative is refused by the domain model, past a 4-byte INT by the
+/// database layer.
 fn int_value(value: &Value, param: &str) -> Result<u64, GlanceError> {
-    let n = value.as_i64().or_else(|| value.as_f64().map(|f| f as i64)).unwrap_or(0);
+    let n: i128 = match (value.as_i64(), value.as_u64(), value.as_f64()) {
+        (Some(n), _, _) => i128::from(n),
+        (None, Some(n), _) => i128::from(n),
+        // Saturates past i128's range, which is past the limit all the same.
+        (None, None, Some(f)) if f.fract() == 0.0 => f as i128,
+        _ => return Err(bad(format!("Invalid value '{value}' for parameter '{param}': must be an integer"))),
+    };
     if n < 0 {
         return Err(bad(format!("Invalid value '{n}' for parameter '{param}': Cannot be a negative value")));
     }
-    Ok(n as u64)
+    if n > MAX_DB_INT {
+        return Err(bad(format!("'{param}' value out of range, must not exceed {MAX_DB_INT}.")));
+    }
+    Ok(u64::try_from(n).expect("at most 2^31 - 1"))
 }
 
 fn opt_string(value: &Value) -> Option<String> {
@@ -606,6 +621,20 @@ pub(super) mod tests {
             &alice,
             json!({"min_disk": -1}),
             Err("bad request: Invalid value '-1' for parameter 'min_disk': Cannot be a negative value"),
+        );
+        // Past a 4-byte INT, Glance's database layer refuses, whether an integer or a float without a fraction.
+        check_create(&alice, json!({"min_disk": 2_147_483_647u64}), Ok("queued"));
+        for too_big in [json!(2_147_483_648u64), json!(17_179_869_184u64), json!(1e30), json!(u64::MAX)] {
+            check_create(
+                &alice,
+                json!({"min_disk": too_big}),
+                Err("bad request: 'min_disk' value out of range, must not exceed 2147483647."),
+            );
+        }
+        check_create(
+            &alice,
+            json!({"min_ram": 1e30}),
+            Err("bad request: 'min_ram' value out of range, must not exceed 2147483647."),
         );
         check_create(
             &alice,

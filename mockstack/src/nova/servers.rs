@@ -687,8 +687,9 @@ fn check_flavor_fits(caller: &Caller, flavor: &Flavor, image: &Image, root_is_lo
     if !root_is_local {
         return Ok(());
     }
-    const GIB: u64 = 1 << 30;
-    let dest = flavor.root_gb * GIB;
+    // Python's integers do not overflow: neither may these products (a min_disk of 2^34 GiB is 2^64 bytes).
+    const GIB: u128 = 1 << 30;
+    let dest = u128::from(flavor.root_gb) * GIB;
     if dest == 0 {
         if !caller.is_admin() {
             return Err(ApiError::compute(
@@ -698,13 +699,13 @@ fn check_flavor_fits(caller: &Caller, flavor: &Flavor, image: &Image, root_is_lo
         }
         return Ok(());
     }
-    let size = image.size.unwrap_or(0);
+    let size = u128::from(image.size.unwrap_or(0));
     if size > dest {
         return Err(bad_request(format!(
             "Flavor's disk is too small for requested image. Flavor disk is {dest} bytes, image is {size} bytes."
         )));
     }
-    let min_disk = image.min_disk * GIB;
+    let min_disk = u128::from(image.min_disk) * GIB;
     if min_disk > dest {
         return Err(bad_request(format!(
             "Flavor's disk is smaller than the minimum size specified in image metadata. Flavor disk is {dest} bytes, \
