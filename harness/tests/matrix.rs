@@ -188,6 +188,17 @@ fn generated_media_on_the_embedded_mockstack_is_a_usage_error() {
 }
 
 #[test]
+fn what_a_cloud_lacks_means_something_only_with_generated_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = isoharness(&["matrix", "--cloud-lacks", "tpm", "--filter", "windows-11"], dir.path());
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--cloud-lacks says which generated-media cells"), "{stderr}");
+    let output = isoharness(&["matrix", "--cloud-lacks", "warp-drive"], dir.path());
+    assert_eq!(output.status.code(), Some(2), "an unknown feature is a usage error");
+}
+
+#[test]
 fn report_merge_of_two_single_layout_runs_is_the_two_layout_run() {
     let dir = tempfile::tempdir().unwrap();
     let filter = ["--filter", "windows-server-20*", "--format", "json"];

@@ -580,7 +580,11 @@ fn matrix_subset_trial(clouds: &Path) -> Result<(), Failed> {
     let args = ["matrix", "--os-cloud", "realstack", "--media", "generated", "--layout", layout.as_str()];
     let (code, stdout, stderr) = isoharness(
         clouds,
-        &[&args[..], &["--scenarios", &scenarios, "--filter", MATRIX_SUBSET, "--domain-xml-command", &xml]].concat(),
+        &[
+            &args[..],
+            &["--scenarios", &scenarios, "--filter", MATRIX_SUBSET, "--domain-xml-command", &xml, "--jobs", "2"],
+        ]
+        .concat(),
     )?;
     if code != 0 {
         return Err(format!(

@@ -162,9 +162,20 @@ async fn issue_token(
     Query(q): Query<NoCatalog>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let body: Value = serde_json::from_slice(&body).map_err(|e| bad_request(format!("Malformed request body: {e}")))?;
-    let auth =
-        body.get("auth").ok_or_else(|| bad_request("Invalid input for field 'auth': 'auth' is a required property"))?;
+    // Keystone reads an empty body as `{}`, and refuses anything but a JSON object.
+    const NOT_COMPLIED: &str = "The server could not comply with the request since it is either malformed or \
+                                otherwise incorrect. The client is assumed to be in error.";
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice::<Value>(&body)
+            .ok()
+            .filter(Value::is_object)
+            .ok_or_else(|| bad_request(format!("Expecting to find valid JSON in request body. {NOT_COMPLIED}")))?
+    };
+    let auth = body
+        .get("auth")
+        .ok_or_else(|| bad_request(format!("Expecting to find auth in request body. {NOT_COMPLIED}")))?;
     let identity = auth
         .get("identity")
         .ok_or_else(|| bad_request("Invalid input for field 'auth': 'identity' is a required property"))?;

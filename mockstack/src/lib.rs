@@ -16,6 +16,7 @@ mod python;
 mod query;
 pub mod server;
 pub mod state;
+pub mod webob;
 
 pub use clock::{Clock, ClockMode};
 pub use guestsim::Layout;

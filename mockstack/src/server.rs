@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tokio::net::TcpListener;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use crate::error::Service;
 use crate::journal::JournalEntry;
 use crate::state::{AppState, Config};
+use crate::webob::{PageFormat, error_page};
 
 /// The whole mock cloud as one router: `/identity`, `/image`, `/compute` and the mock-only `/mockstack`.
 pub fn router(state: AppState) -> Router {
@@ -43,8 +45,16 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
     let request_id = format!("req-{}", uuid::Uuid::new_v4());
     request.extensions_mut().insert(RequestId(request_id.clone()));
     catch_up_compute(&state);
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(String::from);
+    let format = PageFormat::for_accept(accept.as_deref());
 
-    let mut response = next.run(request).await;
+    let mut response = match bounded_body(service, path, format, request).await {
+        Ok(request) => next.run(request).await,
+        Err(page) => page,
+    };
+    if service == Some(Service::Image) {
+        response = as_webob_page(response, format).await;
+    }
 
     let headers = response.headers_mut();
     let id_value = HeaderValue::from_str(&request_id).expect("request ids are ascii");
@@ -67,6 +77,165 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         microversion,
     });
     response
+}
+
+/// oslo.middleware's `max_request_body_size` default, which Keystone's and Nova's pipelines enforce (`sizelimit`).
+pub const MAX_REQUEST_BODY: usize = 114_688;
+
+/// The most a Glance JSON request body may hold here. The real Glance sets no limit and parses whatever comes; the
+/// mock keeps its memory bounded, far above any real request.
+pub const MAX_GLANCE_JSON_BODY: usize = 16 << 20;
+
+/// Reads a request's body as the service's Python stack does before any handler: Keystone and Nova refuse one past
+/// [`MAX_REQUEST_BODY`] with sizelimit's 413 page, and read a body cut off mid-stream as the bytes that came (none
+/// worth parsing); Glance fails a cut-off body with webob's 500. Glance's image data streams past this untouched.
+async fn bounded_body(
+    service: Option<Service>,
+    path: &str,
+    format: PageFormat,
+    request: Request,
+) -> Result<Request, Response> {
+    let limit = match service {
+        Some(Service::Identity | Service::Compute) => MAX_REQUEST_BODY,
+        Some(Service::Image) if !(path.ends_with("/file") || path.ends_with("/stage")) => MAX_GLANCE_JSON_BODY,
+        _ => return Ok(request),
+    };
+    let too_large = || match service {
+        Some(Service::Image) => error_page(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large.", format),
+        _ => error_page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            // oslo.middleware's message, its placeholder never filled in.
+            "Request is too large. Larger than max_request_body_size (%s).",
+            format,
+        ),
+    };
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let (mut parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, limit).await.map_err(is_length_limit) {
+        Ok(bytes) => bytes,
+        Err(true) => return Err(too_large()),
+        Err(false) if service == Some(Service::Image) => {
+            return Err(error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server has either erred or is incapable of performing the requested operation.",
+                format,
+            ));
+        }
+        Err(false) => Default::default(),
+    };
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn is_length_limit(error: axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&*error.into_inner());
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Glance's errors leave through webob, which writes them as HTML, JSON or plain text by the request's `Accept`: the
+/// handlers' JSON error bodies are rewritten so.
+async fn as_webob_page(response: Response, format: PageFormat) -> Response {
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/json");
+    if response.status().as_u16() < 400 || !is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let webob = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .filter(|v| v.as_object().is_some_and(|o| o.len() == 3) && v["message"].is_string() && v["title"].is_string());
+    match webob {
+        Some(error) => {
+            let mut page = error_page(parts.status, error["message"].as_str().unwrap_or_default(), format);
+            for (name, value) in &parts.headers {
+                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                    page.headers_mut().insert(name, value.clone());
+                }
+            }
+            page
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
+}
+
+/// A path whose percent-escapes are not UTF-8, made into one the routes can read as the services' WSGI stack reads
+/// it: Keystone (werkzeug) decodes UTF-8 with replacement characters, Nova and Glance (webob) take each byte as
+/// Latin-1. Each then answers for the id so spelt (a 404), never a framework's own 400. Other escapes stay as they
+/// are. `None` when the path needs nothing.
+pub fn readable_path(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let lossy = path.starts_with("/identity");
+    let mut out = String::with_capacity(path.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'%' {
+            out.push(char::from(bytes[i]));
+            i += 1;
+            continue;
+        }
+        // A run of escapes, decoded together: a multi-byte character spans several.
+        let start = i;
+        let mut run = Vec::new();
+        while i + 2 < bytes.len() && bytes[i] == b'%' {
+            let Some(byte) =
+                std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            else {
+                break;
+            };
+            run.push(byte);
+            i += 3;
+        }
+        if run.is_empty() {
+            out.push('%');
+            i += 1;
+            continue;
+        }
+        if std::str::from_utf8(&run).is_ok() {
+            out.push_str(&path[start..i]);
+            continue;
+        }
+        changed = true;
+        let text: String = if lossy {
+            String::from_utf8_lossy(&run).into_owned()
+        } else {
+            run.iter().map(|b| char::from(*b)).collect()
+        };
+        for byte in text.bytes() {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    changed.then_some(out)
+}
+
+/// Rewrites a request's path with [`readable_path`] before it is routed.
+pub async fn readable_paths(mut request: Request, next: Next) -> Response {
+    if let Some(path) = readable_path(request.uri().path()) {
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path,
+        };
+        let mut parts = request.uri().clone().into_parts();
+        if let Ok(pq) = path_and_query.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
+    }
+    next.run(request).await
 }
 
 /// Glance's and Nova's version documents come from middleware that answers before the request-id
@@ -132,10 +301,11 @@ impl MockStack {
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         state.set_base_url(url.clone());
-        let app = router(state.clone());
+        // Paths are made readable before routing: a route's parameters are taken from the path it was matched on.
+        let app = tower::Layer::layer(&middleware::from_fn(readable_paths), router(state.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
                 })

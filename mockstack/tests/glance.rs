@@ -86,7 +86,8 @@ impl Cloud {
     /// `path` is relative to the image endpoint (`/v2/images`...).
     async fn call(&self, user: Option<&str>, method: Method, path: &str, send: Send) -> Reply {
         let url = format!("{}/image{}", self.mock.url(), path);
-        let mut req = self.http.request(method, url);
+        // As the clients do: webob answers errors in JSON only to a client that asks for it.
+        let mut req = self.http.request(method, url).header("accept", "application/json");
         if let Some(user) = user {
             req = req.header("x-auth-token", self.token(user).await);
         }
@@ -135,7 +136,8 @@ fn expect(what: &str, reply: &Reply, status: u16, message: Option<&str>) {
     assert_eq!(reply.status.as_u16(), status, "{what}: {}", String::from_utf8_lossy(&reply.bytes));
     if let Some(message) = message {
         let body = reply.json();
-        let reason = reply.status.canonical_reason().unwrap();
+        // webob's names, RFC 2616's ("413 Request Entity Too Large").
+        let reason = mockstack::webob::title(reply.status);
         assert_eq!(body["code"], format!("{status} {reason}"), "{what}: {body}");
         assert_eq!(body["title"], reason, "{what}: {body}");
         let got = body["message"].as_str().unwrap_or_default();

@@ -65,8 +65,7 @@ pub async fn run(args: MatrixArgs) -> anyhow::Result<ExitStatus> {
     if !args.cloud_lacks.is_empty() && args.media != MatrixMedia::Generated {
         return Err(CommandError::usage(
             "--cloud-lacks says which generated-media cells a real cloud cannot run: give it with --media generated",
-        )
-        .into());
+        ));
     }
     let scenarios = load_scenarios(&args.scenarios)?;
     let scenarios = filter(scenarios, args.filter.as_deref())?;

@@ -23,9 +23,6 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Largest JSON request body accepted (oslo.middleware's `max_request_body_size` default is 114688).
-const MAX_JSON_BODY: usize = 114_688;
-
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(versions))
@@ -112,7 +109,8 @@ async fn info_stores(_caller: Caller) -> ApiError {
 
 /// Reads a JSON body as Glance's `JSONRequestDeserializer` does, with its 400s.
 async fn json_body(body: Body) -> Result<Value, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_JSON_BODY)
+    // The body was read and bounded before routing (`server::bounded_body`).
+    let bytes = axum::body::to_bytes(body, crate::server::MAX_GLANCE_JSON_BODY)
         .await
         .map_err(|_| ApiError::image(StatusCode::PAYLOAD_TOO_LARGE, "Request is too large."))?;
     if bytes.is_empty() {

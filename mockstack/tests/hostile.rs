@@ -1,0 +1,164 @@
+//! What a client can provoke with a malformed request comes back as the real service answers it: its status, its
+//! format. Expected bodies were captured from Keystone 30, Glance 33 and Nova 34 (webob 1.8, oslo.middleware's
+//! sizelimit) on the local real cloud.
+
+use mockstack::{Config, MockStack};
+use reqwest::StatusCode;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Cloud {
+    mock: MockStack,
+    token: String,
+}
+
+impl Cloud {
+    async fn start() -> Cloud {
+        let mock = MockStack::start(Config::default(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "domain": {"id": "default"}, "password": "mockstack-admin"}}},
+            "scope": {"project": {"name": "admin", "domain": {"id": "default"}}}
+        }});
+        let r = reqwest::Client::new().post(mock.auth_url() + "/auth/tokens").json(&body).send().await.unwrap();
+        let token = r.headers()["x-subject-token"].to_str().unwrap().to_owned();
+        Cloud { mock, token }
+    }
+
+    /// Sends `method path` with `body` and `accept`; returns status, content type and body.
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Vec<u8>,
+        accept: Option<&str>,
+    ) -> (StatusCode, String, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.mock.url()))
+            .header("x-auth-token", &self.token)
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let content_type = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        (status, content_type, r.text().await.unwrap())
+    }
+
+    /// A POST whose chunked body stops in the middle of a chunk and the connection half-closes.
+    async fn cut_off(&self, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(self.mock.addr()).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: {}\r\nContent-Type: application/json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n10\r\n{{\"server\": {{\"na",
+            self.token
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).await.unwrap();
+        reply
+    }
+}
+
+const NOT_COMPLIED: &str = "The server could not comply with the request since it is either malformed or otherwise \
+                            incorrect. The client is assumed to be in error.";
+
+#[tokio::test]
+async fn ids_that_are_not_utf8_are_looked_up_as_the_services_decode_them() {
+    let cloud = Cloud::start().await;
+    let (status, ct, body) = cloud.send("GET", "/compute/v2.1/servers/%FF", vec![], None).await;
+    assert_eq!((status, ct.as_str()), (StatusCode::NOT_FOUND, "application/json"));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        json!({"itemNotFound": {"code": 404, "message": "Instance \u{ff} could not be found."}})
+    );
+    let (status, _, body) = cloud.send("GET", "/identity/v3/projects/%FF", vec![], None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["error"]["message"],
+        "Could not find project: \u{fffd}."
+    );
+    let (status, ct, body) = cloud.send("GET", "/image/v2/images/%FF", vec![], Some("application/json")).await;
+    assert_eq!((status, ct.as_str()), (StatusCode::NOT_FOUND, "application/json"));
+    assert!(body.contains("\u{ff}"), "{body}");
+    // Valid escapes are left alone.
+    assert_eq!(mockstack::server::readable_path("/compute/v2.1/servers/caf%C3%A9%2Fx"), None);
+    assert_eq!(
+        mockstack::server::readable_path("/identity/v3/users/a%FFb%C3").as_deref(),
+        Some("/identity/v3/users/a%EF%BF%BDb%EF%BF%BD")
+    );
+    assert_eq!(
+        mockstack::server::readable_path("/image/v2/images/%E9t%E9").as_deref(),
+        Some("/image/v2/images/%C3%A9t%C3%A9")
+    );
+    cloud.mock.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bodies_past_sizelimit_get_its_413_page_in_the_format_accept_asks_for() {
+    let cloud = Cloud::start().await;
+    let big = vec![b'a'; 200_000];
+    for path in ["/identity/v3/auth/tokens", "/compute/v2.1/servers"] {
+        let (status, ct, body) = cloud.send("POST", path, big.clone(), Some("*/*")).await;
+        assert_eq!((status, ct.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "text/html; charset=UTF-8"), "{path}");
+        assert!(body.contains("<h1>413 Request Entity Too Large</h1>\n  Request is too large. Larger than max_request_body_size (%s).<br /><br />"), "{body}");
+        // Neither HTML nor JSON acceptable (or no Accept at all, which reqwest never sends): plain text.
+        let (status, ct, body) = cloud.send("POST", path, big.clone(), Some("text/plain")).await;
+        assert_eq!((status, ct.as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "text/plain; charset=UTF-8"), "{path}");
+        assert_eq!(
+            body,
+            "413 Request Entity Too Large\n\nRequest is too large. Larger than max_request_body_size (%s).\n\n   "
+        );
+    }
+    // Glance has no such limit: it reads the body, and it is not JSON.
+    let (status, ct, body) = cloud.send("POST", "/image/v2/images", big.clone(), Some("text/plain")).await;
+    assert_eq!((status, ct.as_str()), (StatusCode::BAD_REQUEST, "text/plain; charset=UTF-8"));
+    assert_eq!(body, "400 Bad Request\n\nMalformed JSON in request body.\n\n   ");
+    let (_, ct, body) = cloud.send("POST", "/image/v2/images", big, Some("application/json")).await;
+    assert_eq!(ct, "application/json");
+    assert_eq!(
+        body,
+        r#"{"message": "Malformed JSON in request body.<br /><br />\n\n\n", "code": "400 Bad Request", "title": "Bad Request"}"#
+    );
+    cloud.mock.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_body_cut_off_midway_is_read_as_the_services_read_it() {
+    let cloud = Cloud::start().await;
+    let keystone = cloud.cut_off("/identity/v3/auth/tokens").await;
+    assert!(keystone.starts_with("HTTP/1.1 400"), "{keystone}");
+    assert!(keystone.contains(&format!("Expecting to find auth in request body. {NOT_COMPLIED}")), "{keystone}");
+    let nova = cloud.cut_off("/compute/v2.1/servers").await;
+    assert!(nova.starts_with("HTTP/1.1 400"), "{nova}");
+    assert!(
+        nova.contains(r#""message":"None is not of type 'object'""#)
+            || nova.contains(r#""message": "None is not of type 'object'""#),
+        "{nova}"
+    );
+    let glance = cloud.cut_off("/image/v2/images").await;
+    assert!(glance.starts_with("HTTP/1.1 500"), "{glance}");
+    assert!(glance.ends_with("500 Internal Server Error\n\nThe server has either erred or is incapable of performing the requested operation.\n\n   "), "{glance}");
+    cloud.mock.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn keystone_reads_an_empty_body_as_an_empty_object_and_refuses_what_is_not_one() {
+    let cloud = Cloud::start().await;
+    for (body, expected) in [
+        ("", "Expecting to find auth in request body."),
+        (r#"{"x": 1}"#, "Expecting to find auth in request body."),
+        ("garbage", "Expecting to find valid JSON in request body."),
+        ("[]", "Expecting to find valid JSON in request body."),
+    ] {
+        let (status, _, reply) = cloud.send("POST", "/identity/v3/auth/tokens", body.into(), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = serde_json::from_str::<serde_json::Value>(&reply).unwrap()["error"]["message"].clone();
+        assert_eq!(message, format!("{expected} {NOT_COMPLIED}"), "{body}");
+    }
+    cloud.mock.shutdown().await.unwrap();
+}
