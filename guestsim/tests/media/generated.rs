@@ -74,7 +74,8 @@ fn installer_isos_carry_their_facts_and_stay_small() {
     for facts in [ubuntu_2404(), windows_2012(), windows_xp()] {
         let mut bytes = Vec::new();
         os_installer_iso(&facts, &OsIsoOptions::default(), &mut bytes).expect("generates");
-        assert!(bytes.len() < 512 * 1024, "{}: {} bytes", facts.name, bytes.len());
+        // Most of it is the UEFI installer's EFI system partition, a 1.44 MB FAT image as real ISOs carry.
+        assert!(bytes.len() < 2 << 20, "{}: {} bytes", facts.name, bytes.len());
         let image = IsoImage::from_bytes(bytes).expect("parses");
         assert_eq!(guest_facts(&image).expect("valid facts"), Some(facts.clone()));
         assert!(!image.boot_entries().is_empty(), "{} is bootable", facts.name);

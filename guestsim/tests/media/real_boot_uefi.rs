@@ -94,22 +94,24 @@ fn assert_said(serial: &str, expected: &[String]) {
     }
 }
 
-/// Runs the machine until the installer powers it off; returns the serial port.
-fn installs(dir: &Path, firmware: Ovmf, devices: &[Device<'_>], extra: &[&str]) -> String {
+/// Starts a q35 machine on `firmware` with `devices` and the `extra` arguments (a TPM).
+fn start(dir: &Path, name: &str, firmware: Ovmf, devices: &[Device<'_>], extra: &[&str]) -> Machine {
     let mut args = q35_like(devices);
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut machine = Machine::start_uefi(dir, "install", firmware, &args).expect("qemu starts");
+    Machine::start_uefi(dir, name, firmware, &args).expect("qemu starts")
+}
+
+/// Runs the machine until the installer powers it off; returns the serial port.
+fn installs(dir: &Path, firmware: Ovmf, devices: &[Device<'_>], extra: &[&str]) -> String {
+    let mut machine = start(dir, "install", firmware, devices, extra);
     machine.wait_powered_off(INSTALL_TIMEOUT).unwrap_or_else(|e| panic!("the installer powers off: {e}"));
     machine.serial()
 }
 
 /// Runs the machine until its installer prints `last`, and checks that it waits there rather than powering off.
 fn stops_and_waits(dir: &Path, firmware: Ovmf, devices: &[Device<'_>], extra: &[&str], last: &str) -> String {
-    let mut args = q35_like(devices);
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut machine = Machine::start_uefi(dir, "stops", firmware, &args).expect("qemu starts");
+    let mut machine = start(dir, "stops", firmware, devices, extra);
     let serial = machine.wait_for(last, INSTALL_TIMEOUT).unwrap_or_else(|e| panic!("the installer says it: {e}"));
     std::thread::sleep(Duration::from_secs(1));
     assert!(machine.exited().expect("waits").is_none(), "the installer must wait, not power off: {serial}");
@@ -151,9 +153,7 @@ fn a_uefi_cdrom_guest_loads_viostor_from_the_second_sata_cd_installs_a_gpt_disk_
     assert_said(&serial, &script.render(Line::Complete, &[]));
     assert_gpt(&disk, dir.path());
 
-    let args = q35_like(&[Device::VirtioDisk(&disk)]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut boot = Machine::start_uefi(dir.path(), "boot", Ovmf::Plain, &args).expect("qemu starts");
+    let mut boot = start(dir.path(), "boot", Ovmf::Plain, &[Device::VirtioDisk(&disk)], &[]);
     let serial = boot.wait_for(BOOTED, INSTALL_TIMEOUT).unwrap_or_else(|e| panic!("the installed disk boots: {e}"));
     assert!(!serial.contains(STARTED), "the installed disk must not start the installer: {serial}");
 }
@@ -286,18 +286,16 @@ fn secure_boot_runs_the_signed_installer_and_refuses_the_same_program_unsigned()
         .boot(BootEntry { platform: BootPlatform::Efi, image: "/efiboot.img".into(), load_sectors: None })
         .write(&mut std::fs::File::create(&iso).expect("creates"))
         .expect("writes");
-    let args = q35_like(&[Device::SataCdrom { iso: &iso, port: 0 }]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut machine = Machine::start_uefi(dir.path(), "unsigned", Ovmf::SecureBootTestKeys, &args).expect("starts");
+    let cdrom = [Device::SataCdrom { iso: &iso, port: 0 }];
+    let mut machine = start(dir.path(), "unsigned", Ovmf::SecureBootTestKeys, &cdrom, &[]);
     let serial = machine.wait_for("Access Denied", INSTALL_TIMEOUT).unwrap_or_else(|e| panic!("refused: {e}"));
     assert!(!serial.contains(STARTED), "Secure Boot must not run an unsigned program: {serial}");
 
     // The signed one, from the generated ISO, runs under the same firmware.
     let facts = ubuntu_2404();
     let (iso, _) = media(dir.path(), &facts);
-    let args = q35_like(&[Device::SataCdrom { iso: &iso, port: 0 }]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut machine = Machine::start_uefi(dir.path(), "signed", Ovmf::SecureBootTestKeys, &args).expect("starts");
+    let cdrom = [Device::SataCdrom { iso: &iso, port: 0 }];
+    let mut machine = start(dir.path(), "signed", Ovmf::SecureBootTestKeys, &cdrom, &[]);
     machine.wait_for(STARTED, INSTALL_TIMEOUT).unwrap_or_else(|e| panic!("the signed program runs: {e}"));
 }
 

@@ -384,23 +384,38 @@ async fn upload(
     Ok(no_content())
 }
 
-/// A webob `Range` header: `bytes=START-END` (END inclusive), `bytes=START-`, or `bytes=-SUFFIX`.
-/// Returns `(offset, length)` or the 416 message.
-fn parse_range(value: &str, size: u64) -> Result<(u64, u64), String> {
-    let invalid = || "Invalid Range header.".to_string();
-    let spec = value.trim().strip_prefix("bytes=").ok_or_else(invalid)?;
-    if spec.contains(',') {
-        return Err(invalid());
+/// The part of an image a `Range` header asks for, as Glance serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ByteRange {
+    offset: u64,
+    length: u64,
+    /// The last byte `Content-Range` names: Glance computes it as `size - 1` for an open or suffix range, which is
+    /// -1 for an empty image ("bytes 0--1/0").
+    last: i128,
+}
+
+/// A `Range` header as Glance reads it: webob's `bytes=START-END` (END inclusive), `bytes=START-` or
+/// `bytes=-SUFFIX`, then Glance's checks (`get_range_from_request`) and its arithmetic (`download`).
+fn parse_range(value: &str, size: u64) -> Result<ByteRange, ApiError> {
+    if value.contains(',') {
+        return Err(bad_request(
+            "Requests with multiple ranges are not supported in Glance. You may make multiple single-range requests \
+             instead.",
+        ));
     }
+    let unsatisfiable = |m: String| ApiError::image(StatusCode::RANGE_NOT_SATISFIABLE, m);
+    let invalid = || unsatisfiable("Invalid Range header.".into());
+    let spec = value.trim().strip_prefix("bytes=").ok_or_else(invalid)?;
     let (start, end) = spec.split_once('-').ok_or_else(invalid)?;
     let (start, end) = (start.trim(), end.trim());
+    let whole_from = |offset: u64| ByteRange { offset, length: size - offset, last: i128::from(size) - 1 };
     if start.is_empty() {
         let suffix: u64 = end.parse().map_err(|_| invalid())?;
         if suffix == 0 {
             return Err(invalid());
         }
-        let offset = size.saturating_sub(suffix);
-        return Ok((offset, size - offset));
+        // A suffix longer than the image is the whole image.
+        return Ok(whole_from(if suffix < size { size - suffix } else { 0 }));
     }
     let start: u64 = start.parse().map_err(|_| invalid())?;
     let end: Option<u64> = if end.is_empty() { None } else { Some(end.parse().map_err(|_| invalid())?) };
@@ -408,13 +423,15 @@ fn parse_range(value: &str, size: u64) -> Result<(u64, u64), String> {
         return Err(invalid());
     }
     if start >= size {
-        return Err(format!(
+        return Err(unsatisfiable(format!(
             "Invalid start position in Range header. Start position MUST be in the inclusive range [0, {}].",
-            size.saturating_sub(1)
-        ));
+            i128::from(size) - 1
+        )));
     }
-    let last = end.map(|e| e.min(size - 1)).unwrap_or(size - 1);
-    Ok((start, last - start + 1))
+    Ok(match end {
+        Some(end) if end + 1 < size => ByteRange { offset: start, length: end + 1 - start, last: i128::from(end) },
+        _ => whole_from(start),
+    })
 }
 
 async fn download(
@@ -429,10 +446,10 @@ async fn download(
     };
     let size = image.size.unwrap_or(0);
     let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) => Some(parse_range(r, size).map_err(|m| ApiError::image(StatusCode::RANGE_NOT_SATISFIABLE, m))?),
+        Some(r) => Some(parse_range(r, size)?),
         None => None,
     };
-    let (offset, length) = range.unwrap_or((0, size));
+    let ByteRange { offset, length, last } = range.unwrap_or(ByteRange { offset: 0, length: size, last: 0 });
     let mut file = tokio::fs::File::open(&path).await.map_err(GlanceError::Io)?;
     if offset > 0 {
         file.seek(std::io::SeekFrom::Start(offset)).await.map_err(GlanceError::Io)?;
@@ -444,7 +461,7 @@ async fn download(
         .header(header::CONTENT_TYPE, "application/octet-stream")
         .header(header::CONTENT_LENGTH, length.to_string());
     if range.is_some() {
-        response = response.header(header::CONTENT_RANGE, format!("bytes {}-{}/{}", offset, offset + length - 1, size));
+        response = response.header(header::CONTENT_RANGE, format!("bytes {offset}-{last}/{size}"));
     }
     if let Some(checksum) = &image.checksum {
         response = response.header("content-md5", checksum.as_str());
@@ -459,24 +476,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ranges_follow_webob() {
+    fn ranges_follow_webob_and_glance() {
+        let ok = |offset, length, last| Ok::<_, &str>(ByteRange { offset, length, last });
         for (header, size, expected) in [
-            ("bytes=0-4", 10, Ok((0, 5))),
-            ("bytes=5-", 10, Ok((5, 5))),
-            ("bytes=-3", 10, Ok((7, 3))),
-            ("bytes=-30", 10, Ok((0, 10))),
-            ("bytes=8-20", 10, Ok((8, 2))),
+            ("bytes=0-4", 10, ok(0, 5, 4)),
+            ("bytes=5-", 10, ok(5, 5, 9)),
+            ("bytes=-3", 10, ok(7, 3, 9)),
+            ("bytes=-30", 10, ok(0, 10, 9)),
+            ("bytes=8-20", 10, ok(8, 2, 9)),
+            // An empty image: the suffix is the whole (empty) image, and Glance names its last byte -1.
+            ("bytes=-5", 0, ok(0, 0, -1)),
             (
                 "bytes=10-",
                 10,
                 Err("Invalid start position in Range header. Start position MUST be in the inclusive range [0, 9]."),
             ),
+            (
+                "bytes=0-",
+                0,
+                Err("Invalid start position in Range header. Start position MUST be in the inclusive range [0, -1]."),
+            ),
             ("bytes=5-2", 10, Err("Invalid Range header.")),
-            ("bytes=0-1,3-4", 10, Err("Invalid Range header.")),
+            (
+                "bytes=0-1,3-4",
+                10,
+                Err(
+                    "Requests with multiple ranges are not supported in Glance. You may make multiple single-range requests instead.",
+                ),
+            ),
             ("items=0-1", 10, Err("Invalid Range header.")),
         ] {
-            assert_eq!(parse_range(header, size), expected.map_err(String::from), "{header}");
+            let got = parse_range(header, size).map_err(|e| e.message);
+            assert_eq!(got, expected.map_err(String::from), "{header}");
         }
+        assert_eq!(parse_range("bytes=0-1,3-4", 10).unwrap_err().status, StatusCode::BAD_REQUEST);
+        assert_eq!(parse_range("bytes=5-2", 10).unwrap_err().status, StatusCode::RANGE_NOT_SATISFIABLE);
     }
 
     #[test]
