@@ -415,7 +415,7 @@ fn parse_range(value: &str, size: u64) -> Result<ByteRange, ApiError> {
             return Err(invalid());
         }
         // A suffix longer than the image is the whole image.
-        return Ok(whole_from(if suffix < size { size - suffix } else { 0 }));
+        return Ok(whole_from(size.saturating_sub(suffix)));
     }
     let start: u64 = start.parse().map_err(|_| invalid())?;
     let end: Option<u64> = if end.is_empty() { None } else { Some(end.parse().map_err(|_| invalid())?) };
