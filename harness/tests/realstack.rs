@@ -48,16 +48,6 @@ impl Compute {
             Ok(other) => Err(format!("{COMPUTE_ENV}={other}: fake or libvirt")),
         }
     }
-
-    /// What the boot test reports for a disk holding only the ISO. The fake driver writes
-    /// SeaBIOS's `No bootable device.` to the console log; real SeaBIOS prints it on the VGA
-    /// screen only, so on libvirt the serial console stays silent until the boot test gives up.
-    fn unbootable_detail(self) -> &'static str {
-        match self {
-            Compute::Fake => "no bootable device",
-            Compute::Libvirt => "no sign of a booted OS",
-        }
-    }
 }
 
 /// The disk layout the real cloud's Nova implements: stock, or patched with the project's
@@ -295,8 +285,9 @@ fn build_trial(clouds: &Path) -> Result<(), Failed> {
         if !content_detail.contains("ISO 9660") {
             return Err(format!("the snapshot should hold the ISO: {content}").into());
         }
-        if boot["status"] != "fail" || !boot_detail.starts_with(compute.unbootable_detail()) {
-            return Err(format!("booting the snapshot should show `{}`: {boot}", compute.unbootable_detail()).into());
+        // Proven an ISO copy by its content, the snapshot is not booted: it could only wait out the timeout.
+        if boot["status"] != "skip" || !boot_detail.contains("ISO 9660") {
+            return Err(format!("the ISO copy should not be booted: {boot}").into());
         }
     } else {
         if report["outcome"] != "image-ok" || code != 0 {
@@ -511,7 +502,6 @@ fn qemu_img(verb: &str, args: impl FnOnce(&mut Command) -> &mut Command) -> Resu
 }
 
 fn validate_trial(clouds: &Path) -> Result<(), Failed> {
-    let compute = Compute::from_env()?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let iso = media(dir.path(), clouds, false)?.iso;
@@ -522,15 +512,18 @@ fn validate_trial(clouds: &Path) -> Result<(), Failed> {
     let ledger = dir.path().join("ledger.jsonl");
     let (code, report) = validate_image_file(&runtime, clouds, &qcow2, &ledger)?;
     let failed = failed_checks(&report);
-    if code != 1 || failed != ["content", "boot"] {
+    if code != 1 || failed != ["content"] {
         return Err(format!(
-            "an ISO copy fails exactly `content` and `boot` (exit 1); got exit {code}, failed {failed:?}: {report}"
+            "an ISO copy fails exactly `content` (exit 1), and is not booted; got exit {code}, failed {failed:?}: \
+             {report}"
         )
         .into());
     }
-    for (id, wanted) in
-        [("content", "ISO 9660"), ("boot", compute.unbootable_detail()), ("real-format", "qcow2"), ("checksum", "md5")]
-    {
+    let boot_skipped = check(&report, "boot").is_some_and(|c| c["status"] == "skip");
+    if !boot_skipped {
+        return Err(format!("the ISO copy should not be booted: {report}").into());
+    }
+    for (id, wanted) in [("content", "ISO 9660"), ("boot", "ISO 9660"), ("real-format", "qcow2"), ("checksum", "md5")] {
         let detail = check(&report, id).map(|c| c["detail"].as_str().unwrap_or("").to_string()).unwrap_or_default();
         if !detail.contains(wanted) {
             return Err(format!("check `{id}` should mention `{wanted}`: {detail:?}").into());

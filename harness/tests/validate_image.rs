@@ -149,3 +149,25 @@ async fn windows_marked_virtio_without_viostor_fails_to_boot() {
     assert!(boot.evidence.iter().any(|l| l.contains("INACCESSIBLE_BOOT_DEVICE")));
     assert!(!report.passed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_longer_than_any_glance_name_is_bad_input_without_asking_the_cloud() {
+    let scenario = scenario("ubuntu-24.04");
+    let embedded = Embedded::start(Layout::Patched, &scenario.media.virtio_win_image).await.unwrap();
+    let driver = embedded.driver().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&dir.path().join("ledger.jsonl")).unwrap();
+    embedded.mock.state().journal().clear();
+    let request = ValidationRequest::for_scenario(&scenario);
+    let long = "x".repeat(100_000);
+    let report = validate::validate_image(&driver, &ledger, "ih-valid004", &long, &request).await;
+    assert_eq!(report.stopped_by, Some(harness::workflow::StoppedBy::Input));
+    let image = report.checks.iter().find(|c| c.id == "image").expect("the image check says why");
+    assert!(image.detail.contains("(100000 characters) cannot name an image"), "{}", image.detail);
+    assert!(image.detail.len() < 200, "the reference is not repeated whole: {}", image.detail.len());
+    assert!(embedded.mock.state().journal().entries().iter().all(|e| e.service != "image"), "Glance was not asked");
+    // 255 characters may still name an image: the cloud is asked.
+    let report = validate::validate_image(&driver, &ledger, "ih-valid004", &"y".repeat(255), &request).await;
+    let image = report.checks.iter().find(|c| c.id == "image").unwrap();
+    assert!(image.detail.starts_with("no image with id or name"), "{}", image.detail);
+}

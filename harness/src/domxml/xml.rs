@@ -104,6 +104,17 @@ pub const MAX_DEPTH: usize = 256;
 /// The top-level elements of a document (a well-formed domain has one; a fragment may have several).
 pub fn parse_elements(text: &str) -> Result<Vec<Element>, ParseError> {
     let index = LineIndex::new(text);
+    // XML 1.0 allows no control character but tab, line feed and carriage return (libxml2 stops at one), and no
+    // U+FFFE or U+FFFF.
+    if let Some((at, c)) = text
+        .char_indices()
+        .find(|(_, c)| (*c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+    {
+        return Err(ParseError::Syntax {
+            pos: index.position(at),
+            message: format!("character U+{:04X} is not allowed in XML", u32::from(c)),
+        });
+    }
     let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -187,7 +198,21 @@ pub fn parse_elements(text: &str) -> Result<Vec<Element>, ParseError> {
                     }
                 }
             }
-            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
+            Event::Decl(decl) => {
+                // The text is read as UTF-8, as libvirt writes it; a document that says otherwise would be read
+                // differently by libvirt (or refused, for an encoding libxml2 does not know).
+                if let Some(encoding) = decl.encoding() {
+                    let encoding = encoding.map_err(|e| ParseError::Syntax { pos, message: e.to_string() })?;
+                    let name: &str = &encoding;
+                    if !name.eq_ignore_ascii_case("utf-8") && !name.eq_ignore_ascii_case("utf8") {
+                        return Err(ParseError::Syntax {
+                            pos,
+                            message: format!("the declaration names encoding `{name}`: libvirt's domain XML is UTF-8"),
+                        });
+                    }
+                }
+            }
+            Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
             Event::Eof => break,
         }
     }
@@ -280,6 +305,19 @@ mod tests {
         }
         assert_eq!(index.position(1), Position { line: 1, column: 2 }, "backwards: counted from the line's start");
         assert_eq!(index.position(3), Position { line: 1, column: 3 }, "inside a character counts it whole");
+    }
+
+    #[test]
+    fn control_characters_and_other_encodings_are_errors_at_their_place() {
+        let nul = parse_elements("<domain>\n  <name>a\u{0}b</name>\n</domain>").unwrap_err();
+        assert_eq!(nul.to_string(), "2:10: malformed XML: character U+0000 is not allowed in XML");
+        assert!(parse_elements("<domain>\t<name>x</name>\r\n</domain>").is_ok(), "tab, CR and LF are text");
+        let bogus = parse_elements("<?xml version='1.0' encoding='bogus'?>\n<domain/>").unwrap_err();
+        assert_eq!(
+            bogus.to_string(),
+            "1:1: malformed XML: the declaration names encoding `bogus`: libvirt's domain XML is UTF-8"
+        );
+        assert!(parse_elements("<?xml version='1.0' encoding='UTF-8'?>\n<domain/>").is_ok());
     }
 
     #[test]

@@ -236,8 +236,14 @@ impl fmt::Display for Scenario {
 impl Scenario {
     /// Reads and validates one scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|error| ScenarioError::Read { path: path.to_path_buf(), error })?;
+        let bytes = std::fs::read(path).map_err(|error| ScenarioError::Read { path: path.to_path_buf(), error })?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            // Where the text stops being UTF-8: a binary file, or one saved in another encoding.
+            let valid = std::str::from_utf8(&e.as_bytes()[..e.utf8_error().valid_up_to()]).unwrap_or_default();
+            let (line, column) = line_column(valid, valid.len());
+            let message = "not UTF-8 text: a scenario file is TOML, which is UTF-8".to_string();
+            ScenarioError::Invalid { path: path.to_path_buf(), line, column, key: String::new(), message }
+        })?;
         Scenario::parse(path, &text)
     }
 

@@ -112,3 +112,12 @@ fn line_column_counts_characters() {
     assert_eq!(line_column("ab\ncé\nx", 7), (3, 1));
     assert_eq!(line_column("ab", 99), (1, 3));
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_refused_at_the_first_byte_that_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("binary.toml");
+    std::fs::write(&path, b"[scenario]\ndescription = \"ok\\xff\"\n\xfe\xff").unwrap();
+    let error = Scenario::load(&path).unwrap_err().to_string();
+    assert_eq!(error, format!("{}:3:1: not UTF-8 text: a scenario file is TOML, which is UTF-8", path.display()));
+}

@@ -181,6 +181,19 @@ fn pass_fail(ok: bool) -> CheckStatus {
 /// The image an id or a name means; a cloud that fails the lookup is told apart from a reference that names no
 /// single image.
 async fn find_image<C: Driver>(cloud: &C, image_ref: &str) -> Result<ImageInfo, (StoppedBy, String)> {
+    // Glance's schema caps names at 255 characters (ids are 36): a longer reference names nothing, and asking would
+    // only send the cloud a URL some front ends refuse (414) or drop.
+    let length = image_ref.chars().count();
+    if length > GLANCE_NAME_MAX {
+        let start: String = image_ref.chars().take(40).collect();
+        return Err((
+            StoppedBy::Input,
+            format!(
+                "`{start}…` ({length} characters) cannot name an image: Glance's ids and names are at most \
+                 {GLANCE_NAME_MAX} characters"
+            ),
+        ));
+    }
     if let Ok(Some(image)) = cloud.image(image_ref).await {
         return Ok(image);
     }
@@ -477,6 +490,9 @@ async fn watch_boot<C: Driver>(cloud: &C, id: &str, request: &ValidationRequest)
         cloud.sleep(poller.next(&format!("{}/{:?}/{}", server.status, server.task_state, console.len()))).await;
     }
 }
+
+/// The longest image name Glance's schema allows.
+const GLANCE_NAME_MAX: usize = 255;
 
 /// The smallest flavor whose disk and RAM fit the image.
 async fn pick_flavor<C: Driver>(
