@@ -512,7 +512,8 @@ async fn specs_index(
 fn specs_schema(wrapped: bool) -> Value {
     let specs = json!({
         "type": "object",
-        "patternProperties": {"^[a-zA-Z0-9-_:. ]{1,255}$": {"type": ["string", "number", "boolean"], "maxLength": 255}},
+        // Nova's `flavors_extraspecs` schema: strings and numbers, never booleans, nulls or lists.
+        "patternProperties": {"^[a-zA-Z0-9-_:. ]{1,255}$": {"type": ["string", "number"], "maxLength": 255}},
         "additionalProperties": false,
     });
     if wrapped {

@@ -918,6 +918,68 @@ const LIST_PARAMS: [&str; 44] = [
     "marker",
 ];
 
+/// The sort keys Nova's server list schema allows, in its order: the valid ones, then those it accepts and ignores.
+const SORT_KEYS: &[&str] = &[
+    "access_ip_v4",
+    "access_ip_v6",
+    "auto_disk_config",
+    "availability_zone",
+    "config_drive",
+    "created_at",
+    "display_description",
+    "display_name",
+    "host",
+    "hostname",
+    "image_ref",
+    "instance_type_id",
+    "kernel_id",
+    "key_name",
+    "launch_index",
+    "launched_at",
+    "locked_by",
+    "node",
+    "power_state",
+    "progress",
+    "project_id",
+    "ramdisk_id",
+    "root_device_name",
+    "task_state",
+    "terminated_at",
+    "updated_at",
+    "user_id",
+    "uuid",
+    "vm_state",
+    "architecture",
+    "cell_name",
+    "cleaned",
+    "default_ephemeral_device",
+    "default_swap_device",
+    "deleted",
+    "deleted_at",
+    "disable_terminate",
+    "ephemeral_gb",
+    "ephemeral_key_uuid",
+    "id",
+    "key_data",
+    "launched_on",
+    "locked",
+    "memory_mb",
+    "os_type",
+    "reservation_id",
+    "root_gb",
+    "shutdown_terminate",
+    "user_data",
+    "vcpus",
+    "vm_mode",
+];
+
+/// What Nova's `date-time` format takes (the iso8601 parser): a date, or a date and time with or without an offset.
+fn is_date_time(value: &str) -> bool {
+    value.parse::<jiff::Timestamp>().is_ok()
+        || value.parse::<jiff::civil::DateTime>().is_ok()
+        || value.parse::<jiff::civil::Date>().is_ok()
+}
+
 fn listed(
     state: &AppState,
     caller: &Caller,
@@ -947,6 +1009,30 @@ fn listed(
                 names.join(", ")
             )));
         }
+    }
+    // The query schema's checks (`servers.query_params_v21`): sort keys from Nova's list, dates Nova can parse.
+    for key in params.get("sort_key").into_iter().flatten() {
+        if !SORT_KEYS.contains(key) {
+            let keys: Vec<String> = SORT_KEYS.iter().map(|k| crate::python::py_repr_str(k)).collect();
+            return Err(bad_request(format!(
+                "Invalid input for query parameters sort_key. Value: {key}. {} is not one of [{}]",
+                crate::python::py_repr_str(key),
+                keys.join(", ")
+            )));
+        }
+    }
+    for name in ["changes-since", "changes-before"] {
+        if let Some(value) = first(name)
+            && !is_date_time(value)
+        {
+            return Err(bad_request(format!(
+                "Invalid input for query parameters {name}. Value: {value}. {} is not a 'date-time'",
+                crate::python::py_repr_str(value)
+            )));
+        }
+    }
+    if params.get("sort_dir").into_iter().flatten().any(|dir| !matches!(*dir, "asc" | "desc")) {
+        return Err(bad_request("Invalid input received: Unknown sort direction, must be 'desc' or 'asc'"));
     }
     let all_tenants = match first("all_tenants") {
         None => false,
