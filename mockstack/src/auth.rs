@@ -36,28 +36,51 @@ pub struct ProjectScope {
     pub domain_name: String,
 }
 
-/// Issued tokens by id.
+/// Issued tokens by id. Expired ones are forgotten as new ones are issued (Keystone's Fernet tokens are never
+/// stored at all), so the store holds about the tokens alive at once.
 #[derive(Debug, Default)]
 pub struct TokenStore {
-    tokens: Mutex<HashMap<String, TokenInfo>>,
+    tokens: Mutex<Tokens>,
 }
+
+#[derive(Debug, Default)]
+struct Tokens {
+    by_id: HashMap<String, TokenInfo>,
+    /// The size at which expired tokens are next swept out: twice the live ones after a sweep, so that sweeping
+    /// costs O(1) per token issued.
+    sweep_at: usize,
+}
+
+/// The fewest tokens worth a sweep.
+const MIN_SWEEP: usize = 1024;
 
 impl TokenStore {
     pub fn issue(&self, info: TokenInfo) -> String {
         // Fernet tokens are url-safe base64 starting with "gAAAAA"; clients treat them as opaque.
         let id = format!("gAAAAA{}", uuid::Uuid::new_v4().simple());
-        self.tokens.lock().unwrap().insert(id.clone(), info);
+        let now = info.issued_at;
+        let mut tokens = self.tokens.lock().unwrap();
+        tokens.by_id.insert(id.clone(), info);
+        if tokens.by_id.len() >= tokens.sweep_at.max(MIN_SWEEP) {
+            tokens.by_id.retain(|_, t| t.expires_at > now);
+            tokens.sweep_at = 2 * tokens.by_id.len();
+        }
         id
+    }
+
+    /// How many tokens are held (live ones, and expired ones not yet swept out).
+    pub fn held(&self) -> usize {
+        self.tokens.lock().unwrap().by_id.len()
     }
 
     /// The token's info if it exists and has not expired at `now`.
     pub fn validate(&self, id: &str, now: Timestamp) -> Option<TokenInfo> {
         let tokens = self.tokens.lock().unwrap();
-        tokens.get(id).filter(|t| t.expires_at > now).cloned()
+        tokens.by_id.get(id).filter(|t| t.expires_at > now).cloned()
     }
 
     pub fn revoke(&self, id: &str) -> bool {
-        self.tokens.lock().unwrap().remove(id).is_some()
+        self.tokens.lock().unwrap().by_id.remove(id).is_some()
     }
 }
 
@@ -134,3 +157,36 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Default token lifetime, as Keystone's `[token] expiration`.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(issued_at: Timestamp, lifetime_s: i64) -> TokenInfo {
+        TokenInfo {
+            user_id: "u".into(),
+            user_name: "u".into(),
+            user_domain_id: "default".into(),
+            project: None,
+            roles: Vec::new(),
+            methods: vec!["password".into()],
+            issued_at,
+            expires_at: issued_at + jiff::SignedDuration::from_secs(lifetime_s),
+            audit_id: "a".into(),
+        }
+    }
+
+    #[test]
+    fn expired_tokens_are_swept_out_as_new_ones_are_issued() {
+        let store = TokenStore::default();
+        let start = Timestamp::UNIX_EPOCH;
+        // A client that logs in every second with hour-long tokens, for a day.
+        let mut last = String::new();
+        for second in 0..86_400 {
+            last = store.issue(token(start + jiff::SignedDuration::from_secs(second), 3600));
+        }
+        assert!(store.held() <= 2 * 3600 + MIN_SWEEP, "{} tokens held", store.held());
+        let now = start + jiff::SignedDuration::from_secs(86_400);
+        assert!(store.validate(&last, now).is_some(), "live tokens stay");
+    }
+}

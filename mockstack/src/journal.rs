@@ -30,24 +30,39 @@ impl JournalEntry {
     }
 }
 
+/// How many requests the journal keeps: the newest, so that a mock serving a CI fleet for days stays bounded.
+pub const JOURNAL_CAP: usize = 100_000;
+
 #[derive(Debug, Default)]
 pub struct Journal {
-    entries: Mutex<Vec<JournalEntry>>,
+    inner: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    entries: std::collections::VecDeque<JournalEntry>,
+    /// The sequence number of the next entry: it counts every request since the last clear, kept or not.
+    next_seq: u64,
 }
 
 impl Journal {
     pub fn record(&self, mut entry: JournalEntry) {
-        let mut entries = self.entries.lock().unwrap();
-        entry.seq = entries.len() as u64;
-        entries.push(entry);
+        let mut kept = self.inner.lock().unwrap();
+        entry.seq = kept.next_seq;
+        kept.next_seq += 1;
+        if kept.entries.len() == JOURNAL_CAP {
+            kept.entries.pop_front();
+        }
+        kept.entries.push_back(entry);
     }
 
+    /// The kept entries, oldest first.
     pub fn entries(&self) -> Vec<JournalEntry> {
-        self.entries.lock().unwrap().clone()
+        self.inner.lock().unwrap().entries.iter().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.lock().unwrap().len()
+        self.inner.lock().unwrap().entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -55,6 +70,40 @@ impl Journal {
     }
 
     pub fn clear(&self) {
-        self.entries.lock().unwrap().clear();
+        *self.inner.lock().unwrap() = Kept::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> JournalEntry {
+        JournalEntry {
+            seq: 0,
+            service: "image".into(),
+            method: "GET".into(),
+            path: "/v2/images".into(),
+            query: None,
+            status: 200,
+            request_id: "req-1".into(),
+            at_ms: 0,
+            microversion: None,
+        }
+    }
+
+    #[test]
+    fn the_journal_keeps_the_newest_requests_up_to_its_cap_and_numbers_them_all() {
+        let journal = Journal::default();
+        for _ in 0..JOURNAL_CAP + 10 {
+            journal.record(entry());
+        }
+        assert_eq!(journal.len(), JOURNAL_CAP);
+        let entries = journal.entries();
+        assert_eq!(entries[0].seq, 10, "the ten oldest were dropped");
+        assert_eq!(entries[JOURNAL_CAP - 1].seq, (JOURNAL_CAP + 9) as u64);
+        journal.clear();
+        journal.record(entry());
+        assert_eq!(journal.entries()[0].seq, 0);
     }
 }
