@@ -80,6 +80,9 @@ pub fn nova_fault_name(status: StatusCode) -> &'static str {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
+        // Kept on the response, so that a layer that must write it another way (webob's formats, by `Accept`) reads
+        // the error itself rather than its JSON.
+        response.extensions_mut().insert(self.clone());
         if let Some(v) = &self.www_authenticate
             && let Ok(v) = HeaderValue::from_str(v)
         {

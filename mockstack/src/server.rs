@@ -53,7 +53,7 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         Err(page) => page,
     };
     if service == Some(Service::Image) {
-        response = as_webob_page(response, format).await;
+        response = as_webob_page(response, format);
     }
 
     let headers = response.headers_mut();
@@ -142,32 +142,20 @@ fn is_length_limit(error: axum::Error) -> bool {
     false
 }
 
-/// Glance's errors leave through webob, which writes them as HTML, JSON or plain text by the request's `Accept`: the
-/// handlers' JSON error bodies are rewritten so.
-async fn as_webob_page(response: Response, format: PageFormat) -> Response {
-    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes() == b"application/json");
-    if response.status().as_u16() < 400 || !is_json {
+/// Glance's errors leave through webob, which writes them as HTML, JSON or plain text by the request's `Accept`: an
+/// error a Glance handler answered is written again so.
+fn as_webob_page(response: Response, format: PageFormat) -> Response {
+    let Some(error) = response.extensions().get::<crate::error::ApiError>().filter(|e| e.service == Service::Image)
+    else {
         return response;
-    }
-    let (parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
-        return Response::from_parts(parts, Body::empty());
     };
-    let webob = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .filter(|v| v.as_object().is_some_and(|o| o.len() == 3) && v["message"].is_string() && v["title"].is_string());
-    match webob {
-        Some(error) => {
-            let mut page = error_page(parts.status, error["message"].as_str().unwrap_or_default(), format);
-            for (name, value) in &parts.headers {
-                if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                    page.headers_mut().insert(name, value.clone());
-                }
-            }
-            page
+    let mut page = error_page(error.status, &error.message, format);
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            page.headers_mut().insert(name, value.clone());
         }
-        None => Response::from_parts(parts, Body::from(bytes)),
     }
+    page
 }
 
 /// A path whose percent-escapes are not UTF-8, made into one the routes can read as the services' WSGI stack reads
