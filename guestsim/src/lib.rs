@@ -12,6 +12,7 @@
 
 pub mod guest;
 pub mod hypervisor;
+pub mod installer_messages;
 pub mod layout;
 pub mod media;
 pub mod outcome;

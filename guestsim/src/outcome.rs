@@ -33,15 +33,21 @@ pub enum OutcomeKind {
     Rejected,
     /// The installer waits for a person (attended install); nothing to snapshot yet.
     NeedsConsole,
+    /// The installer said it failed while installing.
+    InstallFailed,
+    /// The install did not finish in time: its deadline passed, or its console fell silent, with no verdict.
+    TimedOut,
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 5] = [
+    pub const ALL: [OutcomeKind; 7] = [
         OutcomeKind::ImageOk,
         OutcomeKind::IsoCopy,
         OutcomeKind::NoTargetDisk,
         OutcomeKind::Rejected,
         OutcomeKind::NeedsConsole,
+        OutcomeKind::InstallFailed,
+        OutcomeKind::TimedOut,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,7 +85,7 @@ mod tests {
         assert_eq!(OutcomeKind::NeedsConsole.as_str(), "needs-console");
         assert_eq!(
             "fine".parse::<OutcomeKind>(),
-            Err("unknown outcome `fine`, expected one of image-ok, iso-copy, no-target-disk, rejected, needs-console"
+            Err("unknown outcome `fine`, expected one of image-ok, iso-copy, no-target-disk, rejected, needs-console, install-failed, timed-out"
                 .to_string())
         );
     }

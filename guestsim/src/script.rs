@@ -85,11 +85,21 @@ impl Line {
     }
 }
 
-/// The installer program an OS uses, for its name and its messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The installer program an OS uses, for its name and its messages: each generation that words its messages
+/// differently is its own kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter)]
 pub enum InstallerKind {
+    /// Windows 2000, XP, Server 2003: text-mode setup, drivers from a floppy.
     WindowsTextMode,
+    /// Windows Vista, 7, Server 2008 and 2008 R2.
+    WindowsVistaSetup,
+    /// Windows 8 and Server 2012 onwards.
     WindowsSetup,
+    /// Anaconda's C loader: Red Hat Enterprise Linux up to 5, Fedora (Core) up to 8.
+    AnacondaLoader,
+    /// Anaconda with its storage step and no loader prompt: Red Hat Enterprise Linux 6, Fedora 9-17.
+    AnacondaStorage,
+    /// Anaconda's new UI: Red Hat Enterprise Linux 7 onwards, Fedora 18 onwards.
     Anaconda,
     DebianInstaller,
     Subiquity,
@@ -97,29 +107,36 @@ pub enum InstallerKind {
     GenericLinux,
 }
 
-impl InstallerKind {
-    pub const ALL: [InstallerKind; 7] = [
-        InstallerKind::WindowsTextMode,
-        InstallerKind::WindowsSetup,
-        InstallerKind::Anaconda,
-        InstallerKind::DebianInstaller,
-        InstallerKind::Subiquity,
-        InstallerKind::Yast,
-        InstallerKind::GenericLinux,
-    ];
+/// The first number of a release (`"6.4"` → 6, `"2008 R2"` → 2008, `"XP"` → none).
+fn release_major(release: &str) -> Option<u32> {
+    release.split(|c: char| !c.is_ascii_digit()).find(|part| !part.is_empty())?.parse().ok()
+}
 
+impl InstallerKind {
     pub fn of(facts: &GuestFacts) -> InstallerKind {
+        let major = release_major(&facts.release);
         match facts.family {
-            OsFamily::Windows if facts.virtio_storage == DriverSource::Floppy => InstallerKind::WindowsTextMode,
-            OsFamily::Windows => InstallerKind::WindowsSetup,
-            OsFamily::Linux => match facts.distro.as_str() {
-                "rhel" | "centos" | "fedora" | "rocky" | "almalinux" => InstallerKind::Anaconda,
-                "debian" => InstallerKind::DebianInstaller,
-                "ubuntu" => {
-                    let major: u32 = facts.release.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0);
-                    if major >= 20 { InstallerKind::Subiquity } else { InstallerKind::DebianInstaller }
+            OsFamily::Windows => {
+                let first_word = facts.release.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
+                match first_word.as_str() {
+                    _ if facts.virtio_storage == DriverSource::Floppy => InstallerKind::WindowsTextMode,
+                    "xp" | "2000" | "2003" => InstallerKind::WindowsTextMode,
+                    "vista" | "7" | "2008" => InstallerKind::WindowsVistaSetup,
+                    _ => InstallerKind::WindowsSetup,
                 }
-                "sles" | "opensuse" => InstallerKind::Yast,
+            }
+            OsFamily::Linux => match (facts.distro.as_str(), major) {
+                ("rhel" | "centos" | "scientific", Some(..=5)) => InstallerKind::AnacondaLoader,
+                ("rhel" | "centos" | "scientific", Some(6)) => InstallerKind::AnacondaStorage,
+                ("fedora", Some(..=8)) => InstallerKind::AnacondaLoader,
+                ("fedora", Some(9..=17)) => InstallerKind::AnacondaStorage,
+                ("rhel" | "centos" | "fedora" | "rocky" | "almalinux" | "scientific" | "oraclelinux", _) => {
+                    InstallerKind::Anaconda
+                }
+                ("debian", _) => InstallerKind::DebianInstaller,
+                ("ubuntu", Some(20..)) => InstallerKind::Subiquity,
+                ("ubuntu", _) => InstallerKind::DebianInstaller,
+                ("sles" | "opensuse" | "sled", _) => InstallerKind::Yast,
                 _ => InstallerKind::GenericLinux,
             },
         }
@@ -127,8 +144,10 @@ impl InstallerKind {
 
     pub fn name(self) -> &'static str {
         match self {
-            InstallerKind::WindowsTextMode | InstallerKind::WindowsSetup => "Windows Setup",
-            InstallerKind::Anaconda => "anaconda",
+            InstallerKind::WindowsTextMode | InstallerKind::WindowsVistaSetup | InstallerKind::WindowsSetup => {
+                "Windows Setup"
+            }
+            InstallerKind::AnacondaLoader | InstallerKind::AnacondaStorage | InstallerKind::Anaconda => "anaconda",
             InstallerKind::DebianInstaller => "debian-installer",
             InstallerKind::Subiquity => "subiquity",
             InstallerKind::Yast => "YaST2",
@@ -136,27 +155,50 @@ impl InstallerKind {
         }
     }
 
-    /// What the real installer says when it finds no disk to install onto.
+    /// What the real installer says when it finds no disk to install onto (the harness knows it from
+    /// [`crate::installer_messages::KNOWN_MESSAGES`]).
     pub fn no_disk_message(self) -> &'static str {
         match self {
             InstallerKind::WindowsTextMode => "Setup did not find any hard disk drives installed in your computer.",
+            InstallerKind::WindowsVistaSetup => {
+                "No drives were found. Click Load Driver to provide a mass storage driver for installation."
+            }
             InstallerKind::WindowsSetup => "We couldn't find any drives. To get a storage driver, click Load driver.",
-            InstallerKind::Anaconda => "No usable disks have been found.",
+            InstallerKind::AnacondaLoader => {
+                "No hard drives have been found.  You probably need to manually choose device drivers for the installation to succeed.  Would you like to select drivers now?"
+            }
+            InstallerKind::AnacondaStorage => "No usable disks have been found.",
+            InstallerKind::Anaconda => {
+                "No disks detected.  Please shut down the computer, connect at least one disk, and restart to complete installation."
+            }
             InstallerKind::DebianInstaller => {
                 "No disk drive was detected. If you know the name of the driver needed by your disk drive, you can select it from the list."
             }
             InstallerKind::Subiquity => {
-                "Block probing did not discover any disks big enough to support guided storage configuration."
+                "Block probing did not discover any disks. Unfortunately this means that installation will not be possible."
             }
             InstallerKind::Yast => "No hard disks were found for the installation.",
             InstallerKind::GenericLinux => "No disks found.",
         }
     }
-}
 
-/// Every installer's no-disk message: a console holding one of them saw an installer give up.
-pub fn no_disk_messages() -> impl Iterator<Item = &'static str> {
-    InstallerKind::ALL.into_iter().map(InstallerKind::no_disk_message)
+    /// What the real installer says when installing fails, where its sources give one message for it.
+    pub fn failure_message(self) -> Option<&'static str> {
+        match self {
+            InstallerKind::WindowsTextMode => Some("Setup cannot copy the file: %1"),
+            InstallerKind::WindowsVistaSetup | InstallerKind::WindowsSetup => Some(
+                "Windows could not complete the installation. To install Windows on this computer, restart the installation.",
+            ),
+            InstallerKind::AnacondaStorage | InstallerKind::Anaconda => {
+                Some("An unknown error has occurred, look at the /tmp/anaconda-tb* file(s) for more details")
+            }
+            InstallerKind::DebianInstaller => Some(
+                "An installation step failed. You can try to run the failing item again from the menu, or skip it and choose something else.",
+            ),
+            InstallerKind::Subiquity => Some("Sorry, there was a problem completing the installation."),
+            InstallerKind::AnacondaLoader | InstallerKind::Yast | InstallerKind::GenericLinux => None,
+        }
+    }
 }
 
 /// The templates of one guest's installer.
@@ -220,7 +262,12 @@ impl InstallerScript {
                 Line::FloppyDriverPath => floppy_driver_path(facts, "viostor").unwrap_or_default(),
                 Line::NoWritableDisk => "the instance has no writable disk".into(),
                 Line::WriteFailed => {
-                    format!("{kind}: installation failed: {} refused the write", hole(Hole::TargetDevice))
+                    let own = format!("{kind}: installation failed: {} refused the write", hole(Hole::TargetDevice));
+                    match InstallerKind::of(facts).failure_message() {
+                        // Text-mode setup names the file it could not copy; the tiny installer copies no files.
+                        Some(real) => format!("{}\n{own}", real.replace(": %1", ".")),
+                        None => own,
+                    }
                 }
                 Line::LacksUefi => "UEFI firmware (hw_firmware_type=uefi)".into(),
                 Line::LacksSecureBoot => "Secure Boot (os_secure_boot=required on a q35 machine)".into(),

@@ -1,6 +1,7 @@
 //! Serving: the router that puts every service under its devstack-like prefix, the request-id and journal middleware, and start/stop.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -268,6 +269,61 @@ fn split_service(path: &str) -> (Option<Service>, &str, &str) {
     (None, "", path)
 }
 
+/// Accepts connections until `shutdown` fires, then waits for the requests in flight.
+///
+/// Our own loop rather than `axum::serve`, which cannot bound the time a client takes to send its headers: without
+/// that bound, clients that send half a request hold their connections open forever.
+async fn serve<S>(
+    listener: TcpListener,
+    app: S,
+    header_read_timeout: Duration,
+    shutdown: oneshot::Receiver<()>,
+) -> std::io::Result<()>
+where
+    S: tower::Service<Request, Response = Response, Error = std::convert::Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_read_timeout);
+    // Every connection holds a receiver: a send asks them to finish, and `closed()` waits until they all have.
+    let (closing, _) = tokio::sync::watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: the listener itself is fine, try again shortly.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            tower::ServiceExt::oneshot(app.clone(), request.map(Body::new))
+        });
+        let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let mut closing = closing.subscribe();
+        tokio::spawn(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = closing.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing.send(());
+    closing.closed().await;
+    Ok(())
+}
+
 /// A running mockstack; stops when [`MockStack::shutdown`] is called or it is dropped.
 pub struct MockStack {
     state: AppState,
@@ -292,13 +348,8 @@ impl MockStack {
         // Paths are made readable before routing: a route's parameters are taken from the path it was matched on.
         let app = tower::Layer::layer(&middleware::from_fn(readable_paths), router(state.clone()));
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(app))
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-        });
+        let header_read_timeout = state.config().header_read_timeout;
+        let task = tokio::spawn(serve(listener, app, header_read_timeout, rx));
         Ok(MockStack { state, addr, url, shutdown: Some(tx), task: Some(task) })
     }
 

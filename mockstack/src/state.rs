@@ -32,7 +32,13 @@ pub struct Config {
     pub driver_floppy_image: Option<String>,
     /// Every project's compute quota (Nova's defaults: 10 instances, 20 cores, 50 GiB of RAM).
     pub quota: crate::nova::quota::Quota,
+    /// How long a client may take to send a request's headers (the request line included) before the connection
+    /// is closed: Apache's `mod_reqtimeout` in front of devstack's services allows 20 s.
+    pub header_read_timeout: Duration,
 }
+
+/// [`Config::header_read_timeout`]'s default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 impl Default for Config {
     fn default() -> Self {
@@ -47,6 +53,7 @@ impl Default for Config {
             virtio_win_image: Some(guestsim::DEFAULT_VIRTIO_WIN_IMAGE.into()),
             driver_floppy_image: Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE.into()),
             quota: crate::nova::quota::DEFAULT_QUOTA,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
         }
     }
 }

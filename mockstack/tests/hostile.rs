@@ -230,3 +230,35 @@ async fn glance_takes_a_json_patch_path_of_a_lone_slash_as_the_property_named_no
     assert_eq!(r.json::<serde_json::Value>().await.unwrap()[""], "x");
     cloud.mock.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn clients_that_never_finish_their_headers_are_cut_off_after_the_header_read_timeout() {
+    let config = Config { header_read_timeout: std::time::Duration::from_millis(300), ..Config::default() };
+    let mock = MockStack::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let mut half_sent = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(mock.addr()).await.unwrap();
+        stream.write_all(b"GET /identity/v3 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Half: ").await.unwrap();
+        half_sent.push(stream);
+    }
+    // The bound is generous: the test fails on a connection held forever, not on a slow machine.
+    let all_closed = async {
+        for mut stream in half_sent {
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            assert!(answer.is_empty(), "no response to half a request: {}", String::from_utf8_lossy(&answer));
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), all_closed)
+        .await
+        .expect("every half-sent request is cut off, not held open");
+
+    // A client that sends its request in pieces, within the time, is answered.
+    let mut stream = tokio::net::TcpStream::connect(mock.addr()).await.unwrap();
+    stream.write_all(b"GET /identity/v3 HTTP/1.1\r\nHost: 127.0.0.1\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stream.write_all(b"Connection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+}

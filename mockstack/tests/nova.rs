@@ -955,6 +955,44 @@ async fn consoles_follow_the_microversion_split_at_2_6() {
     );
 }
 
+#[tokio::test]
+async fn console_urls_live_for_the_token_ttl_and_die_with_their_server() {
+    let cloud = Cloud::start().await;
+    let alice = cloud.login("alice", "alpha").await;
+    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
+    let create = json!({"server": {"name": "console-box", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+    let id = created["server"]["id"].as_str().unwrap().to_string();
+    cloud.advance(5);
+    let open = || async {
+        let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["console"]["url"].as_str().unwrap().to_string()
+    };
+    let http = cloud.http.clone();
+    let page_status = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().status() }
+    };
+
+    // Both tokens are taken while the installer runs (VNC needs a running domain), a minute apart; every request
+    // ticks the manual clock a second, so the checks keep half a minute from the edges.
+    let ttl = mockstack::nova::consoles::CONSOLE_TOKEN_TTL.as_secs();
+    let first = open().await;
+    cloud.advance(60);
+    let second = open().await;
+    cloud.advance(ttl - 60 - 30);
+    assert_eq!(page_status(first.clone()).await, StatusCode::OK, "a token lives its whole TTL");
+    cloud.advance(60);
+    assert_eq!(page_status(first).await, StatusCode::NOT_FOUND, "a token is dead once its TTL has passed");
+    assert_eq!(page_status(second.clone()).await, StatusCode::OK);
+
+    let (status, _, _) = cloud.call(&alice, Method::DELETE, &format!("/servers/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    cloud.advance(5);
+    assert_eq!(page_status(second).await, StatusCode::NOT_FOUND, "a deleted server's tokens die with it");
+}
+
 /// What one layout makes of an unattended Linux install: the snapshot's content and what a
 /// server booted from it does.
 struct LayoutCase {

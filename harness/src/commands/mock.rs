@@ -53,6 +53,10 @@ pub struct MockArgs {
     /// it does not exist); '' unsets it (no floppy)
     #[arg(long, value_name = "NAME", default_value = guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE)]
     pub driver_floppy_image: String,
+    /// How many seconds a client may take to send a request's headers before its connection is closed (Apache's
+    /// mod_reqtimeout in front of devstack allows 20)
+    #[arg(long, value_name = "SECONDS", default_value_t = mockstack::state::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub header_read_timeout: u64,
 }
 
 impl MockArgs {
@@ -70,6 +74,7 @@ impl MockArgs {
             layout: self.layout,
             virtio_win_image: unless_empty(&self.virtio_win_image),
             driver_floppy_image: unless_empty(&self.driver_floppy_image),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout),
             ..Config::default()
         };
         if let Some(cap) = self.image_size_cap {

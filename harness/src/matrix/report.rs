@@ -93,6 +93,8 @@ impl Cell {
             Some(OutcomeKind::NoTargetDisk) => "✘ disk",
             Some(OutcomeKind::Rejected) => "⊘",
             Some(OutcomeKind::NeedsConsole) => "✘ console",
+            Some(OutcomeKind::InstallFailed) => "✘ failed",
+            Some(OutcomeKind::TimedOut) => "✘ time",
             None => "?",
         };
         let twin = match self.twin.as_ref().map(|t| t.agreement) {
@@ -200,16 +202,25 @@ impl MatrixReport {
             table.add_row(row);
         }
         let mut out = format!("{table}\n");
-        // An attended install is rare in a matrix: its legend entry shows only where a cell has it.
-        let console = self
-            .cells
-            .iter()
-            .any(|c| c.expected.kind == OutcomeKind::NeedsConsole || c.observed == Some(OutcomeKind::NeedsConsole));
-        out.push_str(if console {
-            "✔ image-ok   ✘ iso: iso-copy   ✘ disk: no-target-disk   ✘ console: needs-console   ⊘ rejected   (!) differs from the expectation\n"
-        } else {
-            "✔ image-ok   ✘ iso: iso-copy   ✘ disk: no-target-disk   ⊘ rejected   (!) differs from the expectation\n"
-        });
+        // Attended installs, failures and timeouts are rare in a matrix: their legend entries show only where a cell
+        // has them.
+        let seen = |kind: OutcomeKind| self.cells.iter().any(|c| c.expected.kind == kind || c.observed == Some(kind));
+        let legend = [
+            (OutcomeKind::ImageOk, "✔ image-ok", true),
+            (OutcomeKind::IsoCopy, "✘ iso: iso-copy", true),
+            (OutcomeKind::NoTargetDisk, "✘ disk: no-target-disk", true),
+            (OutcomeKind::NeedsConsole, "✘ console: needs-console", false),
+            (OutcomeKind::InstallFailed, "✘ failed: install-failed", false),
+            (OutcomeKind::TimedOut, "✘ time: timed-out", false),
+            (OutcomeKind::Rejected, "⊘ rejected", true),
+        ];
+        for (kind, entry, always) in legend {
+            if always || seen(kind) {
+                out.push_str(entry);
+                out.push_str("   ");
+            }
+        }
+        out.push_str("(!) differs from the expectation\n");
         if self.not_runnable() > 0 {
             out.push_str("– not runnable on this hypervisor (the tiny installer does not stand for the guest)\n");
         }
@@ -310,7 +321,7 @@ impl MatrixReport {
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>isoharness matrix</title>\n<style>\
              body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}\
              td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
-             .image-ok{background:#dfd}.iso-copy{background:#fdd}.no-target-disk{background:#fed}.rejected{background:#eee}.needs-console{background:#eef}\
+             .image-ok{background:#dfd}.iso-copy{background:#fdd}.no-target-disk{background:#fed}.rejected{background:#eee}.needs-console{background:#eef}.install-failed{background:#fcc}.timed-out{background:#ffd}\
              .not-runnable{background:#fff;color:#888}.differs{outline:3px solid #c00}</style></head><body>\n<h1>Guest-OS matrix</h1>\n",
         );
         let _ = writeln!(out, "<p>{}</p>", escape(&self.summary()));

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use guestsim::OutcomeKind;
+use guestsim::installer_messages::{Meaning, find_known_message};
 use regex::Regex;
 
 use super::{ImageInfo, ServerInfo};
@@ -28,23 +29,6 @@ pub struct InstallRules {
     pub failure_console: Option<Regex>,
 }
 
-/// Console lines that mean an installer gave up, whatever the scenario says (docs/guest-matrix.md#failure-lines).
-/// Every installer's no-disk message (guestsim's script, which the simulated guest and the tiny installer both speak)
-/// counts as well.
-const INSTALLER_FAILURES: &[&str] = &[
-    "Setup did not find any hard disk drives",
-    "We couldn't find any drives",
-    "No usable disks",
-    "No disks found",
-    "INACCESSIBLE_BOOT_DEVICE",
-    "This PC can't run Windows 11",
-    "No bootable device",
-];
-
-fn installer_gave_up(line: &str) -> bool {
-    INSTALLER_FAILURES.iter().copied().chain(guestsim::script::no_disk_messages()).any(|m| line.contains(m))
-}
-
 /// Console lines of an installer that waits for a person (no answer file): the simulated installers' words, and
 /// Anaconda's text-mode prompt.
 const INSTALLER_WAITS_FOR_A_PERSON: &[&str] =
@@ -66,10 +50,17 @@ pub fn install_verdict(
             evidence: Vec::new(),
         };
     }
-    if let Some(line) = console.lines().find(|l| installer_gave_up(l)) {
+    // Any real installer's message counts, whatever installer the scenario names (guestsim's catalogue).
+    if let Some(found) = find_known_message(console) {
+        let (outcome, what) = match found.message.meaning {
+            Meaning::NoDisk => (OutcomeKind::NoTargetDisk, "found no disk to install onto"),
+            Meaning::Failed => (OutcomeKind::InstallFailed, "failed"),
+            Meaning::Refused => (OutcomeKind::Rejected, "refused the machine"),
+        };
+        let line = console.lines().nth(found.line).unwrap_or_default();
         return InstallVerdict::Failed {
-            outcome: OutcomeKind::NoTargetDisk,
-            reason: "the installer stopped".into(),
+            outcome,
+            reason: format!("the installer {what} ({} says \"{}\")", found.message.installer, found.message.text),
             evidence: tail_around(console, line),
         };
     }
@@ -84,7 +75,7 @@ pub fn install_verdict(
         && let Some(m) = re.find(console)
     {
         return InstallVerdict::Failed {
-            outcome: OutcomeKind::Rejected,
+            outcome: OutcomeKind::InstallFailed,
             reason: format!("console matched the failure pattern `{}`", re.as_str()),
             evidence: tail_around(console, line_of(console, m.start())),
         };
@@ -101,15 +92,15 @@ pub fn install_verdict(
     }
     if waited >= rules.deadline {
         return InstallVerdict::Failed {
-            outcome: OutcomeKind::Rejected,
-            reason: format!("install deadline of {}s passed", rules.deadline.as_secs()),
+            outcome: OutcomeKind::TimedOut,
+            reason: format!("the install did not finish in time: its deadline of {}s passed", rules.deadline.as_secs()),
             evidence: last_lines(console, 5),
         };
     }
     if !rules.inactivity.is_zero() && quiet >= rules.inactivity {
         return InstallVerdict::Failed {
-            outcome: OutcomeKind::Rejected,
-            reason: format!("no console output for {}s", quiet.as_secs()),
+            outcome: OutcomeKind::TimedOut,
+            reason: format!("the install did not finish in time: no console output for {}s", quiet.as_secs()),
             evidence: last_lines(console, 5),
         };
     }
@@ -242,10 +233,34 @@ mod tests {
             (
                 "ACTIVE",
                 None,
-                "a\nb\nSetup did not find any hard disk drives installed\n",
+                "a\nb\nSetup did not find any hard disk drives installed in your\ncomputer.\n",
                 60,
                 0,
-                "failed no-target-disk: the installer stopped",
+                "failed no-target-disk: the installer found no disk to install onto (Windows Setup (text mode) says",
+            ),
+            (
+                "ACTIVE",
+                None,
+                "Probing storage...\nNo disks detected.  Please shut down the computer, connect at least one disk,\nand restart to complete installation.\n",
+                60,
+                0,
+                "failed no-target-disk: the installer found no disk to install onto (anaconda says",
+            ),
+            (
+                "ACTIVE",
+                None,
+                "Sorry, there was a problem completing the installation.\n",
+                60,
+                0,
+                "failed install-failed: the installer failed (subiquity says",
+            ),
+            (
+                "ACTIVE",
+                None,
+                "This PC can't run Windows 11\n",
+                60,
+                0,
+                "failed rejected: the installer refused the machine",
             ),
             (
                 "ACTIVE",
@@ -258,14 +273,28 @@ mod tests {
             (
                 "ACTIVE",
                 None,
-                "x\nKernel panic - not syncing\n",
+                "x\nKernel panic: a wording no installer catalogue holds\n",
                 60,
                 0,
-                "failed rejected: console matched the failure pattern `Kernel panic`",
+                "failed install-failed: console matched the failure pattern `Kernel panic`",
             ),
             ("ACTIVE", None, "Cloud-init v. 24.4 finished at Tue\n", 60, 0, "finished: console matched"),
-            ("ACTIVE", None, "still going\n", 3600, 0, "failed rejected: install deadline of 3600s passed"),
-            ("ACTIVE", None, "still going\n", 1200, 600, "failed rejected: no console output for 600s"),
+            (
+                "ACTIVE",
+                None,
+                "still going\n",
+                3600,
+                0,
+                "failed timed-out: the install did not finish in time: its deadline of 3600s passed",
+            ),
+            (
+                "ACTIVE",
+                None,
+                "still going\n",
+                1200,
+                600,
+                "failed timed-out: the install did not finish in time: no console output for 600s",
+            ),
             ("ACTIVE", None, "still going\n", 1200, 599, "wait"),
         ];
         for (status, task, console, waited, quiet, expected) in cases {

@@ -3,6 +3,13 @@
 //! The simulated compute host runs with Nova's default console options: VNC enabled (its domains
 //! have VNC graphics), SPICE and the serial console disabled, so the compute manager refuses
 //! every SPICE console type (`spice-html5`, `spice-direct`) as unavailable.
+//!
+//! A console URL carries a token that lives `[consoleauth] token_ttl` (600 s by default) on the virtual clock, as
+//! Nova's console auth tokens do; tokens die with their server, and expired ones are swept out as new ones are
+//! handed out, so the table holds about the tokens alive at once.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -27,6 +34,57 @@ pub fn router() -> Router<AppState> {
 /// The mock-only pages a console URL opens (served under `/mockstack`).
 pub fn pages() -> Router<AppState> {
     Router::new().route("/vnc_lite.html", get(vnc_page))
+}
+
+/// Nova's `[consoleauth] token_ttl` default.
+pub const CONSOLE_TOKEN_TTL: Duration = Duration::from_secs(600);
+
+/// The fewest tokens worth a sweep.
+const MIN_SWEEP: usize = 256;
+
+/// Console tokens handed out in console URLs, each to the server it opens until it expires.
+#[derive(Debug, Default)]
+pub struct ConsoleTokens {
+    by_token: HashMap<String, ConsoleToken>,
+    /// The size at which expired tokens are next swept out: twice the live ones after a sweep, so that sweeping
+    /// costs O(1) per token handed out.
+    sweep_at: usize,
+}
+
+#[derive(Debug)]
+struct ConsoleToken {
+    server_id: String,
+    /// On the virtual clock (time since it started).
+    expires: Duration,
+}
+
+impl ConsoleTokens {
+    /// A new token for `server_id`, handed out at `now`.
+    pub fn issue(&mut self, server_id: &str, now: Duration) -> String {
+        let token = uuid::Uuid::new_v4().to_string();
+        let expires = now.saturating_add(CONSOLE_TOKEN_TTL);
+        self.by_token.insert(token.clone(), ConsoleToken { server_id: server_id.to_string(), expires });
+        if self.by_token.len() >= self.sweep_at.max(MIN_SWEEP) {
+            self.by_token.retain(|_, t| t.expires > now);
+            self.sweep_at = 2 * self.by_token.len();
+        }
+        token
+    }
+
+    /// The server `token` opens, if it is known and has not expired at `now`.
+    pub fn server(&self, token: &str, now: Duration) -> Option<&str> {
+        self.by_token.get(token).filter(|t| t.expires > now).map(|t| t.server_id.as_str())
+    }
+
+    /// Forgets every token of a deleted server (`ConsoleAuthToken.clean_console_auths_for_instance`).
+    pub fn forget_server(&mut self, server_id: &str) {
+        self.by_token.retain(|_, t| t.server_id != server_id);
+    }
+
+    /// How many tokens are held (live ones, and expired ones not yet swept out).
+    pub fn held(&self) -> usize {
+        self.by_token.len()
+    }
 }
 
 fn bad_request(message: String) -> ApiError {
@@ -64,8 +122,7 @@ fn console_url(
         // A domain that is not running has no graphics port to connect to.
         return Err(bad_request(format!("Unavailable console type {protocol}.")));
     }
-    let token = uuid::Uuid::new_v4().to_string();
-    state.nova().servers().console_tokens.insert(token.clone(), id.to_string());
+    let token = state.nova().servers().console_tokens.issue(id, state.clock().elapsed());
     Ok(format!("{}/mockstack/vnc_lite.html?path=%3Ftoken%3D{token}", state.base_url()))
 }
 
@@ -150,7 +207,8 @@ fn escape(text: &str) -> String {
 }
 
 fn page(state: &AppState, token: Option<&str>, kind: &str) -> Response {
-    let server_id = token.and_then(|t| state.nova().servers().console_tokens.get(t).cloned());
+    let now = state.clock().elapsed();
+    let server_id = token.and_then(|t| state.nova().servers().console_tokens.server(t, now).map(str::to_string));
     let Some(server) = server_id.and_then(|id| state.nova().server(&id)) else {
         return (
             StatusCode::NOT_FOUND,
@@ -178,4 +236,22 @@ struct VncQuery {
 async fn vnc_page(State(state): State<AppState>, Query(q): Query<VncQuery>) -> Response {
     let token = q.path.as_deref().and_then(|p| p.strip_prefix("?token="));
     page(&state, token, "VNC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expired_tokens_are_swept_out_so_the_table_holds_about_the_live_ones() {
+        let mut tokens = ConsoleTokens::default();
+        let mut now = Duration::ZERO;
+        for _ in 0..100_000 {
+            tokens.issue("server", now);
+            now += Duration::from_secs(1);
+        }
+        // At most the tokens of one TTL are alive; the sweep lets the table grow to twice that between sweeps.
+        let alive = CONSOLE_TOKEN_TTL.as_secs() as usize;
+        assert!(tokens.held() <= 2 * alive.max(MIN_SWEEP), "{} tokens held", tokens.held());
+    }
 }

@@ -142,8 +142,7 @@ impl Server {
 pub struct ServerTable {
     pub live: ById<Server>,
     pub deleted: ById<Server>,
-    /// Console tokens handed out in console URLs, to the server they open.
-    pub console_tokens: HashMap<String, String>,
+    pub console_tokens: super::consoles::ConsoleTokens,
     next_db_id: u64,
 }
 

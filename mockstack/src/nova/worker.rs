@@ -198,7 +198,7 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
         Step::Deleted => {
             let mut table = state.nova().servers();
             let Some(mut server) = table.live.remove(id) else { return };
-            table.console_tokens.retain(|_, sid| sid != id);
+            table.console_tokens.forget_server(id);
             drop(table);
             if let Some(domain) = &server.compute
                 && let Err(e) = compute::destroy(state, domain)
