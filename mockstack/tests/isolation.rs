@@ -30,7 +30,7 @@ enum Role {
 enum Project {
     Alpha,
     Beta,
-    AdminProject,
+    Admin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,7 +81,7 @@ impl Persona {
             Persona::AlphaReader => Some((Project::Alpha, Role::Reader)),
             Persona::AlphaManager => Some((Project::Alpha, Role::Manager)),
             Persona::OtherMember => Some((Project::Beta, Role::Member)),
-            Persona::Admin => Some((Project::AdminProject, Role::Admin)),
+            Persona::Admin => Some((Project::Admin, Role::Admin)),
             Persona::NoToken | Persona::Revoked | Persona::Expired => None,
         }
     }
@@ -124,21 +124,22 @@ impl Visibility {
     }
 }
 
-/// Keystone 30's defaults (`keystone/common/policies/*.py`). mockstack issues project-scoped tokens only, so the
-/// system-scoped and domain-scoped branches of these rules never hold.
+/// Keystone 30's defaults (`keystone/common/policies/*.py`), each of which lets an admin in (`admin_required`) besides
+/// whom its name says. mockstack issues project-scoped tokens only, so the system-scoped and domain-scoped branches of
+/// these rules never hold.
 #[derive(Debug, Clone, Copy)]
 enum KeystoneRule {
     /// `identity:get_user` (ADMIN_OR_SYSTEM_READER_OR_DOMAIN_READER_OR_USER), on alice.
-    AdminOrTargetUser,
+    TargetUser,
     /// `identity:get_project` (ADMIN_OR_SYSTEM_READER_OR_DOMAIN_READER_OR_PROJECT_USER), on alpha.
-    AdminOrProjectUser,
+    ProjectUser,
     /// `identity:list_projects` (ADMIN_OR_SYSTEM_READER_OR_DOMAIN_READER) and `identity:list_roles`
     /// (ADMIN_OR_SYSTEM_READER_OR_DOMAIN_MANAGER: `role:manager and not domain_id:None`, which a project-scoped
     /// token never meets).
-    AdminOrSystemOrDomain,
+    SystemOrDomainScope,
     /// `identity:check_token`, `identity:validate_token`, `identity:revoke_token`: admin, a system user or a service,
     /// or the token's own user (`token_subject`), on one of alice's tokens.
-    AdminOrTokenSubject,
+    TokenSubject,
 }
 
 /// Glance 33's defaults (`glance/policies/image.py`, `base.py`) behind its visibility rule: an image the caller cannot
@@ -211,11 +212,9 @@ fn decide(rule: Rule, persona: Persona, visibility: Option<Visibility>) -> Decis
         Rule::NoAuth | Rule::AnyToken => Allowed,
         Rule::MockAdmin => allowed_if(admin),
         Rule::Keystone(k) => match k {
-            KeystoneRule::AdminOrTargetUser | KeystoneRule::AdminOrTokenSubject => {
-                allowed_if(admin || persona == Persona::Owner)
-            }
-            KeystoneRule::AdminOrProjectUser => allowed_if(admin || alpha),
-            KeystoneRule::AdminOrSystemOrDomain => allowed_if(admin),
+            KeystoneRule::TargetUser | KeystoneRule::TokenSubject => allowed_if(admin || persona == Persona::Owner),
+            KeystoneRule::ProjectUser => allowed_if(admin || alpha),
+            KeystoneRule::SystemOrDomainScope => allowed_if(admin),
         },
         Rule::Glance(GlanceRule::AddImage) => allowed_if(role >= Role::Member),
         Rule::Glance(g) => {
@@ -388,18 +387,16 @@ fn table() -> Vec<Row> {
         row("GET", "/identity", NoAuth, 300),
         row("GET", "/identity/v3", NoAuth, 200),
         row("GET", "/identity/v3/", NoAuth, 200),
-        row("GET", "/identity/v3/auth/tokens", Keystone(K::AdminOrTokenSubject), 200).subject(),
-        row("HEAD", "/identity/v3/auth/tokens", Keystone(K::AdminOrTokenSubject), 200).subject(),
+        row("GET", "/identity/v3/auth/tokens", Keystone(K::TokenSubject), 200).subject(),
+        row("HEAD", "/identity/v3/auth/tokens", Keystone(K::TokenSubject), 200).subject(),
         row("POST", "/identity/v3/auth/tokens", NoAuth, 201).body(password_auth),
-        row("DELETE", "/identity/v3/auth/tokens", Keystone(K::AdminOrTokenSubject), 204)
-            .subject()
-            .fresh(Fresh::SubjectToken),
+        row("DELETE", "/identity/v3/auth/tokens", Keystone(K::TokenSubject), 204).subject().fresh(Fresh::SubjectToken),
         row("GET", "/identity/v3/auth/catalog", AnyToken, 200),
         row("GET", "/identity/v3/auth/projects", AnyToken, 200),
-        row("GET", "/identity/v3/users/{user_id}", Keystone(K::AdminOrTargetUser), 200),
-        row("GET", "/identity/v3/projects/{project_id}", Keystone(K::AdminOrProjectUser), 200),
-        row("GET", "/identity/v3/projects", Keystone(K::AdminOrSystemOrDomain), 200),
-        row("GET", "/identity/v3/roles", Keystone(K::AdminOrSystemOrDomain), 200),
+        row("GET", "/identity/v3/users/{user_id}", Keystone(K::TargetUser), 200),
+        row("GET", "/identity/v3/projects/{project_id}", Keystone(K::ProjectUser), 200),
+        row("GET", "/identity/v3/projects", Keystone(K::SystemOrDomainScope), 200),
+        row("GET", "/identity/v3/roles", Keystone(K::SystemOrDomainScope), 200),
         // Glance, apart from one image
         row("GET", "/image/", NoAuth, 300),
         row("GET", "/image", NoAuth, 300),
