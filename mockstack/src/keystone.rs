@@ -524,15 +524,21 @@ async fn list_projects(
     })))
 }
 
-async fn list_roles(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
+/// `identity:list_roles` is ADMIN_OR_SYSTEM_READER_OR_DOMAIN_MANAGER: an admin, a system reader, or a manager on a
+/// domain-scoped token (`role:manager and not domain_id:None`). mockstack issues project-scoped tokens only, so only
+/// an admin lists roles; a project's manager, member or reader is refused.
+async fn list_roles(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    if !caller.is_admin() {
+        return Err(forbidden_action("identity:list_roles"));
+    }
     let roles: Vec<Value> = crate::identity::ROLE_CHAIN
         .iter()
         .map(
             |r| json!({ "id": stable_id("role", r), "name": r, "domain_id": null, "description": null, "options": {} }),
         )
         .collect();
-    Json(json!({
+    Ok(Json(json!({
         "roles": roles,
         "links": { "self": format!("{}/v3/roles", state.identity_url()), "previous": null, "next": null }
-    }))
+    })))
 }

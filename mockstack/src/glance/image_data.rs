@@ -9,7 +9,7 @@ use guestsim::sniff;
 
 use super::data::{self, CopyError, Digests};
 use super::model::{GlanceError, Image, ImageStatus};
-use super::policy::{Viewer, can_change, can_see};
+use super::policy::{Viewer, can_change, can_download, can_see};
 use super::store::{GlanceState, forbidden, transition};
 
 impl GlanceState {
@@ -73,6 +73,10 @@ impl GlanceState {
         let image = self.show(viewer, id)?;
         if image.status == ImageStatus::Deactivated && !viewer.admin {
             return Err(forbidden("The requested image has been deactivated. Image data download is forbidden."));
+        }
+        // After the deactivation check, as Glance's `download` orders them.
+        if !can_download(viewer) {
+            return Err(GlanceError::policy("download_image"));
         }
         let path = self.final_path(id);
         let has_data = matches!(image.status, ImageStatus::Active | ImageStatus::Deactivated) && path.is_file();

@@ -1,4 +1,4 @@
-//! Who may see and change an image: the request context Glance's policies see ([`Viewer`]) and the rules the store applies (`get_image`, `modify_image`, publicizing and communitizing).
+//! Who may see and change an image: the request context Glance's policies see ([`Viewer`]) and the rules the store applies (`get_image`, `modify_image`, `download_image`, publicizing and communitizing).
 
 use super::model::{GlanceError, Image, MemberStatus, Visibility};
 use super::store::ImageRecord;
@@ -41,6 +41,12 @@ pub(super) fn can_see(record: &ImageRecord, viewer: &Viewer) -> bool {
 /// Glance's `modify_image`-style rule: admin, or a member of the owning project.
 pub(super) fn can_change(image: &Image, viewer: &Viewer) -> bool {
     viewer.admin || (viewer.writer && image.owner.as_deref() == Some(viewer.project_id.as_str()))
+}
+
+/// Glance's `download_image` rule (ADMIN_OR_PROJECT_MEMBER_DOWNLOAD_IMAGE) on an image the viewer can see: an admin,
+/// or the member role (a reader may look at an image's record but not fetch its data).
+pub(super) fn can_download(viewer: &Viewer) -> bool {
+    viewer.admin || viewer.writer
 }
 
 /// The `publicize_image` and `communitize_image` rules for a visibility being set.
