@@ -180,6 +180,64 @@ mod tests {
     }
 
     #[test]
+    fn every_simulated_installer_speaks_words_the_catalogue_knows() {
+        use crate::script::InstallerKind;
+        use strum::IntoEnumIterator;
+        for kind in InstallerKind::iter() {
+            let found =
+                find_known_message(kind.no_disk_message()).unwrap_or_else(|| panic!("{kind:?}'s no-disk words"));
+            assert_eq!(found.message.meaning, Meaning::NoDisk, "{kind:?}");
+            if let Some(failure) = kind.failure_message() {
+                let found = find_known_message(failure).unwrap_or_else(|| panic!("{kind:?}'s failure words"));
+                assert_eq!(found.message.meaning, Meaning::Failed, "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_guest_gets_the_installer_generation_its_release_shipped_with() {
+        use crate::guest::{DriverSource, OsFamily};
+        use crate::script::InstallerKind;
+        let kind = |family: OsFamily, distro: &str, release: &str, storage: DriverSource| {
+            let mut facts = crate::hypervisor::testing::os_table().swap_remove(0).0;
+            facts.virtio_storage = storage;
+            facts.family = family;
+            facts.distro = distro.into();
+            facts.release = release.into();
+            InstallerKind::of(&facts)
+        };
+        use DriverSource::{BuiltIn, Cdrom, Floppy};
+        use OsFamily::{Linux, Windows};
+        let cases = [
+            (Windows, "windows", "XP", Floppy, InstallerKind::WindowsTextMode),
+            (Windows, "windows", "2003 R2", Floppy, InstallerKind::WindowsTextMode),
+            (Windows, "windows", "2000", Cdrom, InstallerKind::WindowsTextMode),
+            (Windows, "windows", "Vista", Cdrom, InstallerKind::WindowsVistaSetup),
+            (Windows, "windows", "7", Cdrom, InstallerKind::WindowsVistaSetup),
+            (Windows, "windows", "2008 R2", Cdrom, InstallerKind::WindowsVistaSetup),
+            (Windows, "windows", "2008r2", Cdrom, InstallerKind::WindowsVistaSetup),
+            (Windows, "windows", "xp", Cdrom, InstallerKind::WindowsTextMode),
+            (Windows, "windows", "8.1", Cdrom, InstallerKind::WindowsSetup),
+            (Windows, "windows", "2012 R2", Cdrom, InstallerKind::WindowsSetup),
+            (Windows, "windows", "11", Cdrom, InstallerKind::WindowsSetup),
+            (Linux, "rhel", "4", BuiltIn, InstallerKind::AnacondaLoader),
+            (Linux, "centos", "5.11", BuiltIn, InstallerKind::AnacondaLoader),
+            (Linux, "rhel", "6.4", BuiltIn, InstallerKind::AnacondaStorage),
+            (Linux, "fedora", "17", BuiltIn, InstallerKind::AnacondaStorage),
+            (Linux, "fedora", "18", BuiltIn, InstallerKind::Anaconda),
+            (Linux, "rocky", "9.4", BuiltIn, InstallerKind::Anaconda),
+            (Linux, "debian", "12", BuiltIn, InstallerKind::DebianInstaller),
+            (Linux, "ubuntu", "18.04", BuiltIn, InstallerKind::DebianInstaller),
+            (Linux, "ubuntu", "24.04", BuiltIn, InstallerKind::Subiquity),
+            (Linux, "opensuse", "15.6", BuiltIn, InstallerKind::Yast),
+            (Linux, "alpine", "3.20", BuiltIn, InstallerKind::GenericLinux),
+        ];
+        for (family, distro, release, storage, expected) in cases {
+            assert_eq!(kind(family, distro, release, storage), expected, "{distro} {release}");
+        }
+    }
+
+    #[test]
     fn every_message_is_found_in_a_console_that_holds_it_at_any_wrap_width() {
         for message in KNOWN_MESSAGES {
             for width in [20, 40, 80] {

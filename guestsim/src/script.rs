@@ -117,11 +117,13 @@ impl InstallerKind {
         let major = release_major(&facts.release);
         match facts.family {
             OsFamily::Windows => {
-                let first_word = facts.release.split_whitespace().next().unwrap_or_default().to_ascii_lowercase();
-                match first_word.as_str() {
+                let release = facts.release.to_ascii_lowercase();
+                match major {
                     _ if facts.virtio_storage == DriverSource::Floppy => InstallerKind::WindowsTextMode,
-                    "xp" | "2000" | "2003" => InstallerKind::WindowsTextMode,
-                    "vista" | "7" | "2008" => InstallerKind::WindowsVistaSetup,
+                    _ if release.contains("xp") => InstallerKind::WindowsTextMode,
+                    _ if release.contains("vista") => InstallerKind::WindowsVistaSetup,
+                    Some(2000..=2003) => InstallerKind::WindowsTextMode,
+                    Some(7 | 2008) => InstallerKind::WindowsVistaSetup,
                     _ => InstallerKind::WindowsSetup,
                 }
             }

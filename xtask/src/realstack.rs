@@ -986,14 +986,16 @@ fn map_compute_host(layout: &Dirs, started: Instant) -> anyhow::Result<()> {
     };
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
-        ensure_alive(layout, "nova-compute")?;
+        // nova-compute registers through the conductor, over the message queue: any of them gone ends the wait.
+        ensure_all_alive(layout)?;
         if query("SELECT COUNT(*) FROM nova.compute_nodes WHERE deleted = 0")? != "0" {
             break;
         }
         if Instant::now() > deadline {
             bail!(
-                "nova-compute did not register a compute node in 180 s (see {})",
-                layout.logs().join("nova-compute.log").display()
+                "nova-compute did not register a compute node in 180 s; the end of {}:\n{}",
+                layout.logs().join("nova-compute.log").display(),
+                log_tail(layout, "nova-compute", 30)
             );
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -1035,6 +1037,14 @@ fn ensure_alive(layout: &Dirs, name: &str) -> anyhow::Result<()> {
         layout.logs().join(format!("{name}.log")).display(),
         log_tail(layout, name, 20)
     )
+}
+
+/// Fails naming the first process `up` started that is gone, with the end of its log.
+fn ensure_all_alive(layout: &Dirs) -> anyhow::Result<()> {
+    for name in PROCESSES.iter().filter(|name| read_pid(layout, name).is_some()) {
+        ensure_alive(layout, name)?;
+    }
+    Ok(())
 }
 
 /// The last `lines` lines of `logs/<name>.log`, so that a failure in CI shows its cause.
