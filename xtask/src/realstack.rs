@@ -296,6 +296,17 @@ fn say(started: Instant, message: impl AsRef<str>) {
 /// Brings the cloud up with `compute` behind stock Nova (the pinned release, no patches, no extra options), or
 /// finds it so running, and returns the path of its clouds.yaml. A virtualenv whose Nova was patched is made
 /// pristine again first.
+/// Marks an `up` that failed while its processes started (a service died or never answered), as opposed to one
+/// refused before anything started (a patch that does not apply, libvirtd that cannot run here).
+#[derive(Debug)]
+pub struct StartupFailed;
+
+impl std::fmt::Display for StartupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the local real cloud's services did not all come up")
+    }
+}
+
 pub fn up(layout: &Dirs, compute: Compute) -> anyhow::Result<PathBuf> {
     up_with(layout, compute, &NovaRequest::stock())
 }
@@ -367,7 +378,7 @@ pub fn up_with(layout: &Dirs, compute: Compute, nova: &NovaRequest) -> anyhow::R
     if let Err(e) = result {
         eprintln!("realstack: start-up failed: {e:#}; taking down what was started");
         let _ = down(layout);
-        return Err(e);
+        return Err(e.context(StartupFailed));
     }
     write_clouds_yaml(layout, &ports, &secrets)?;
     say(
