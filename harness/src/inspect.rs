@@ -6,7 +6,7 @@
 //! writers so that they can catch its mistakes. Tests cross-check against `qemu-img`.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use serde::Serialize;
@@ -76,14 +76,26 @@ trait GuestReader {
 }
 
 pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
-    let io = |source| InspectError::Io { path: path.display().to_string(), source };
-    let mut file = File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let name = path.display().to_string();
+    let file = File::open(path).map_err(|source| InspectError::Io { path: name.clone(), source })?;
+    inspect_source(file, &name)
+}
+
+/// Inspects an image held in memory as [`inspect`] inspects a file; errors name it `<memory>`.
+///
+/// The same readers run over the bytes, so hostile images can be tried (fuzzed) without a file per case.
+pub fn inspect_bytes(bytes: &[u8]) -> Result<Inspection, InspectError> {
+    inspect_source(Cursor::new(bytes), "<memory>")
+}
+
+fn inspect_source<'a, S: Read + Seek + 'a>(mut source: S, name: &str) -> Result<Inspection, InspectError> {
+    let io = |source| InspectError::Io { path: name.to_string(), source };
+    let len = source.seek(SeekFrom::End(0)).map_err(io)?;
     let mut magic = [0u8; 8];
-    let n = read_up_to(&mut file, 0, &mut magic).map_err(io)?;
+    let n = read_up_to(&mut source, 0, &mut magic).map_err(io)?;
     let magic = &magic[..n];
-    let (format, mut reader): (ContainerFormat, Box<dyn GuestReader>) = if magic.starts_with(b"QFI\xfb") {
-        (ContainerFormat::Qcow2, Box::new(Qcow2::open(file, path)?))
+    let (format, mut reader): (ContainerFormat, Box<dyn GuestReader + 'a>) = if magic.starts_with(b"QFI\xfb") {
+        (ContainerFormat::Qcow2, Box::new(Qcow2::open(source, len, name)?))
     } else {
         let format = if magic.starts_with(b"KDMV") {
             ContainerFormat::Vmdk
@@ -94,7 +106,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
         } else {
             ContainerFormat::Raw
         };
-        (format, Box::new(Raw { file, len, path: path.display().to_string() }))
+        (format, Box::new(Raw { source, len, path: name.to_string() }))
     };
     let content = if matches!(format, ContainerFormat::Qcow2 | ContainerFormat::Raw) {
         classify(reader.as_mut())?
@@ -135,7 +147,7 @@ fn classify(reader: &mut dyn GuestReader) -> Result<Content, InspectError> {
     if probe.iter().all(|b| *b == 0) { Ok(Content::Empty) } else { Ok(Content::Unknown) }
 }
 
-fn read_up_to(file: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+fn read_up_to(file: &mut (impl Read + Seek), offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
     file.seek(SeekFrom::Start(offset))?;
     let mut total = 0;
     while total < buf.len() {
@@ -148,13 +160,13 @@ fn read_up_to(file: &mut File, offset: u64, buf: &mut [u8]) -> std::io::Result<u
     Ok(total)
 }
 
-struct Raw {
-    file: File,
+struct Raw<S> {
+    source: S,
     len: u64,
     path: String,
 }
 
-impl GuestReader for Raw {
+impl<S: Read + Seek> GuestReader for Raw<S> {
     fn virtual_size(&self) -> u64 {
         self.len
     }
@@ -162,7 +174,7 @@ impl GuestReader for Raw {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), InspectError> {
         buf.fill(0);
         if offset < self.len {
-            read_up_to(&mut self.file, offset, buf)
+            read_up_to(&mut self.source, offset, buf)
                 .map_err(|source| InspectError::Io { path: self.path.clone(), source })?;
         }
         Ok(())
@@ -171,8 +183,8 @@ impl GuestReader for Raw {
 
 /// Just enough qcow2 (versions 2 and 3) to read guest clusters: no backing files, compression
 /// or encryption, which an image made by a snapshot does not use.
-struct Qcow2 {
-    file: File,
+struct Qcow2<S> {
+    file: S,
     path: String,
     cluster_bits: u32,
     size: u64,
@@ -181,9 +193,9 @@ struct Qcow2 {
 
 const QCOW2_OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
 
-impl Qcow2 {
-    fn open(mut file: File, path: &Path) -> Result<Qcow2, InspectError> {
-        let path = path.display().to_string();
+impl<S: Read + Seek> Qcow2<S> {
+    fn open(mut file: S, len: u64, path: &str) -> Result<Qcow2<S>, InspectError> {
+        let path = path.to_string();
         let io = |source| InspectError::Io { path: path.clone(), source };
         let mut header = [0u8; 72];
         let n = read_up_to(&mut file, 0, &mut header).map_err(io)?;
@@ -210,7 +222,6 @@ impl Qcow2 {
         }
         let l1_size = be32(36) as u64;
         let l1_offset = be64(40);
-        let len = file.metadata().map_err(io)?.len();
         if l1_size * 8 > len || l1_offset > len {
             return Err(bad(36, "L1 table lies outside the file"));
         }
@@ -246,7 +257,7 @@ impl Qcow2 {
     }
 }
 
-impl GuestReader for Qcow2 {
+impl<S: Read + Seek> GuestReader for Qcow2<S> {
     fn virtual_size(&self) -> u64 {
         self.size
     }

@@ -284,3 +284,19 @@ fn selectors_alone_make_no_environment_cloud() {
         assert_eq!(c.region_name.as_deref(), Some("R"));
     });
 }
+
+/// serde_json counts columns in bytes; the error names the character column, as the YAML errors and every other
+/// located error of the harness do (found by fuzzing: the column pointed past the end of the line).
+#[test]
+fn json_errors_count_columns_in_characters() {
+    let json = "{\"clouds\": {\"é\": {\"auth_type\": \"x\" \"y\"}}}";
+    match run(&Case { env: &[], files: &[("/work/project/clouds.json", json)], cloud: None }) {
+        Err(ConfigError::Parse { location, .. }) => assert_eq!(location, Some((1, 36)), "at the second string"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    let json = "{\"clouds\":\n {\"ü\": ";
+    match run(&Case { env: &[], files: &[("/work/project/clouds.json", json)], cloud: None }) {
+        Err(ConfigError::Parse { location, .. }) => assert_eq!(location, Some((2, 7)), "at the end of the input"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}

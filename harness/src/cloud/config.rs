@@ -463,7 +463,8 @@ fn parse_file(path: &Path, text: &str) -> Result<LoadedFile, ConfigError> {
         let mut de = serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let inner = e.inner();
-            (e.path().to_string(), Some((inner.line(), inner.column())), strip_location(&inner.to_string()))
+            let location = char_location(text, inner.line(), inner.column());
+            (e.path().to_string(), Some(location), strip_location(&inner.to_string()))
         })
     } else if text.trim().is_empty() {
         Ok(None)
@@ -485,6 +486,15 @@ fn parse_file(path: &Path, text: &str) -> Result<LoadedFile, ConfigError> {
             message,
         }),
     }
+}
+
+/// serde_json's 1-based line and byte column as a line and character column, as the YAML parser and every other
+/// located error count them. A column past the end of its line (serde_json's at the end of the input) stays one past
+/// the line's last character.
+fn char_location(text: &str, line: usize, byte_column: usize) -> (usize, usize) {
+    let Some(line_text) = text.split('\n').nth(line.saturating_sub(1)) else { return (line, byte_column) };
+    let before = &line_text[..line_text.floor_char_boundary(byte_column.saturating_sub(1))];
+    (line, before.chars().count() + 1)
 }
 
 /// Parsers repeat the path and position we already report separately.

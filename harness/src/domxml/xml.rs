@@ -31,13 +31,15 @@ pub(crate) struct LineIndex<'a> {
     line_starts: Vec<usize>,
     /// The last position computed: (byte offset, line index, characters before it on its line).
     last: std::cell::Cell<(usize, usize, usize)>,
+    /// Bytes examined so far to count columns: the work the positions cost, which tests bound by the input's size.
+    scanned: std::cell::Cell<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     pub(crate) fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, line_starts, last: std::cell::Cell::new((0, 0, 0)) }
+        LineIndex { text, line_starts, last: std::cell::Cell::new((0, 0, 0)), scanned: std::cell::Cell::new(0) }
     }
 
     pub(crate) fn position(&self, offset: usize) -> Position {
@@ -51,6 +53,7 @@ impl<'a> LineIndex<'a> {
             (start, 0)
         };
         // Characters are counted by their first bytes, so an offset inside a multi-byte character counts it whole.
+        self.scanned.set(self.scanned.get() + (offset - from));
         let column = before + self.text.as_bytes()[from..offset].iter().filter(|b| (**b & 0xC0) != 0x80).count();
         self.last.set((offset, line, column));
         Position { line: clamp_u32(line + 1), column: clamp_u32(column + 1) }
@@ -103,7 +106,10 @@ pub const MAX_DEPTH: usize = 256;
 
 /// The top-level elements of a document (a well-formed domain has one; a fragment may have several).
 pub fn parse_elements(text: &str) -> Result<Vec<Element>, ParseError> {
-    let index = LineIndex::new(text);
+    parse_indexed(text, &LineIndex::new(text))
+}
+
+fn parse_indexed(text: &str, index: &LineIndex<'_>) -> Result<Vec<Element>, ParseError> {
     // XML 1.0 allows no control character but tab, line feed and carriage return (libxml2 stops at one), and no
     // U+FFFE or U+FFFF.
     if let Some((at, c)) = text
@@ -305,6 +311,23 @@ mod tests {
         }
         assert_eq!(index.position(1), Position { line: 1, column: 2 }, "backwards: counted from the line's start");
         assert_eq!(index.position(3), Position { line: 1, column: 3 }, "inside a character counts it whole");
+    }
+
+    /// Linear time, measured as work rather than wall-clock: the bytes scanned to locate every element of a document on
+    /// one line stay within the document's length, so doubling the document at most doubles the work.
+    #[test]
+    fn locating_elements_scans_each_byte_once() {
+        let scanned = |disks: usize| {
+            let text =
+                format!("<domain><devices>{}</devices></domain>", "<disk type='file' device='disk'/>".repeat(disks));
+            let index = LineIndex::new(&text);
+            assert_eq!(parse_indexed(&text, &index).unwrap()[0].children[0].children.len(), disks);
+            let work = index.scanned.get();
+            assert!(work <= text.len(), "{work} bytes scanned for a {}-byte document", text.len());
+            work
+        };
+        let (once, twice) = (scanned(2_000), scanned(4_000));
+        assert!(once > 0 && twice <= 2 * once + 64, "doubling the input took {once} -> {twice} bytes of scanning");
     }
 
     #[test]

@@ -365,7 +365,8 @@ fn flavor_param(kind_minimum: u64) -> Value {
     json!({"type": ["integer", "string"], "pattern": "^[0-9]+$", "minimum": kind_minimum, "maximum": 0x7FFF_FFFF})
 }
 
-fn create_schema(version: ApiVersion) -> Value {
+/// Nova's `flavors.create*` schema for `version`.
+pub(crate) fn create_schema(version: ApiVersion) -> Value {
     let mut props = json!({
         "name": {"type": "string", "format": "name", "minLength": 1, "maxLength": 255},
         "id": {
@@ -509,7 +510,8 @@ async fn specs_index(
     Ok(Json(json!({ "extra_specs": flavor.extra_specs })))
 }
 
-fn specs_schema(wrapped: bool) -> Value {
+/// Nova's extra-specs schema: the whole `extra_specs` body when `wrapped`, one key's body otherwise.
+pub(crate) fn specs_schema(wrapped: bool) -> Value {
     let specs = json!({
         "type": "object",
         // Nova's `flavors_extraspecs` schema: strings and numbers, never booleans, nulls or lists.

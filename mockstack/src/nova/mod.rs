@@ -163,6 +163,32 @@ async fn unknown_route() -> crate::error::ApiError {
 /// When microversion 2.1 was introduced, as Nova's version documents say.
 const V21_UPDATED: &str = "2013-07-23T11:33:21Z";
 
+/// Every request-body schema the compute API validates against, named, at the microversions where they change.
+///
+/// For tests and fuzzing that try hostile bodies on all of them; the handlers build the same schemas.
+#[doc(hidden)]
+pub fn request_body_schemas() -> Vec<(String, Value)> {
+    use microversion::ApiVersion;
+    // The microversions where a schema above gains or loses a member, plus the ends of the range.
+    let versions = [2, 19, 32, 37, 42, 52, 55, 57, 63, 67, 73, 74, 90, 94, 100].map(|minor| ApiVersion::new(2, minor));
+    let mut schemas = Vec::new();
+    for version in [microversion::MIN_VERSION].into_iter().chain(versions) {
+        schemas.push((format!("servers.create@{version}"), servers::create_schema(version)));
+        schemas.push((format!("servers.update@{version}"), servers::update_schema(version)));
+        schemas.push((format!("flavors.create@{version}"), flavors::create_schema(version)));
+        schemas.push((format!("lock@{version}"), server_actions::lock_schema(version)));
+    }
+    schemas.push(("flavors.extra_specs".into(), flavors::specs_schema(true)));
+    schemas.push(("flavors.extra_spec".into(), flavors::specs_schema(false)));
+    schemas.push(("reboot".into(), server_actions::reboot_schema()));
+    schemas.push(("createImage".into(), server_actions::create_image_schema()));
+    schemas.push(("os-getConsoleOutput".into(), server_actions::console_output_schema()));
+    for action in ["os-start", "os-stop", "unlock"] {
+        schemas.push((action.into(), server_actions::empty_action_schema(action)));
+    }
+    schemas
+}
+
 fn v21_document(state: &AppState) -> Value {
     json!({
         "id": "v2.1",

@@ -54,7 +54,8 @@ fn locked(id: &str) -> ApiError {
     ApiError::compute(StatusCode::CONFLICT, format!("Instance {id} is locked"))
 }
 
-fn empty_action_schema(name: &str) -> Value {
+/// The schema of an action that takes no arguments (`os-start`, `unlock`, ...).
+pub(crate) fn empty_action_schema(name: &str) -> Value {
     json!({"type": "object", "properties": {name: {}}, "required": [name], "additionalProperties": false})
 }
 
@@ -186,8 +187,9 @@ fn change_power(call: &ActionRequest, body: &Value, change: &PowerChange) -> Res
     accepted()
 }
 
-fn reboot(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
-    let schema = json!({
+/// Nova's `reboot` action schema.
+pub(crate) fn reboot_schema() -> Value {
+    json!({
         "type": "object",
         "properties": {"reboot": {
             "type": "object",
@@ -197,8 +199,11 @@ fn reboot(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
         }},
         "required": ["reboot"],
         "additionalProperties": false,
-    });
-    check(&schema, body)?;
+    })
+}
+
+fn reboot(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
+    check(&reboot_schema(), body)?;
     let hard = body["reboot"]["type"].as_str().is_some_and(|t| t.eq_ignore_ascii_case("hard"));
     call.require_write("os_compute_api:servers:reboot")?;
     let at = stamp(call.state, call.now());
@@ -271,8 +276,9 @@ pub fn snapshot_record(
     }
 }
 
-fn create_image(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
-    let schema = json!({
+/// Nova's `createImage` action schema.
+pub(crate) fn create_image_schema() -> Value {
+    json!({
         "type": "object",
         "properties": {"createImage": {
             "type": "object",
@@ -285,8 +291,11 @@ fn create_image(call: &ActionRequest, body: &Value) -> Result<Response, ApiError
         }},
         "required": ["createImage"],
         "additionalProperties": false,
-    });
-    check(&schema, body)?;
+    })
+}
+
+fn create_image(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
+    check(&create_image_schema(), body)?;
     let server = call.require_write("os_compute_api:servers:create_image")?;
     let name = body["createImage"]["name"].as_str().unwrap_or_default().to_string();
     let extra: BTreeMap<String, String> = body["createImage"]
@@ -333,8 +342,9 @@ fn create_image(call: &ActionRequest, body: &Value) -> Result<Response, ApiError
     Ok(response)
 }
 
-fn console_output(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
-    let schema = json!({
+/// Nova's `os-getConsoleOutput` action schema.
+pub(crate) fn console_output_schema() -> Value {
+    json!({
         "type": "object",
         "properties": {"os-getConsoleOutput": {
             "type": "object",
@@ -343,8 +353,11 @@ fn console_output(call: &ActionRequest, body: &Value) -> Result<Response, ApiErr
         }},
         "required": ["os-getConsoleOutput"],
         "additionalProperties": false,
-    });
-    check(&schema, body)?;
+    })
+}
+
+fn console_output(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
+    check(&console_output_schema(), body)?;
     let server = call.require_write("os_compute_api:os-console-output")?;
     if server.host.is_none() {
         return Err(not_ready(call.id));
@@ -386,18 +399,22 @@ pub fn tail(text: &str, length: Option<i64>) -> String {
     parts[start..].join("\n")
 }
 
-fn lock(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
+/// Nova's `lock` action schema for `version` (a reason from 2.73).
+pub(crate) fn lock_schema(version: ApiVersion) -> Value {
     let mut lock_props = json!({});
-    if call.version.at_least(73) {
+    if version.at_least(73) {
         lock_props = json!({"locked_reason": {"type": "string", "minLength": 1, "maxLength": 255}});
     }
-    let schema = json!({
+    json!({
         "type": "object",
         "properties": {"lock": {"type": ["object", "null"], "properties": lock_props, "additionalProperties": false}},
         "required": ["lock"],
         "additionalProperties": false,
-    });
-    check(&schema, body)?;
+    })
+}
+
+fn lock(call: &ActionRequest, body: &Value) -> Result<Response, ApiError> {
+    check(&lock_schema(call.version), body)?;
     call.require_write("os_compute_api:os-lock-server:lock")?;
     let reason = body["lock"].get("locked_reason").and_then(Value::as_str).map(String::from);
     let at = stamp(call.state, call.now());

@@ -221,7 +221,7 @@ fn tag_schema() -> Value {
 }
 
 /// Nova's `servers.create*` schema for `version`.
-fn create_schema(version: ApiVersion) -> Value {
+pub(crate) fn create_schema(version: ApiVersion) -> Value {
     let mut bdm_props = json!({
         "virtual_name": {"type": "string", "maxLength": 255},
         "volume_id": {"type": "string", "format": "uuid"},
@@ -1141,13 +1141,8 @@ async fn detail(
     Ok(Json(list_body(&state, "servers/detail", &query, &servers, list)))
 }
 
-async fn update(
-    State(state): State<AppState>,
-    caller: Caller,
-    version: ApiVersion,
-    Path(id): Path<String>,
-    NovaBody(body): NovaBody,
-) -> Result<Json<Value>, ApiError> {
+/// Nova's `servers.update*` schema for `version` (a description from 2.19).
+pub(crate) fn update_schema(version: ApiVersion) -> Value {
     let mut props = json!({
         "name": name_schema(),
         "OS-DCF:diskConfig": {"type": "string", "enum": ["AUTO", "MANUAL"]},
@@ -1157,13 +1152,22 @@ async fn update(
     if version.at_least(19) {
         props["description"] = json!({"type": ["string", "null"], "minLength": 0, "maxLength": 255});
     }
-    let schema = json!({
+    json!({
         "type": "object",
         "properties": {"server": {"type": "object", "properties": props, "additionalProperties": false}},
         "required": ["server"],
         "additionalProperties": false,
-    });
-    check(&schema, &body)?;
+    })
+}
+
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    version: ApiVersion,
+    Path(id): Path<String>,
+    NovaBody(body): NovaBody,
+) -> Result<Json<Value>, ApiError> {
+    check(&update_schema(version), &body)?;
     visible(&state, &caller, &id)?;
     if !caller.can_write() {
         return Err(policy_forbidden("os_compute_api:servers:update"));

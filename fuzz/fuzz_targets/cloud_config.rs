@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target: parser_oracles::cloud_config (see that function for what it feeds and checks).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| parser_oracles::cloud_config(data));
