@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs every fuzz target in turn, one at a time (a run uses one core), each for RUNS inputs (default one million),
-# starting from the committed seeds; prints libFuzzer's last lines per target. Logs go to fuzz/logs/ (not committed).
+# starting from the committed seeds; prints libFuzzer's last lines per target. Logs go to the logs folder beside this script (not committed).
 # Usage: fuzz/run-campaign.sh [target...]   (all targets when none is named)
 set -eu
 cd "$(dirname "$0")"

@@ -1,5 +1,5 @@
-#![no_main]
 //! Fuzz target: parser_oracles::fat_floppy (see that function for what it feeds and checks).
+#![no_main]
 //!
 //! libFuzzer's panic hook aborts on every panic, before any unwinding. `FloppyImage::from_bytes` deliberately catches
 //! the panics of the fatfs crate (its unchecked cluster arithmetic on corrupt images) and turns them into errors, so

@@ -300,3 +300,13 @@ fn json_errors_count_columns_in_characters() {
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
+
+#[test]
+fn yaml_errors_at_the_end_of_the_input_point_at_its_last_line() {
+    // The YAML parser places the end of an input without a final newline on the line after the last.
+    let yaml = "clouds:\n  fuzz:\n    auth:\n      auth_url: https://keystone.example:5000/v3\n      u";
+    match run(&Case { env: &[], files: &[("/work/project/clouds.yaml", yaml)], cloud: None }) {
+        Err(ConfigError::Parse { location, .. }) => assert_eq!(location, Some((5, 8)), "the end of the last line"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+}

@@ -24,6 +24,7 @@ const ALLOWED_CRATE_DEPENDENCIES: &[(&str, &[&str])] = &[
     ("mockstack", &["guestsim"]),
     ("harness", &["guestsim", "mockstack"]),
     ("bench", &["guestsim", "mockstack", "harness"]),
+    ("parser-oracles", &["guestsim", "mockstack", "harness"]),
     ("xtask", &[]),
 ];
 

@@ -471,7 +471,7 @@ fn parse_file(path: &Path, text: &str) -> Result<LoadedFile, ConfigError> {
     } else {
         let de = serde_norway::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let location = e.inner().location().map(|l| (l.line(), l.column()));
+            let location = e.inner().location().map(|l| within_text(text, l.line(), l.column()));
             (e.path().to_string(), location, strip_location(&e.inner().to_string()))
         })
     };
@@ -495,6 +495,18 @@ fn char_location(text: &str, line: usize, byte_column: usize) -> (usize, usize) 
     let Some(line_text) = text.split('\n').nth(line.saturating_sub(1)) else { return (line, byte_column) };
     let before = &line_text[..line_text.floor_char_boundary(byte_column.saturating_sub(1))];
     (line, before.chars().count() + 1)
+}
+
+/// A parser's 1-based location kept inside `text`: the YAML parser puts the end of an input that does not end with a
+/// newline on the line after the last, and counts a lone carriage return as a line break, which no editor shows as a
+/// line. Such a location becomes the end of the last line.
+fn within_text(text: &str, line: usize, column: usize) -> (usize, usize) {
+    let lines = text.split('\n').count();
+    if line <= lines {
+        return (line, column);
+    }
+    let last = text.rsplit('\n').next().unwrap_or_default();
+    (lines, last.chars().count() + 1)
 }
 
 /// Parsers repeat the path and position we already report separately.
