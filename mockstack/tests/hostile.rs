@@ -262,3 +262,27 @@ async fn clients_that_never_finish_their_headers_are_cut_off_after_the_header_re
     stream.read_to_string(&mut answer).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
 }
+
+#[tokio::test]
+async fn glance_tests_a_member_for_truth_as_python_does_and_echoes_it_as_given() {
+    // Glance 33: `{"member": 5}` is a 200 whose answer says `"member_id": 5`; what it stores, and later shows, is
+    // "5". Values Python takes for false are "Member can't be empty".
+    let cloud = Cloud::start().await;
+    let create = json!({"name": "m", "disk_format": "raw", "container_format": "bare", "visibility": "shared"});
+    let (_, _, body) = cloud.send("POST", "/image/v2/images", create.to_string().into_bytes(), None).await;
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_str().unwrap().to_owned();
+    let members = format!("/image/v2/images/{id}/members");
+    let (status, _, body) =
+        cloud.send("POST", &members, json!({"member": 5}).to_string().into_bytes(), Some("application/json")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["member_id"], json!(5));
+    let (_, _, body) = cloud.send("GET", &format!("{members}/5"), Vec::new(), Some("application/json")).await;
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["member_id"], json!("5"));
+    for falsy in [json!(0), json!(""), json!([]), json!({}), json!(false), json!(null)] {
+        let request = json!({ "member": falsy }).to_string().into_bytes();
+        let (status, _, body) = cloud.send("POST", &members, request, Some("application/json")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{falsy}: {body}");
+        assert!(body.contains("Member can't be empty"), "{falsy}: {body}");
+    }
+    cloud.mock.shutdown().await.unwrap();
+}

@@ -295,14 +295,30 @@ async fn add_member(
     let Value::Object(map) = value else {
         return Err(bad_request("Expected a member in the form: {\"member\": \"image_id\"}"));
     };
-    let member_id = match map.get("member") {
-        None => return Err(bad_request("Member to be added not specified")),
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::String(_) | Value::Null | Value::Bool(false)) => return Err(bad_request("Member can't be empty")),
-        Some(other) => other.to_string(),
+    let Some(given) = map.get("member") else {
+        return Err(bad_request("Member to be added not specified"));
     };
-    let member = state.glance().add_member(&viewer(&caller), &id, &member_id)?;
-    Ok(Json(member.to_json()))
+    // Glance tests the value's truth as Python does, then keeps it as given: the answer echoes it (`5` stays a
+    // number), while the database, and so every later read, holds its `str()`.
+    if python_falsy(given) {
+        return Err(bad_request("Member can't be empty"));
+    }
+    let member = state.glance().add_member(&viewer(&caller), &id, &crate::python::py_str(given))?;
+    let mut answer = member.to_json();
+    answer["member_id"] = given.clone();
+    Ok(Json(answer))
+}
+
+/// Python's truth test of a JSON value: `None`, `False`, zero, and empty strings, lists and objects are false.
+fn python_falsy(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+    }
 }
 
 async fn show_member(
