@@ -52,6 +52,14 @@ impl Cloud {
         id
     }
 
+    /// Boots `name` from a fresh installer ISO as `who`, with no network; returns the server's id (still building).
+    async fn boot_installer(&self, who: &Session, name: &str) -> String {
+        let image = self.upload_iso(who, "installer", json!({})).await;
+        let create = json!({"server": {"name": name, "imageRef": image, "flavorRef": "d1", "networks": "none"}});
+        let (_, _, created) = self.call(who, Method::POST, "/servers", Some("2.37"), Some(create)).await;
+        created["server"]["id"].as_str().unwrap().to_string()
+    }
+
     async fn image(&self, who: &Session, id: &str) -> (StatusCode, Value) {
         let r = self
             .http
@@ -828,10 +836,7 @@ async fn a_build_the_host_cannot_do_ends_in_error_with_novas_fault() {
 async fn consoles_follow_the_microversion_split_at_2_6() {
     let cloud = Cloud::start().await;
     let alice = cloud.login("alice", "alpha").await;
-    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
-    let create = json!({"server": {"name": "console-box", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
-    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
-    let id = created["server"]["id"].as_str().unwrap().to_string();
+    let id = cloud.boot_installer(&alice, "console-box").await;
     let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_fault(&body, status, "conflictingRequest", &format!("Instance {id} is not ready"));
@@ -959,10 +964,7 @@ async fn consoles_follow_the_microversion_split_at_2_6() {
 async fn console_urls_live_for_the_token_ttl_and_die_with_their_server() {
     let cloud = Cloud::start().await;
     let alice = cloud.login("alice", "alpha").await;
-    let image = cloud.upload_iso(&alice, "installer", json!({})).await;
-    let create = json!({"server": {"name": "console-box", "imageRef": image, "flavorRef": "d1", "networks": "none"}});
-    let (_, _, created) = cloud.call(&alice, Method::POST, "/servers", Some("2.37"), Some(create)).await;
-    let id = created["server"]["id"].as_str().unwrap().to_string();
+    let id = cloud.boot_installer(&alice, "console-box").await;
     cloud.advance(5);
     let open = || async {
         let (status, body) = cloud.action(&alice, &id, "2.5", json!({"os-getVNCConsole": {"type": "novnc"}})).await;
