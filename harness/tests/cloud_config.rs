@@ -310,3 +310,16 @@ fn yaml_errors_at_the_end_of_the_input_point_at_its_last_line() {
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
+
+#[test]
+fn yaml_errors_after_a_lone_carriage_return_are_located_in_the_lines_an_editor_shows() {
+    // YAML breaks the line at the lone `\r`; an editor does not, so the error after it is on the editor's line 2.
+    let yaml = "clouds:\n  fuzz:\n    auth:\n      auth_url: https://keystone.example:5000/v3\n      username: fal\rOMAIN_NAME\n      password: secret\n";
+    match run(&Case { env: &[], files: &[("/work/project/clouds.yaml", yaml)], cloud: None }) {
+        Err(ConfigError::Parse { location: Some((line, column)), .. }) => {
+            // YAML says line 7, column 15: its line 7 is the editor's line 6, `      password: secret`.
+            assert_eq!((line, column), (6, 15));
+        }
+        other => panic!("expected a located parse error, got {other:?}"),
+    }
+}

@@ -471,7 +471,7 @@ fn parse_file(path: &Path, text: &str) -> Result<LoadedFile, ConfigError> {
     } else {
         let de = serde_norway::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|e| {
-            let location = e.inner().location().map(|l| within_text(text, l.line(), l.column()));
+            let location = e.inner().location().map(|l| yaml_location_in_text(text, l.line(), l.column()));
             (e.path().to_string(), location, strip_location(&e.inner().to_string()))
         })
     };
@@ -497,16 +497,33 @@ fn char_location(text: &str, line: usize, byte_column: usize) -> (usize, usize) 
     (line, before.chars().count() + 1)
 }
 
-/// A parser's 1-based location kept inside `text`: the YAML parser puts the end of an input that does not end with a
-/// newline on the line after the last, and counts a lone carriage return as a line break, which no editor shows as a
-/// line. Such a location becomes the end of the last line.
-fn within_text(text: &str, line: usize, column: usize) -> (usize, usize) {
-    let lines = text.split('\n').count();
-    if line <= lines {
-        return (line, column);
+/// The YAML parser's 1-based line and column as an editor shows them. YAML breaks lines at `\r`, NEL and the Unicode
+/// line and paragraph separators too, where an editor shows one line, and puts the end of an input without a final
+/// newline on the line after the last: the place is found by YAML's rules, then counted in `\n`-separated lines,
+/// and kept inside the text.
+fn yaml_location_in_text(text: &str, line: usize, column: usize) -> (usize, usize) {
+    let (mut yaml_line, mut yaml_column) = (1, 1);
+    let (mut text_line, mut text_column) = (1, 1);
+    let mut chars = text.chars().peekable();
+    while (yaml_line, yaml_column) < (line, column) {
+        let Some(c) = chars.next() else { break };
+        let yaml_break = match c {
+            '\r' => chars.peek() != Some(&'\n'),
+            '\n' | '\u{85}' | '\u{2028}' | '\u{2029}' => true,
+            _ => false,
+        };
+        if yaml_break {
+            (yaml_line, yaml_column) = (yaml_line + 1, 1);
+        } else if c != '\r' {
+            yaml_column += 1;
+        }
+        if c == '\n' {
+            (text_line, text_column) = (text_line + 1, 1);
+        } else {
+            text_column += 1;
+        }
     }
-    let last = text.rsplit('\n').next().unwrap_or_default();
-    (lines, last.chars().count() + 1)
+    (text_line, text_column)
 }
 
 /// Parsers repeat the path and position we already report separately.
