@@ -183,6 +183,8 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         Ok(request) => next.run(request).await,
         Err(page) => page,
     };
+    // Read before webob's page replaces the response (and its extensions).
+    let fault = response.extensions().get::<crate::faults::AppliedFault>().map(|f| f.0.clone());
     if service == Some(Service::Image) {
         response = as_webob_page(response, format);
     }
@@ -196,7 +198,6 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         }
     }
     let microversion = headers.get("openstack-api-version").and_then(|v| v.to_str().ok()).map(String::from);
-    let fault = response.extensions().get::<crate::faults::AppliedFault>().map(|f| f.0.clone());
     state.journal().record(JournalEntry {
         seq: 0,
         service: service_name.to_string(),
