@@ -40,7 +40,7 @@ pub struct FaultPlan {
 
 /// One rule: which requests it concerns, what it does to them, and how often.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, try_from = "RuleFields")]
 pub struct FaultRule {
     /// A label for people; shown in the journal and by `GET /mockstack/faults`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,6 +50,33 @@ pub struct FaultRule {
     pub action: FaultAction,
     #[serde(default)]
     pub when: FaultWhen,
+}
+
+/// A rule as written, before the checks that involve several of its fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleFields {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(rename = "match", default)]
+    matcher: FaultMatch,
+    action: FaultAction,
+    #[serde(default)]
+    when: FaultWhen,
+}
+
+impl TryFrom<RuleFields> for FaultRule {
+    type Error = String;
+    fn try_from(f: RuleFields) -> Result<Self, String> {
+        let m = &f.matcher;
+        if f.action.is_lifecycle() && (m.service.is_some() || m.method.is_some() || m.path.is_some()) {
+            return Err(format!(
+                "an {} rule concerns an instance's build, not a request: match it by project and resource_name only",
+                f.action.kind()
+            ));
+        }
+        Ok(FaultRule { name: f.name, matcher: f.matcher, action: f.action, when: f.when })
+    }
 }
 
 /// What a request must be for a rule to concern it; every field given must hold, an absent one holds always.
@@ -110,6 +137,23 @@ pub enum FaultAction {
     DropConnection,
     /// A 429 or 503 with `Retry-After: retry_after`, in the service's own error body.
     Throttle { status: ThrottleStatus, retry_after: u32 },
+    /// Not a request fault: an instance whose build reaches `step` goes to ERROR with a fault (code 500, `message`).
+    /// Such a rule matches on `project` and `resource_name` (the server's name) only, when the build gets there.
+    InstanceError {
+        step: BuildStep,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+}
+
+/// The build steps an `instance_error` can stop an instance at: with the task state it then has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStep {
+    /// Block devices are being prepared (before the host builds the domain).
+    BlockDeviceMapping,
+    /// The domain was built and is spawning (before it runs).
+    Spawning,
 }
 
 impl FaultAction {
@@ -119,7 +163,13 @@ impl FaultAction {
             FaultAction::Delay { .. } => "delay",
             FaultAction::DropConnection => "drop_connection",
             FaultAction::Throttle { .. } => "throttle",
+            FaultAction::InstanceError { .. } => "instance_error",
         }
+    }
+
+    /// Whether the action happens to a resource's lifecycle rather than to a request.
+    fn is_lifecycle(&self) -> bool {
+        matches!(self, FaultAction::InstanceError { .. })
     }
 }
 
@@ -468,10 +518,29 @@ impl Faults {
         (project, name)
     }
 
+    /// The first `instance_error` rule for `step` that fires for an instance of `project` named `name` reaching it.
+    pub fn decide_build(&self, step: BuildStep, project_id: &str, project_name: &str, name: &str) -> Option<Firing> {
+        let facts = RequestFacts {
+            service: Some(Service::Compute),
+            project_id: Some(project_id),
+            project_name: Some(project_name),
+            resource_names: vec![name.to_string()],
+            ..RequestFacts::default()
+        };
+        self.first_firing(&facts, |action| matches!(action, FaultAction::InstanceError { step: s, .. } if *s == step))
+    }
+
     /// The first rule that fires for a request, counted and drawn for.
     pub fn decide(&self, facts: &RequestFacts) -> Option<Firing> {
+        self.first_firing(facts, |action| !action.is_lifecycle())
+    }
+
+    fn first_firing(&self, facts: &RequestFacts, concerns: impl Fn(&FaultAction) -> bool) -> Option<Firing> {
         let mut active = self.active.lock().unwrap();
         for (index, rule) in active.rules.iter_mut().enumerate() {
+            if !concerns(&rule.rule.action) {
+                continue;
+            }
             if !rule.rule.matcher.holds(facts) {
                 continue;
             }
@@ -578,6 +647,8 @@ pub async fn apply_faults(State(state): State<AppState>, request: Request, next:
             hold(&state, seconds.0).await;
             next.run(request).await
         }
+        // `decide` never picks one; answered normally should that change.
+        FaultAction::InstanceError { .. } => next.run(request).await,
         FaultAction::DropConnection => {
             let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
             response.extensions_mut().insert(DropConnection);

@@ -330,3 +330,60 @@ fn a_bad_faults_file_is_located_at_the_bad_value() {
     let missing = FaultPlan::load(std::path::Path::new("/nonexistent/faults.toml")).unwrap_err().to_string();
     assert!(missing.contains("/nonexistent/faults.toml"), "{missing}");
 }
+
+async fn show_server(mock: &MockStack, token: &str, id: &str) -> Value {
+    let path = format!("/compute/v2.1/servers/{id}");
+    call(mock, token, reqwest::Method::GET, &path, None).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test]
+async fn an_instance_error_rule_stops_the_named_build_at_its_step() {
+    let manual = Config { clock: ClockMode::Manual { tick: Duration::ZERO }, ..Config::default() };
+    let mock = start(manual).await;
+    let admin = token(&mock, "admin", "admin").await;
+    let alice = token(&mock, "alice", "alpha").await;
+    let (status, body) = admin_call(
+        &mock,
+        &admin,
+        reqwest::Method::PUT,
+        Some(json!({"rules": [{"match": {"path": "/v2.1/servers"}, "action": {"instance_error": {"step": "spawning"}}}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a build is not a request: {body}");
+    put_faults(
+        &mock,
+        &admin,
+        json!({"rules": [{"match": {"project": "alpha", "resource_name": "doomed"},
+            "action": {"instance_error": {"step": "block_device_mapping", "message": "No valid host was found."}}}]}),
+    )
+    .await;
+    let body = json!({"name": "disk", "disk_format": "raw", "container_format": "bare"});
+    let r = call(&mock, &alice, reqwest::Method::POST, "/image/v2/images", Some(body)).await.unwrap();
+    let image = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let r = reqwest::Client::new()
+        .put(format!("{}/image/v2/images/{image}/file", mock.url()))
+        .header("x-auth-token", &alice)
+        .header("content-type", "application/octet-stream")
+        .body(vec![0u8; 4096])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let mut servers = Vec::new();
+    for name in ["doomed", "fine"] {
+        let body = json!({"server": {"name": name, "imageRef": image, "flavorRef": "1"}});
+        let r = call(&mock, &alice, reqwest::Method::POST, "/compute/v2.1/servers", Some(body)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{name}");
+        servers.push(r.json::<Value>().await.unwrap()["server"]["id"].as_str().unwrap().to_string());
+    }
+    mock.state().clock().advance(Duration::from_secs(600));
+    let doomed: Value = show_server(&mock, &alice, &servers[0]).await;
+    assert_eq!(doomed["server"]["status"], "ERROR", "{doomed}");
+    assert_eq!(doomed["server"]["fault"]["message"], "No valid host was found.", "{doomed}");
+    assert_eq!(doomed["server"]["fault"]["code"], 500, "{doomed}");
+    let fine: Value = show_server(&mock, &alice, &servers[1]).await;
+    assert!(fine["server"].get("fault").is_none(), "another name builds: {fine}");
+    let report = admin_call(&mock, &admin, reqwest::Method::GET, None).await.1;
+    assert_eq!(report["rules"][0]["applied"], 1, "{report}");
+    mock.shutdown().await.unwrap();
+}
