@@ -144,6 +144,10 @@ pub enum FaultAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
     },
+    /// Not a request fault: a snapshot (`createImage`) whose upload would finish never does; the server stays in
+    /// `image_uploading` and the image in `saving`. Matched by `project` and `resource_name` (the snapshot's or the
+    /// server's name) only.
+    SnapshotStuck,
 }
 
 /// The build steps an `instance_error` can stop an instance at: with the task state it then has.
@@ -164,12 +168,13 @@ impl FaultAction {
             FaultAction::DropConnection => "drop_connection",
             FaultAction::Throttle { .. } => "throttle",
             FaultAction::InstanceError { .. } => "instance_error",
+            FaultAction::SnapshotStuck => "snapshot_stuck",
         }
     }
 
     /// Whether the action happens to a resource's lifecycle rather than to a request.
     fn is_lifecycle(&self) -> bool {
-        matches!(self, FaultAction::InstanceError { .. })
+        matches!(self, FaultAction::InstanceError { .. } | FaultAction::SnapshotStuck)
     }
 }
 
@@ -530,6 +535,18 @@ impl Faults {
         self.first_firing(&facts, |action| matches!(action, FaultAction::InstanceError { step: s, .. } if *s == step))
     }
 
+    /// The first `snapshot_stuck` rule that fires for a snapshot of `project` whose image or server has one of `names`.
+    pub fn decide_snapshot(&self, project_id: &str, project_name: &str, names: Vec<String>) -> Option<Firing> {
+        let facts = RequestFacts {
+            service: Some(Service::Compute),
+            project_id: Some(project_id),
+            project_name: Some(project_name),
+            resource_names: names,
+            ..RequestFacts::default()
+        };
+        self.first_firing(&facts, |action| matches!(action, FaultAction::SnapshotStuck))
+    }
+
     /// The first rule that fires for a request, counted and drawn for.
     pub fn decide(&self, facts: &RequestFacts) -> Option<Firing> {
         self.first_firing(facts, |action| !action.is_lifecycle())
@@ -648,7 +665,7 @@ pub async fn apply_faults(State(state): State<AppState>, request: Request, next:
             next.run(request).await
         }
         // `decide` never picks one; answered normally should that change.
-        FaultAction::InstanceError { .. } => next.run(request).await,
+        FaultAction::InstanceError { .. } | FaultAction::SnapshotStuck => next.run(request).await,
         FaultAction::DropConnection => {
             let mut response = StatusCode::INTERNAL_SERVER_ERROR.into_response();
             response.extensions_mut().insert(DropConnection);

@@ -337,7 +337,7 @@ async fn show_server(mock: &MockStack, token: &str, id: &str) -> Value {
 }
 
 #[tokio::test]
-async fn an_instance_error_rule_stops_the_named_build_at_its_step() {
+async fn instance_error_and_snapshot_stuck_rules_hold_back_the_named_resources() {
     let manual = Config { clock: ClockMode::Manual { tick: Duration::ZERO }, ..Config::default() };
     let mock = start(manual).await;
     let admin = token(&mock, "admin", "admin").await;
@@ -383,7 +383,25 @@ async fn an_instance_error_rule_stops_the_named_build_at_its_step() {
     assert_eq!(doomed["server"]["fault"]["code"], 500, "{doomed}");
     let fine: Value = show_server(&mock, &alice, &servers[1]).await;
     assert!(fine["server"].get("fault").is_none(), "another name builds: {fine}");
+    assert_eq!(fine["server"]["status"], "ACTIVE", "{fine}");
+
+    // A snapshot that never finishes: only the one named so.
+    put_faults(&mock, &admin, json!({"rules": [{"match": {"resource_name": "stuck"}, "action": "snapshot_stuck"}]}))
+        .await;
+    for (name, task, image_status) in [("done", Value::Null, "active"), ("stuck", json!("image_uploading"), "saving")] {
+        let path = format!("/compute/v2.1/servers/{}/action", servers[1]);
+        let body = json!({"createImage": {"name": name}});
+        let r = call(&mock, &alice, reqwest::Method::POST, &path, Some(body)).await.unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{name}");
+        let location = r.headers()["location"].to_str().unwrap().to_string();
+        let snapshot = location.rsplit('/').next().unwrap().to_string();
+        mock.state().clock().advance(Duration::from_secs(900));
+        let server = show_server(&mock, &alice, &servers[1]).await;
+        assert_eq!(server["server"]["OS-EXT-STS:task_state"], task, "{name}: {server}");
+        let image = mock.state().glance().image(&snapshot).unwrap();
+        assert_eq!(image.status.to_string(), image_status, "{name}");
+    }
     let report = admin_call(&mock, &admin, reqwest::Method::GET, None).await.1;
-    assert_eq!(report["rules"][0]["applied"], 1, "{report}");
+    assert_eq!(report["rules"][0]["applied"], 1, "the snapshot rule held one: {report}");
     mock.shutdown().await.unwrap();
 }

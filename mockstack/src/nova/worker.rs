@@ -202,7 +202,11 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
                 fail_snapshot(state, id, ts, &image_id, &e);
             }
         }
-        Step::SnapshotUploaded => finish_snapshot(state, id, ts),
+        Step::SnapshotUploaded => {
+            if !snapshot_held(state, id) {
+                finish_snapshot(state, id, ts)
+            }
+        }
         Step::Deleted => {
             let mut table = state.nova().servers();
             let Some(mut server) = table.live.remove(id) else { return };
@@ -329,6 +333,17 @@ fn fail_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp, image_id: &str
 }
 
 /// The driver copies the first disk and uploads it; Glance makes the image active.
+/// Whether a `snapshot_stuck` fault rule holds the instance's snapshot back forever (its upload never finishes).
+fn snapshot_held(state: &AppState, id: &str) -> bool {
+    let Some(server) = state.nova().server(id) else { return false };
+    let mut names = vec![server.name.clone()];
+    if let Some(name) = server.snapshot_image.as_deref().and_then(|i| state.glance().image(i)).and_then(|i| i.name) {
+        names.push(name);
+    }
+    let project_name = server.system_metadata.get("owner_project_name").cloned().unwrap_or_default();
+    state.faults().decide_snapshot(&server.project_id, &project_name, names).is_some()
+}
+
 fn finish_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp) {
     let Some((domain, image_id)) = with_server(state, id, |s| (s.compute.clone(), s.snapshot_image.clone())) else {
         return;
