@@ -90,6 +90,19 @@ fn a_bad_scenario_file_is_bad_input() {
 }
 
 #[test]
+fn a_bad_faults_file_is_bad_input_located_at_its_line() {
+    let home = tempfile::tempdir().unwrap();
+    let faults = home.path().join("broken.toml");
+    std::fs::write(&faults, "seed = 1\n\n[[rules]]\naction = { throttle = { status = 500, retry_after = 1 } }\n")
+        .unwrap();
+    let out =
+        isoharness(home.path()).args(["mock", "--listen", "127.0.0.1:0", "--faults"]).arg(&faults).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("broken.toml:4:"), "the error names the file and line: {}", show(&out));
+    assert!(text(&out.stderr).contains("429 or 503"), "{}", show(&out));
+}
+
+#[test]
 fn a_cloud_command_without_a_cloud_is_bad_input() {
     let home = tempfile::tempdir().unwrap();
     for args in [vec!["validate-image", "some-image"], vec!["cleanup"]] {

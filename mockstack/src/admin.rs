@@ -1,4 +1,4 @@
-//! The mock-only `/mockstack` API: the request journal, the clock, and (from the compute side) domain XML.
+//! The mock-only `/mockstack` API: the request journal, the clock, fault rules, and (from the compute side) domain XML.
 
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .route("/journal", get(journal).delete(clear_journal))
         .route("/clock", get(clock))
         .route("/clock/advance", post(advance_clock))
+        .route("/faults", get(faults).put(replace_faults).delete(clear_faults))
         .merge(crate::nova::admin_router())
 }
 
@@ -75,4 +76,32 @@ async fn advance_clock(
     }
     state.clock().advance(Duration::from_secs_f64(advance.seconds));
     Ok(Json(json!({ "elapsed_ms": state.clock().elapsed().as_millis() as u64 })))
+}
+
+async fn faults(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller)?;
+    Ok(Json(state.faults().report()))
+}
+
+/// Replaces every rule with the body's, the faults file's shape in JSON; counters start again.
+async fn replace_faults(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&caller)?;
+    let plan: crate::faults::FaultPlan = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::identity(
+            StatusCode::BAD_REQUEST,
+            format!("expected a fault plan ({{\"seed\": N, \"rules\": [...]}}): {e}"),
+        )
+    })?;
+    state.faults().replace(plan);
+    Ok(Json(state.faults().report()))
+}
+
+async fn clear_faults(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    require_admin(&caller)?;
+    state.faults().clear();
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -21,6 +21,9 @@ pub struct JournalEntry {
     pub at_ms: u64,
     /// The `OpenStack-API-Version` the response carried, if any.
     pub microversion: Option<String>,
+    /// The fault rule applied to the request (`rule 0 (name): http_error`), if one was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 impl JournalEntry {
@@ -89,6 +92,7 @@ mod tests {
             request_id: "req-1".into(),
             at_ms: 0,
             microversion: None,
+            fault: None,
         }
     }
 

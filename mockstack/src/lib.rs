@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod clock;
 pub mod error;
+pub mod faults;
 pub mod glance;
 pub mod identity;
 pub mod journal;

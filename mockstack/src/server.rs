@@ -29,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .route("/compute/", axum::routing::get(crate::nova::versions))
         .nest("/compute", crate::nova::router())
         .nest("/mockstack", crate::admin::router())
+        // Inside the request context: a faulted request gets its request id and is journaled like any other.
+        .layer(middleware::from_fn_with_state(state.clone(), crate::faults::apply_faults))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
 }
@@ -151,6 +153,9 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", MOCKSTACK, "/journal"),
     route("GET", MOCKSTACK, "/clock"),
     route("POST", MOCKSTACK, "/clock/advance"),
+    route("GET", MOCKSTACK, "/faults"),
+    route("PUT", MOCKSTACK, "/faults"),
+    route("DELETE", MOCKSTACK, "/faults"),
     // nova/admin.rs, nova/consoles.rs (`pages`)
     route("GET", MOCKSTACK, "/servers/{id}/domain.xml"),
     route("GET", MOCKSTACK, "/compute/options"),
@@ -178,6 +183,8 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         Ok(request) => next.run(request).await,
         Err(page) => page,
     };
+    // Read before webob's page replaces the response (and its extensions).
+    let fault = response.extensions().get::<crate::faults::AppliedFault>().map(|f| f.0.clone());
     if service == Some(Service::Image) {
         response = as_webob_page(response, format);
     }
@@ -201,6 +208,7 @@ async fn request_context(State(state): State<AppState>, mut request: Request, ne
         request_id,
         at_ms: state.clock().elapsed().as_millis() as u64,
         microversion,
+        fault,
     });
     response
 }
@@ -378,6 +386,11 @@ fn catch_up_compute(state: &AppState) {
     }
 }
 
+/// A path below its service's prefix (`/v2/images` for `/image/v2/images`); the path itself outside the services.
+pub(crate) fn service_relative_path(path: &str) -> &str {
+    split_service(path).2
+}
+
 fn split_service(path: &str) -> (Option<Service>, &str, &str) {
     for (prefix, service, name) in [
         ("/identity", Some(Service::Identity), "identity"),
@@ -428,7 +441,19 @@ where
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-            tower::ServiceExt::oneshot(app.clone(), request.map(Body::new))
+            let answer = tower::ServiceExt::oneshot(app.clone(), request.map(Body::new));
+            async move {
+                let response = match answer.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                // A service error makes hyper close the connection without writing a response, which is what a
+                // `drop_connection` fault asks for.
+                if response.extensions().get::<crate::faults::DropConnection>().is_some() {
+                    return Err(ConnectionDropped);
+                }
+                Ok(response)
+            }
         });
         let connection = http.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let mut closing = closing.subscribe();
@@ -448,6 +473,18 @@ where
     closing.closed().await;
     Ok(())
 }
+
+/// The error that closes a connection a `drop_connection` fault chose.
+#[derive(Debug)]
+struct ConnectionDropped;
+
+impl std::fmt::Display for ConnectionDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by a fault rule")
+    }
+}
+
+impl std::error::Error for ConnectionDropped {}
 
 /// A running mockstack; stops when [`MockStack::shutdown`] is called or it is dropped.
 pub struct MockStack {

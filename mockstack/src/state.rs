@@ -35,6 +35,8 @@ pub struct Config {
     /// How long a client may take to send a request's headers (the request line included) before the connection
     /// is closed: Apache's `mod_reqtimeout` in front of devstack's services allows 20 s.
     pub header_read_timeout: Duration,
+    /// The fault rules applied to requests from the start (`isoharness mock --faults FILE`); empty by default.
+    pub faults: crate::faults::FaultPlan,
 }
 
 /// [`Config::header_read_timeout`]'s default.
@@ -54,6 +56,7 @@ impl Default for Config {
             driver_floppy_image: Some(guestsim::DEFAULT_DRIVER_FLOPPY_IMAGE.into()),
             quota: crate::nova::quota::DEFAULT_QUOTA,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            faults: crate::faults::FaultPlan::default(),
         }
     }
 }
@@ -70,6 +73,7 @@ struct AppStateInner {
     clock: Arc<Clock>,
     tokens: TokenStore,
     journal: Journal,
+    faults: crate::faults::Faults,
     glance: crate::glance::GlanceState,
     nova: crate::nova::NovaState,
     base_url: OnceLock<String>,
@@ -94,12 +98,14 @@ impl AppState {
         let glance = crate::glance::GlanceState::new(&data_dir.join("images"))?;
         glance.configure(clock.clone(), config.image_size_cap);
         let nova = crate::nova::NovaState::new(&data_dir.join("instances"))?;
+        let faults = crate::faults::Faults::new(&config.faults);
         Ok(AppState {
             inner: Arc::new(AppStateInner {
                 config,
                 clock,
                 tokens: TokenStore::default(),
                 journal: Journal::default(),
+                faults,
                 glance,
                 nova,
                 base_url: OnceLock::new(),
@@ -123,6 +129,10 @@ impl AppState {
 
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    pub fn faults(&self) -> &crate::faults::Faults {
+        &self.inner.faults
     }
 
     pub fn identities(&self) -> &IdentitySet {

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use guestsim::Layout;
 use harness::exit::ExitStatus;
+use mockstack::faults::FaultPlan;
 use mockstack::{ClockMode, Config, IdentitySet, MockStack};
 
 /// The exit statuses `mock` ends with.
@@ -57,6 +58,10 @@ pub struct MockArgs {
     /// mod_reqtimeout in front of devstack allows 20)
     #[arg(long, value_name = "SECONDS", default_value_t = mockstack::state::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub header_read_timeout: u64,
+    /// A faults file (TOML: rules that answer matching requests with an error, a delay, a dropped connection or
+    /// throttling, seeded so a run replays); the rules can be changed later with PUT /mockstack/faults
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
 }
 
 impl MockArgs {
@@ -65,6 +70,11 @@ impl MockArgs {
         let identities = match &self.identities {
             Some(path) => IdentitySet::load(path)?,
             None => IdentitySet::builtin(),
+        };
+        // A faults file's errors are bad input (exit 2), located as FILE:LINE:COLUMN.
+        let faults = match &self.faults {
+            Some(path) => FaultPlan::load(path)?,
+            None => FaultPlan::default(),
         };
         let mut config = Config {
             identities,
@@ -75,6 +85,7 @@ impl MockArgs {
             virtio_win_image: unless_empty(&self.virtio_win_image),
             driver_floppy_image: unless_empty(&self.driver_floppy_image),
             header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            faults,
             ..Config::default()
         };
         if let Some(cap) = self.image_size_cap {
@@ -103,6 +114,11 @@ pub async fn run(args: MockArgs) -> anyhow::Result<ExitStatus> {
     eprint!("{}", state.identities().summary());
     if builtin {
         eprintln!("(built-in identities: each password is `mockstack-<user name>`)");
+    }
+    let faults = state.faults().report();
+    if let Some(rules) = faults["rules"].as_array().filter(|r| !r.is_empty()) {
+        // The seed is printed so that a run whose file named none can be replayed with it.
+        eprintln!("faults: {} rule(s), seed {}", rules.len(), faults["seed"]);
     }
     if args.print_env
         && let Some(admin) = state.identities().user_by_name("admin")

@@ -6,6 +6,7 @@ use super::compute::{self, BuildFailure, BuildSpec};
 use super::instance_actions::InstanceAction;
 use super::lifecycle::{Pending, PowerState, Step, TaskState, VmState, timing};
 use super::servers::{COMPUTE_HOST, Fault, Server, stamp};
+use crate::faults::{BuildStep, FaultAction};
 use crate::state::AppState;
 
 /// Nova's `sync_power_states` period: how long a skipped power sync waits for the next try.
@@ -67,6 +68,9 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
             });
         }
         Step::StartSpawn => {
+            if injected_build_fault(state, id, ts, BuildStep::BlockDeviceMapping) {
+                return;
+            }
             let Some(spec) = with_server(state, id, |s| {
                 s.task_state = Some(TaskState::Spawning);
                 s.updated_at = ts;
@@ -110,7 +114,11 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
                 }
             });
         }
-        Step::Launched => power_on(state, id, at, "create", "compute__do_build_and_run_instance"),
+        Step::Launched => {
+            if !injected_build_fault(state, id, ts, BuildStep::Spawning) {
+                power_on(state, id, at, "create", "compute__do_build_and_run_instance")
+            }
+        }
         Step::GuestShutdown { run } => {
             let Some((domain, guest)) = with_server(state, id, |s| {
                 (s.run == run && s.power_state == PowerState::Running).then(|| (s.compute.clone(), s.guest.clone()))
@@ -194,7 +202,11 @@ fn apply(state: &AppState, id: &str, at: Duration, step: Step) {
                 fail_snapshot(state, id, ts, &image_id, &e);
             }
         }
-        Step::SnapshotUploaded => finish_snapshot(state, id, ts),
+        Step::SnapshotUploaded => {
+            if !snapshot_held(state, id) {
+                finish_snapshot(state, id, ts)
+            }
+        }
         Step::Deleted => {
             let mut table = state.nova().servers();
             let Some(mut server) = table.live.remove(id) else { return };
@@ -226,6 +238,27 @@ fn set_task(state: &AppState, id: &str, ts: jiff::Timestamp, task: TaskState) {
         s.task_state = Some(task);
         s.updated_at = ts;
     });
+}
+
+/// Applies an `instance_error` fault rule for `step` if one fires for the instance: it goes to ERROR with the rule's
+/// fault, as a build the host gave up on. Whether it did.
+fn injected_build_fault(state: &AppState, id: &str, ts: jiff::Timestamp, step: BuildStep) -> bool {
+    let Some(server) = state.nova().server(id) else { return false };
+    let project_name = server.system_metadata.get("owner_project_name").cloned().unwrap_or_default();
+    let Some(firing) = state.faults().decide_build(step, &server.project_id, &project_name, &server.name) else {
+        return false;
+    };
+    let FaultAction::InstanceError { message, .. } = firing.action else { return false };
+    let message = message.unwrap_or_else(|| format!("Build of instance {id} aborted: injected by {}", firing.label));
+    with_server(state, id, |s| {
+        s.power_state = PowerState::NoState;
+        s.updated_at = ts;
+        if let Some(a) = last_action(s, "create") {
+            a.finish_event("compute__do_build_and_run_instance", ts, Some(&message));
+        }
+        fail(s, ts, message);
+    });
+    true
 }
 
 /// The compute host hit an error it cannot recover from: the instance goes to ERROR with a fault.
@@ -300,6 +333,17 @@ fn fail_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp, image_id: &str
 }
 
 /// The driver copies the first disk and uploads it; Glance makes the image active.
+/// Whether a `snapshot_stuck` fault rule holds the instance's snapshot back forever (its upload never finishes).
+fn snapshot_held(state: &AppState, id: &str) -> bool {
+    let Some(server) = state.nova().server(id) else { return false };
+    let mut names = vec![server.name.clone()];
+    if let Some(name) = server.snapshot_image.as_deref().and_then(|i| state.glance().image(i)).and_then(|i| i.name) {
+        names.push(name);
+    }
+    let project_name = server.system_metadata.get("owner_project_name").cloned().unwrap_or_default();
+    state.faults().decide_snapshot(&server.project_id, &project_name, names).is_some()
+}
+
 fn finish_snapshot(state: &AppState, id: &str, ts: jiff::Timestamp) {
     let Some((domain, image_id)) = with_server(state, id, |s| (s.compute.clone(), s.snapshot_image.clone())) else {
         return;
