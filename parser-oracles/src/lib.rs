@@ -130,7 +130,7 @@ pub fn cloud_config(data: &[u8]) {
     }
 }
 
-/// `isoharness inspect` (qcow2/raw/VMDK/VHDX/VDI detection, partition and ISO 9660 sniffing) and guestsim's sniffers
+/// Image inspection as `validate-image` does it (qcow2/raw/VMDK/VHDX/VDI detection, partition and ISO 9660 sniffing) and guestsim's sniffers
 /// that mockstack's Glance uses on uploads.
 pub fn image_inspect(data: &[u8]) {
     let inspected = harness::inspect::inspect_bytes(data);
