@@ -1143,37 +1143,20 @@ fn alive_processes(layout: &Dirs) -> Vec<String> {
 
 /// Stops every process `up` started (their whole process groups), then checks nothing is left.
 ///
-/// All groups are signalled at once, services before the databases they use; uWSGI gets SIGINT
-/// (its immediate shutdown: on SIGTERM Glance waits for its worker threads), the rest SIGTERM.
-/// Whatever is still there after 15 s gets SIGKILL.
+/// The groups are signalled in two waves. First every service at once, before the databases they use; uWSGI gets
+/// SIGINT (its immediate shutdown: on SIGTERM Glance waits for its worker threads), the rest SIGTERM. Then, once the
+/// first wave is gone, epmd: an Erlang node that finds no epmd while it shuts down (rabbitmq-server's stop runs
+/// one) starts an epmd of its own, detached from every group, which would hold the port after `down`. Whatever is
+/// still there 15 s after its signal gets SIGKILL.
 pub fn down(layout: &Dirs) -> anyhow::Result<()> {
     let started = Instant::now();
     if read_pid(layout, "libvirtd").is_some_and(pid_alive) {
         libvirt::remove_domains(layout);
     }
-    let mut running: Vec<(&str, u32)> = Vec::new();
-    for name in PROCESSES.iter().rev() {
-        let Some(group) = read_pid(layout, name) else { continue };
-        let members = group_members(group);
-        if members.is_empty() {
-            let _ = fs::remove_file(layout.pid_file(name));
-            continue;
-        }
-        let signal = if is_uwsgi(name) { "INT" } else { "TERM" };
-        eprintln!("realstack: stopping {name} (SIG{signal} to process group {group}: {} processes)", members.len());
-        signal_group(group, signal);
-        running.push((name, group));
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while running.iter().any(|(_, group)| !group_members(*group).is_empty()) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for (name, group) in &running {
-        if !group_members(*group).is_empty() {
-            eprintln!("realstack: {name} still runs 15 s after the signal: SIGKILL");
-            signal_group(*group, "KILL");
-        }
-    }
+    let (last, first): (Vec<&str>, Vec<&str>) =
+        PROCESSES.iter().rev().copied().partition(|name| STOPPED_LAST.contains(name));
+    let mut running = stop_groups(layout, &first);
+    running.extend(stop_groups(layout, &last));
     std::thread::sleep(Duration::from_millis(200));
     for guest in libvirt::stray_guests(layout) {
         eprintln!("realstack: a QEMU guest (pid {guest}) outlived libvirtd: SIGKILL");
@@ -1187,6 +1170,15 @@ pub fn down(layout: &Dirs) -> anyhow::Result<()> {
         let _ = fs::remove_file(layout.pid_file(name));
     }
     let ports = Ports::from_base(PORT_BASE);
+    // An epmd started by an Erlang node behind our back (see above) is out of every group: ask it to leave.
+    if TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], ports.epmd)), Duration::from_millis(200)).is_ok() {
+        eprintln!("realstack: an epmd outside the cloud's processes holds port {}: asking it to exit", ports.epmd);
+        let _ = Command::new("epmd")
+            .args(["-port", &ports.epmd.to_string(), "-kill"])
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .status();
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while check_ports_free(&ports).is_err() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
@@ -1197,6 +1189,38 @@ pub fn down(layout: &Dirs) -> anyhow::Result<()> {
         format!("down: stopped {} processes, every port of {PORT_BASE}-{} is free", running.len(), PORT_BASE + 9),
     );
     Ok(())
+}
+
+/// What `down` stops only after the rest is gone.
+const STOPPED_LAST: &[&str] = &["epmd"];
+
+/// Signals the process groups of `names` at once, waits up to 15 s for them to end, SIGKILLs what is left, and
+/// returns the groups it signalled.
+fn stop_groups<'a>(layout: &Dirs, names: &[&'a str]) -> Vec<(&'a str, u32)> {
+    let mut running = Vec::new();
+    for name in names {
+        let Some(group) = read_pid(layout, name) else { continue };
+        let members = group_members(group);
+        if members.is_empty() {
+            let _ = fs::remove_file(layout.pid_file(name));
+            continue;
+        }
+        let signal = if is_uwsgi(name) { "INT" } else { "TERM" };
+        eprintln!("realstack: stopping {name} (SIG{signal} to process group {group}: {} processes)", members.len());
+        signal_group(group, signal);
+        running.push((*name, group));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while running.iter().any(|(_, group)| !group_members(*group).is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for (name, group) in &running {
+        if !group_members(*group).is_empty() {
+            eprintln!("realstack: {name} still runs 15 s after the signal: SIGKILL");
+            signal_group(*group, "KILL");
+        }
+    }
+    running
 }
 
 fn is_uwsgi(name: &str) -> bool {
