@@ -57,11 +57,10 @@ pub fn install_verdict(
             Meaning::Failed => (OutcomeKind::InstallFailed, "failed"),
             Meaning::Refused => (OutcomeKind::Rejected, "refused the machine"),
         };
-        let line = console.lines().nth(found.line).unwrap_or_default();
         return InstallVerdict::Failed {
             outcome,
             reason: format!("the installer {what} ({} says \"{}\")", found.message.installer, found.message.text),
-            evidence: tail_around(console, line),
+            evidence: lines_ending_at(console, found.line),
         };
     }
     if let Some(line) = console.lines().find(|l| INSTALLER_WAITS_FOR_A_PERSON.iter().any(|m| l.contains(m))) {
@@ -185,9 +184,15 @@ fn line_of(text: &str, offset: usize) -> &str {
 
 /// The line and the two before it, as evidence.
 fn tail_around(console: &str, line: &str) -> Vec<String> {
+    let at = console.lines().position(|l| l == line).unwrap_or(usize::MAX);
+    lines_ending_at(console, at)
+}
+
+/// The console line numbered `at` (0-based; the last line if there is none) and the two before it.
+fn lines_ending_at(console: &str, at: usize) -> Vec<String> {
     let lines: Vec<&str> = console.lines().collect();
-    let at = lines.iter().position(|l| *l == line).unwrap_or(lines.len().saturating_sub(1));
-    lines[at.saturating_sub(2)..=at.min(lines.len().saturating_sub(1))].iter().map(|l| l.to_string()).collect()
+    let at = at.min(lines.len().saturating_sub(1));
+    lines[at.saturating_sub(2)..(at + 1).min(lines.len())].iter().map(|l| l.to_string()).collect()
 }
 
 fn last_lines(console: &str, n: usize) -> Vec<String> {
@@ -221,6 +226,16 @@ mod tests {
 
     /// (status, task_state, console, waited s, quiet s, expected verdict kind, outcome and text).
     type InstallCase<'a> = (&'a str, Option<&'a str>, &'a str, u64, u64, &'a str);
+
+    #[test]
+    fn the_evidence_ends_at_the_line_the_message_starts_on_even_when_an_earlier_line_reads_the_same() {
+        let console = "No disks detected.\nq\nNo disks detected.\nPlease shut down the computer, connect at least one \
+                       disk, and restart to complete installation.\n";
+        let server = ServerInfo { status: "ACTIVE".into(), ..ServerInfo::default() };
+        let verdict = install_verdict(&server, console, Duration::from_secs(60), Duration::ZERO, &rules());
+        let InstallVerdict::Failed { evidence, .. } = verdict else { panic!("{verdict:?}") };
+        assert_eq!(evidence, ["No disks detected.", "q", "No disks detected."]);
+    }
 
     #[test]
     fn install_verdicts() {
